@@ -1,0 +1,3 @@
+"""QR-Distill: quality-filtered routing with cooperative distillation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,107 @@
+"""Artifacts on disk between stages.
+
+Every stage reads and writes JSONL. Writes are atomic (temp file in the same folder, fsync,
+rename) so that an interrupted run never leaves a half-written artifact that a later stage
+would trust. Reads report the file, line and field of any bad record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class DataError(ValueError):
+    """Bad input data. The message names the file, line and field, and says what to do."""
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[TextIO]:
+    """Open a temp file beside `path`; on success fsync and rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    binary = "b" in mode
+    try:
+        with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_open(path) as handle:
+        json.dump(obj, handle, indent=2, ensure_ascii=False, default=str)
+        handle.write("\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
+    """Write rows (dicts or pydantic models) atomically; return how many were written."""
+    count = 0
+    with atomic_open(path) as handle:
+        for row in rows:
+            if hasattr(row, "model_dump"):
+                row = row.model_dump(mode="json")
+            handle.write(json.dumps(row, ensure_ascii=False, default=str))
+            handle.write("\n")
+            count += 1
+    return count
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield (line_number, record) for each non-blank line; a bad line raises DataError."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(
+                    f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno}); "
+                    "fix or remove this line"
+                ) from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            yield lineno, record
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    return [record for _, record in iter_jsonl(path)]
+
+
+def read_jsonl_as(path: str | os.PathLike, model: type) -> list:
+    """Read a JSONL file into pydantic models; a record that does not validate names file:line:field."""
+    from pydantic import ValidationError
+
+    items = []
+    for lineno, record in iter_jsonl(path):
+        try:
+            items.append(model.model_validate(record))
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "(record)"
+            raise DataError(f"{path}:{lineno}: field '{field}': {first['msg']}") from None
+    return items

@@ -8,6 +8,7 @@ key and what is allowed, never silently ignored.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ class StrictConfig(BaseModel):
 
 
 T = TypeVar("T", bound=BaseModel)
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -40,21 +42,38 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override '{text}': value is not valid YAML ({err})") from None
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string
     return parts, value
+
+
+def set_dotted(data: dict, parts: list[str], value: Any, label: str) -> None:
+    """Set data[a][b][0][c] = value for parts ['a', 'b', '0', 'c']; integer parts index lists."""
+    node: Any = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override '{label}': '{part}' is not an index of a list of {len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{label}': '{parts[depth - 1]}' is not a section")
+        if last:
+            node[part] = value
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     for text in overrides:
         parts, value = parse_override(text)
-        node = data
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"override '{text}': '{part}' is not a section")
-            node = child
-        node[parts[-1]] = value
+        set_dotted(data, parts, value, text)
     return data
 
 

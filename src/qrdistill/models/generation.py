@@ -2,8 +2,9 @@
 
 Decoder-only models must be left-padded for batched generation (training pads on the right);
 we set the side per call so the tokenizer's own setting never matters. Only new tokens are
-decoded, generation stops at EOS or at a stop string, and prompts are sorted by length so a batch
-wastes little compute on padding.
+decoded, generation stops at EOS, at a stop string, or when a `stop_when(text)` predicate says the
+text so far is complete (e.g. its final-answer line is written), and prompts are sorted by length so
+a batch wastes little compute on padding.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 
 @dataclass
@@ -32,14 +34,31 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut]
 
 
+class _StopWhen(StoppingCriteria):
+    """Finish each row as soon as `predicate(decoded new text)` holds (per row, not per batch)."""
+
+    def __init__(self, tokenizer, prompt_length: int, predicate: Callable[[str], bool]):
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.predicate = predicate
+
+    def __call__(self, input_ids, scores, **kwargs):
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        return torch.tensor([self.predicate(text) for text in texts], dtype=torch.bool,
+                            device=input_ids.device)
+
+
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 256,
              temperature: float = 0.0, top_p: float = 1.0, stop: Sequence[str] = (),
              batch_size: int = 8, seed: int | None = None,
-             on_batch: Callable[[int], None] | None = None) -> list[Generation]:
+             on_batch: Callable[[int], None] | None = None,
+             stop_when: Callable[[str], bool] | None = None) -> list[Generation]:
     """Generate one completion per already-rendered prompt (see `render_prompt`).
 
     `on_batch(n)` is called after each batch with the number of prompts done in it (progress bars).
+    `stop_when(text)` ends a row once it returns True for the text generated so far; the text is
+    kept whole (unlike a stop string, nothing is cut).
     """
     if seed is not None:
         torch.manual_seed(seed)
@@ -50,6 +69,9 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
     gen_eos = getattr(model.generation_config, "eos_token_id", None)
     if gen_eos is not None:
         eos_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+    # transformers fills a row that stopped early (stop string, `stop_when`) with pad tokens, so
+    # the first pad also ends a completion; pad is a special token, never a real output.
+    end_ids = eos_ids | ({tokenizer.pad_token_id} if tokenizer.pad_token_id is not None else set())
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
@@ -67,6 +89,9 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             if stop:
                 kwargs.update(stop_strings=list(stop), tokenizer=tokenizer)
+            if stop_when is not None:
+                kwargs.update(stopping_criteria=StoppingCriteriaList(
+                    [_StopWhen(tokenizer, batch["input_ids"].shape[1], stop_when)]))
             out = model.generate(**batch, **kwargs)
             new_tokens = out.sequences[:, batch["input_ids"].shape[1]:]
             logprobs = None
@@ -76,7 +101,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
                 tokens = new_tokens[row]
                 length = len(tokens)
                 for pos, tok in enumerate(tokens.tolist()):
-                    if tok in eos_ids:
+                    if tok in end_ids:
                         length = pos
                         break
                 text = _cut_at_stop(tokenizer.decode(tokens[:length], skip_special_tokens=True), stop)

@@ -1,0 +1,32 @@
+"""Configuration of the evaluation stage."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from qrdistill.utils.config import StrictConfig
+
+
+class EvaluateConfig(StrictConfig):
+    """How every model answers the test questions: greedy, batched, stopping right after the answer."""
+
+    max_new_tokens: int = Field(256, gt=0, description="generation budget per answer")
+    batch_size: int = Field(8, gt=0)
+    stop: list[str] = Field(default_factory=list,
+                            description="extra stop strings; the text is cut before them")
+    stop_after_answer: bool = Field(
+        True, description="end an answer once the line holding its final-answer statement "
+                          "(\\boxed{..}, 'The best answer is X.', 'The answer is yes.') is complete; "
+                          "the answer itself is never cut")
+    instruction: str | None = Field(
+        None, description="zero-shot style instruction appended to every task prompt "
+                          "(METHOD.md: each student answers alone with a zero-shot instruction)")
+    ensembles: bool = Field(True, description="also score majority-vote and confidence-weighted "
+                                              "ensembles of each method's students (reported apart)")
+    backend: Literal["hf", "vllm"] = "hf"
+    dtype: str = "float32"
+    device: str | None = Field(None, description="'cpu', 'cuda', ...; default: cuda when available")
+    limit: int | None = Field(None, gt=0, description="evaluate only the first N test questions")
+    trust_remote_code: bool = False

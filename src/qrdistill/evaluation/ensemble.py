@@ -1,0 +1,67 @@
+"""Ensembles across the students of one method: an extra, reported apart from single students.
+
+Both ensembles pick one of the students' extracted answers per question (answers are compared as
+strings after stripping whitespace; the task's extractor already normalises them):
+- vote: the answer most students gave; a tie goes to the answer whose most confident voter has the
+  highest mean log-probability, then to the student listed first;
+- confidence: each student's answer is weighted by exp(mean log-probability), the geometric mean
+  probability of its tokens (length-normalised, so long answers are not penalised); the answer
+  with the largest total weight wins, a tie goes to the student listed first.
+A student without an answer abstains. The ensemble row copies the response and correctness of the
+winning answer's most confident voter and counts the tokens of all members (what it cost).
+"""
+
+from __future__ import annotations
+
+import math
+
+VOTE = "ensemble:vote"
+CONFIDENCE = "ensemble:confidence"
+
+
+def is_ensemble(student: str) -> bool:
+    return student.startswith("ensemble:")
+
+
+def _confidence(row: dict) -> float:
+    return math.exp(row["mean_logprob"]) if row.get("mean_logprob") is not None else 0.0
+
+
+def _combine(rows: list[dict], kind: str) -> dict:
+    voters: dict[str, list[int]] = {}  # answer -> positions of the students who gave it
+    for position, row in enumerate(rows):
+        if row.get("answer") is not None:
+            voters.setdefault(str(row["answer"]).strip(), []).append(position)
+
+    def best_voter(answer: str) -> int:
+        return max(voters[answer], key=lambda p: (_confidence(rows[p]), -p))
+
+    if kind == VOTE:
+        def rank(answer):
+            return len(voters[answer]), _confidence(rows[best_voter(answer)]), -min(voters[answer])
+    else:
+        def rank(answer):
+            return sum(_confidence(rows[p]) for p in voters[answer]), -min(voters[answer])
+
+    first = rows[0]
+    combined = {"question_id": first["question_id"], "task": first["task"], "method": first["method"],
+                "student": kind, "model": "+".join(row["model"] for row in rows),
+                "response": "", "answer": None, "correct": False, "mean_logprob": None,
+                "completion_tokens": sum(row.get("completion_tokens") or 0 for row in rows)}
+    if voters:
+        winner = rows[best_voter(max(voters, key=rank))]
+        combined.update(response=winner["response"], answer=winner["answer"],
+                        correct=bool(winner["correct"]), mean_logprob=winner.get("mean_logprob"))
+    return combined
+
+
+def ensemble_predictions(predictions: list[dict]) -> list[dict]:
+    """Vote and confidence rows for every (method, question) answered by two or more students."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in predictions:
+        if not is_ensemble(row["student"]):
+            groups.setdefault((row["method"], row["question_id"]), []).append(row)
+    rows = []
+    for kind in (VOTE, CONFIDENCE):
+        rows += [_combine(members, kind) for members in groups.values() if len(members) >= 2]
+    return rows

@@ -1,0 +1,41 @@
+"""Configuration of stage 2: answer check, LLM judge, threshold."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from qrdistill.quality.judge import DEFAULT_JUDGE_TEMPLATE, TEMPLATE_SLOTS
+from qrdistill.teacher.config import BackendConfig
+from qrdistill.utils.config import StrictConfig
+
+
+class JudgeBackendConfig(BackendConfig):
+    """A backend with judge-friendly defaults: deterministic and short."""
+
+    temperature: float = Field(0.0, ge=0.0)
+    max_tokens: int = Field(128, ge=1)
+
+
+class FilterConfig(StrictConfig):
+    # (a) drop paths whose extracted answer does not match the gold answer (task verifier)
+    answer_check: bool = True
+    # (b) drop paths the judge scores below `threshold` (scores are normalised to [0, 1])
+    judge_enabled: bool = True
+    judge: JudgeBackendConfig = Field(default_factory=JudgeBackendConfig)
+    judge_template: str = DEFAULT_JUDGE_TEMPLATE
+    # Attempts to get a readable verdict; after the last, `on_unparseable` decides. Rejecting
+    # (fail closed) is the default: an unread verdict is no evidence that the path is sound.
+    judge_attempts: int = Field(3, ge=1)
+    on_unparseable: Literal["reject", "keep"] = "reject"
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    show_progress: bool = True
+
+    @field_validator("judge_template")
+    @classmethod
+    def _template_has_slots(cls, template: str) -> str:
+        missing = [slot for slot in TEMPLATE_SLOTS if slot not in template]
+        if missing:
+            raise ValueError(f"judge_template must contain {' and '.join(missing)}")
+        return template

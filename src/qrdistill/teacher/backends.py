@@ -1,0 +1,232 @@
+"""Backends turn prompts into completions: an OpenAI-compatible server, a local transformers
+model, or the vLLM offline engine. All three take a list of `Request`s and yield
+`(request, Generation)` pairs as they finish, so the caller can persist each one at once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from qrdistill.models import Generation
+from qrdistill.teacher.cache import request_key
+from qrdistill.teacher.config import BackendConfig
+
+log = logging.getLogger(__name__)
+
+# Sent when no key is configured: the client library insists on one, local servers ignore it.
+NO_KEY = "no-key-configured"
+RETRYABLE_STATUS = {408, 409, 429} | set(range(500, 600))
+
+
+class BackendError(RuntimeError):
+    """A backend could not be used or a request failed for good; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Request:
+    key: str  # cache key
+    prompt: str  # the user message, as the model sees it
+    seed: int | None
+    label: str  # names the request in errors, e.g. "question q7, style program, sample 0"
+
+
+def make_request(cfg: BackendConfig, prompt: str, sample_index: int, label: str) -> Request:
+    key = request_key(cfg.kind, cfg.model, prompt, cfg.sampling(), sample_index)
+    # Each request gets its own seed, fixed by its key: samples differ, reruns repeat them.
+    seed = None if cfg.seed is None else int(hashlib.sha256(f"{cfg.seed}:{key}".encode()).hexdigest()[:8], 16)
+    return Request(key=key, prompt=prompt, seed=seed, label=label)
+
+
+def make_backend(cfg: BackendConfig):
+    backends = {"openai": OpenAIBackend, "hf": HFBackend, "vllm": VLLMBackend}
+    return backends[cfg.kind](cfg)
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class OpenAIBackend:
+    """Chat completions from one or more OpenAI-compatible endpoints, `concurrency` at a time.
+
+    Requests are spread round-robin over `base_urls`, and a retry goes to the next URL, so one
+    endpoint going down costs retries, not the run. Timeouts, connection errors, 408/409/429 and
+    5xx are retried with exponential backoff and jitter (or after the server's Retry-After);
+    other errors (bad request, wrong key, unknown model) fail at once.
+    """
+
+    def __init__(self, cfg: BackendConfig):
+        import openai
+
+        self.cfg = cfg
+        self._key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
+        self._check_reachable()
+        # The library's own retries are off: ours honour Retry-After and name the request.
+        self._clients = [openai.OpenAI(base_url=url, api_key=self._key or NO_KEY, max_retries=0,
+                                       timeout=cfg.request_timeout_s) for url in cfg.base_urls]
+        self._next_client = itertools.cycle(range(len(self._clients)))
+        self._lock = threading.Lock()
+
+    def _check_reachable(self) -> None:
+        """Fail before anything is written when no endpoint answers at all (any HTTP status,
+        even an error, proves a server is there; only a refused or silent connection does not)."""
+        down = []
+        for url in self.cfg.base_urls:
+            try:
+                urllib.request.urlopen(url, timeout=min(self.cfg.request_timeout_s, 10)).close()
+            except urllib.error.HTTPError:
+                pass
+            except (urllib.error.URLError, OSError) as err:
+                down.append(f"{url} ({getattr(err, 'reason', err)})")
+        if len(down) == len(self.cfg.base_urls):
+            raise BackendError(f"cannot reach the openai backend at {'; '.join(down)}; "
+                               "is the server running and is base_urls right?")
+        for entry in down:
+            log.warning("endpoint %s is not reachable; using the others", entry)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    def _backoff_s(self, attempt: int, err: Exception) -> float:
+        retry_after = _retry_after_s(err)
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** attempt)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter spreads out synchronized retries
+
+    def complete(self, request: Request) -> Generation:
+        import openai
+
+        attempts = self.cfg.max_retries + 1
+        for attempt in range(attempts):
+            with self._lock:
+                client = self._clients[next(self._next_client)]
+            try:
+                response = client.chat.completions.create(
+                    model=self.cfg.model, messages=[{"role": "user", "content": request.prompt}],
+                    temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                    max_tokens=self.cfg.max_tokens,
+                    **({"seed": request.seed} if request.seed is not None else {}))
+            except (openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError) as err:
+                status = getattr(err, "status_code", None)
+                reason = self._scrub(f"{type(err).__name__}" + (f" HTTP {status}" if status else "")
+                                     + f": {err}")
+                if status is not None and status not in RETRYABLE_STATUS:
+                    raise BackendError(f"{request.label}: {client.base_url} refused the request "
+                                       f"({reason})") from None
+                if attempt + 1 == attempts:
+                    raise BackendError(f"{request.label}: failed after {attempts} attempt(s); "
+                                       f"last error from {client.base_url}: {reason}") from None
+                delay = self._backoff_s(attempt, err)
+                log.info("%s: %s; retry %d/%d in %.1fs", request.label, reason, attempt + 1,
+                         self.cfg.max_retries, delay)
+                time.sleep(delay)
+                continue
+            usage = response.usage
+            return Generation(text=response.choices[0].message.content or "",
+                              prompt_tokens=usage.prompt_tokens if usage else 0,
+                              completion_tokens=usage.completion_tokens if usage else 0)
+
+    def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
+        """Yield results as they finish. At most `concurrency` requests are in flight, so a
+        failure or an interrupt leaves little unfinished work behind."""
+        pending = iter(requests)
+        pool = ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="teacher")
+        in_flight = {}
+        try:
+            for request in itertools.islice(pending, self.cfg.concurrency):
+                in_flight[pool.submit(self.complete, request)] = request
+            while in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    request = in_flight.pop(future)
+                    yield request, future.result()
+                    for new in itertools.islice(pending, 1):
+                        in_flight[pool.submit(self.complete, new)] = new
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _retry_after_s(err: Exception) -> float | None:
+    """Seconds from a Retry-After header (a number or an HTTP date), if the server sent one."""
+    response = getattr(err, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class HFBackend:
+    """A local transformers model, batched and left-padded by `qrdistill.models.generate`."""
+
+    def __init__(self, cfg: BackendConfig):
+        from qrdistill.models import load_causal_lm
+
+        self.cfg = cfg
+        try:
+            self.model, self.tokenizer = load_causal_lm(cfg.model, dtype=cfg.dtype, device=cfg.device,
+                                                        trust_remote_code=cfg.trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise BackendError(f"hf backend: cannot load model '{cfg.model}': {err}") from None
+        self.model.eval()
+
+    def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
+        from qrdistill.models import generate, render_prompt
+
+        for batch in _batches(requests, self.cfg.batch_size):
+            prompts = [render_prompt(self.tokenizer, r.prompt) for r in batch]
+            outputs = generate(self.model, self.tokenizer, prompts, max_new_tokens=self.cfg.max_tokens,
+                               temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                               batch_size=len(batch), seed=batch[0].seed)
+            yield from zip(batch, outputs)
+
+
+class VLLMBackend:
+    """The vLLM offline engine (GPU). Results are yielded per batch of `batch_size` so that a long
+    run is persisted as it goes; vLLM schedules within a batch itself."""
+
+    def __init__(self, cfg: BackendConfig):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise BackendError("backend 'vllm' needs the vllm package, which is not installed "
+                               "(pip install 'qrdistill[gpu]' on a GPU machine), or use "
+                               "kind: hf or kind: openai") from None
+        from qrdistill.models import resolve_model
+
+        self.cfg = cfg
+        self.llm = LLM(model=resolve_model(cfg.model), dtype=cfg.dtype,
+                       trust_remote_code=cfg.trust_remote_code)
+
+    def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
+        from vllm import SamplingParams
+
+        for batch in _batches(requests, self.cfg.batch_size):
+            params = [SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                                     max_tokens=self.cfg.max_tokens, seed=r.seed) for r in batch]
+            conversations = [[{"role": "user", "content": r.prompt}] for r in batch]
+            outputs = self.llm.chat(conversations, params, use_tqdm=False)
+            for request, out in zip(batch, outputs):
+                completion = out.outputs[0]
+                yield request, Generation(completion.text, len(out.prompt_token_ids),
+                                          len(completion.token_ids))

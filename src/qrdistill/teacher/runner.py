@@ -1,0 +1,34 @@
+"""Run requests through a backend with the cache in front: shared by the teacher and the judge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tqdm.auto import tqdm
+
+from qrdistill.models import Generation
+from qrdistill.teacher.backends import Request
+from qrdistill.teacher.cache import RequestCache
+
+
+def run_cached(requests: list[Request], cache: RequestCache, make_backend: Callable[[], object], *,
+               desc: str, show_progress: bool = True) -> dict[str, Generation]:
+    """Completions for every request, by key: cached ones are read back, the rest are run and
+    each is committed to the cache the moment it finishes.
+
+    The backend is made only when something is missing, so a fully cached rerun (e.g. filtering
+    again at another threshold) loads no model and contacts no server.
+    """
+    results = cache.get_many([r.key for r in requests])
+    todo = list({r.key: r for r in requests if r.key not in results}.values())
+    if not todo:
+        return results
+    backend = make_backend()
+    total = len(results) + len(todo)
+    with tqdm(total=total, initial=len(results), desc=desc, unit="req", disable=not show_progress,
+              dynamic_ncols=True) as bar:
+        for request, generation in backend.run(todo):
+            cache.put(request.key, request.label, generation)
+            results[request.key] = generation
+            bar.update(1)
+    return results

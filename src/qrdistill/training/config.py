@@ -1,0 +1,126 @@
+"""TrainConfig: everything the training stage reads, validated strictly (unknown keys are errors).
+
+Baselines and ablations are each one change here:
+- no routing:            routing.mode: all      (every path to every student)
+- random routing:        routing.mode: random
+- no peer teaching:      peer.enabled: false
+- one student frozen:    students[i].frozen: true
+- single-path SFT:       method: sft_single     (one correct path per question, every student)
+- answer augmentation:   method: answer_aug     (all correct paths, every student)
+- distilling step-by-step: method: step_by_step (rationale and answer as two tasks)
+The baselines are plain supervised fine-tuning by definition, so for them routing is "all" and
+peer teaching is off whatever those sections say; `effective_routing_mode` / `peer_active` are
+the values the run uses and `summary.json` records them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from qrdistill.utils.config import StrictConfig
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class LoraSettings(StrictConfig):
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    # "all-linear" (peft's keyword) or a list of module names.
+    target_modules: list[str] | Literal["all-linear"] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+class StudentConfig(StrictConfig):
+    name: str  # folder name under students/, key in metrics
+    model: str  # packaged alias, local folder or hub id
+    lr: float = Field(2e-4, gt=0)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    trust_remote_code: bool = False
+    frozen: bool = False  # still runs forward (peer for others, router signal), never updated
+    load_in_4bit: bool = False  # QLoRA; needs bitsandbytes and CUDA
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("student name must be letters, digits, '_', '.', '-' (it names a folder)")
+        return value
+
+
+class RoutingConfig(StrictConfig):
+    mode: Literal["learned", "all", "random"] = "learned"
+    encoder: str = "minilm"  # packaged alias, sentence-transformers or HF encoder name/folder
+    hidden: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    # Gumbel temperature, annealed exponentially from start to end over the run.
+    tau_start: float = Field(1.0, gt=0)
+    tau_end: float = Field(0.3, gt=0)
+    # Momentum of the per-student running mean loss the router's signal is measured against.
+    baseline_momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    cache_dir: str | None = None  # embedding cache; default <qrdistill cache>/embeddings
+
+
+class PeerConfig(StrictConfig):
+    enabled: bool = True
+    kind: Literal["hidden", "logits"] = "hidden"  # logits needs students that share a tokenizer
+    dim: int = Field(128, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    lambda_competence: float = Field(1.0, ge=0.0)  # weight of the loss that trains gamma
+    # Weight of the batch-variance hinge that stops the projections collapsing to a constant.
+    lambda_variance: float = Field(1.0, ge=0.0)
+
+
+class TrainConfig(StrictConfig):
+    students: list[StudentConfig] = Field(min_length=1)
+    method: Literal["qr_distill", "sft_single", "answer_aug", "step_by_step"] = "qr_distill"
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    peer: PeerConfig = Field(default_factory=PeerConfig)
+    lambda_entropy: float = Field(0.01, ge=0.0)
+    lambda_mutual: float = Field(0.1, ge=0.0)
+
+    epochs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps
+    batch_size: int = Field(4, ge=1)  # paths per device per micro-batch
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(1024, ge=8)
+    overlength: Literal["truncate_prompt", "drop"] = "truncate_prompt"
+    warmup_steps: int = Field(0, ge=0)
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    weight_decay: float = Field(0.0, ge=0.0)
+    clip: float | None = Field(1.0, gt=0)
+    seed: int = 0
+    checkpoint_every: int = Field(100, ge=1)
+    checkpoint_keep: int = Field(2, ge=1)
+    log_every: int = Field(10, ge=1)
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    progress: bool = True
+
+    # sft_single / step_by_step pick one correct path per question: this style when present.
+    single_path_style: str | None = None
+    # step_by_step's answer task: the base prompt plus this line, the extracted answer as response.
+    answer_instruction: str = "Give only the final answer."
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        names = [s.name for s in self.students]
+        if len(set(names)) != len(names):
+            raise ValueError(f"student names must be unique, got {names}")
+        if all(s.frozen for s in self.students):
+            raise ValueError("every student is frozen: nothing would be trained")
+        if len(self.students) < 2 and self.method == "qr_distill" and (
+                self.routing.mode != "all" or self.peer.enabled):
+            raise ValueError("routing and peer teaching need at least 2 students; with one student "
+                             "set routing.mode: all and peer.enabled: false")
+        return self
+
+    @property
+    def effective_routing_mode(self) -> str:
+        return self.routing.mode if self.method == "qr_distill" else "all"
+
+    @property
+    def peer_active(self) -> bool:
+        return self.method == "qr_distill" and self.peer.enabled and len(self.students) >= 2

@@ -1,0 +1,167 @@
+"""Training data: which paths each method trains on, per-student tokenisation, length-grouped batches.
+
+Every student sees the same paths (the router compares students on the same path), but each
+tokenises them with its own tokenizer: the prompt through `render_prompt` (its chat template
+when it has one, and no extra special tokens, exactly as `qrdistill.models.generate` does at
+inference), the response separately with EOS appended so students learn to stop. Labels are
+-100 on prompt and padding. A path longer than `max_length` loses prompt tokens from the left
+(`overlength: truncate_prompt`) or is dropped; the response, which holds the final answer, is
+never cut. Counts of both are reported.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from qrdistill.models import render_prompt
+from qrdistill.teacher.schema import ReasoningPath
+from qrdistill.training.config import TrainConfig
+from qrdistill.utils.io import read_jsonl_as
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TrainItem:
+    """One training example: a path, or for step_by_step one of the two tasks made from a path."""
+
+    path_id: str
+    question_id: str
+    style: str
+    task: str  # "path", or for step_by_step "rationale" / "answer"
+    prompt: str  # base prompt, before the student's template
+    response: str
+    route_text: str  # what the router's encoder embeds: the reasoning path (METHOD.md Stage 3)
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+
+@dataclass
+class TrainData:
+    items: list[TrainItem]
+    encoded: dict[str, list[Encoded]]  # student name -> one per item, same order
+    counts: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def lengths(self) -> list[int]:
+        return [max(len(enc[i].input_ids) for enc in self.encoded.values()) for i in range(len(self.items))]
+
+
+def select_items(paths: list[ReasoningPath], cfg: TrainConfig) -> tuple[list[TrainItem], dict]:
+    """The items a method trains on. qr_distill takes every path of the file it is given (the
+    pipeline passes the filtered file, or the unfiltered one for the no-filter ablation); the SFT
+    baselines are defined on correct paths, so they keep only those."""
+    counts: dict = {"paths_in_file": len(paths)}
+    if cfg.method == "qr_distill":
+        chosen = list(paths)
+    else:
+        correct = [p for p in paths if p.correct]
+        counts["paths_incorrect_skipped"] = len(paths) - len(correct)
+        chosen = correct if cfg.method == "answer_aug" else _one_per_question(correct, cfg.single_path_style)
+    counts["paths_used"] = len(chosen)
+    items: list[TrainItem] = []
+    for p in chosen:
+        if cfg.method == "step_by_step":
+            items.append(TrainItem(p.id, p.question_id, p.style, "rationale", p.prompt, p.text, p.text))
+            answer = p.answer if p.answer is not None else p.gold
+            items.append(TrainItem(p.id, p.question_id, p.style, "answer",
+                                   f"{p.prompt}\n{cfg.answer_instruction}", answer, p.text))
+        else:
+            items.append(TrainItem(p.id, p.question_id, p.style, "path", p.prompt, p.text, p.text))
+    counts["styles"] = dict(Counter(i.style for i in items))
+    return items, counts
+
+
+def _one_per_question(paths: list[ReasoningPath], style: str | None) -> list[ReasoningPath]:
+    """First path per question in file order, preferring `style`: deterministic and documented."""
+    chosen: dict[str, ReasoningPath] = {}
+    for p in paths:
+        current = chosen.get(p.question_id)
+        if current is None or (style is not None and p.style == style and current.style != style):
+            chosen[p.question_id] = p
+    return list(chosen.values())
+
+
+def encode(tokenizer, item: TrainItem, max_length: int, overlength: str) -> tuple[Encoded | None, bool]:
+    """(encoded or None if dropped, whether the prompt was truncated)."""
+    prompt_ids = tokenizer(render_prompt(tokenizer, item.prompt), add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(item.response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    truncated = False
+    room = max_length - len(response_ids)
+    if len(prompt_ids) > room:
+        if overlength == "drop" or room < 1:
+            return None, False
+        prompt_ids = prompt_ids[len(prompt_ids) - room:]
+        truncated = True
+    return Encoded(prompt_ids + response_ids, [IGNORE] * len(prompt_ids) + response_ids), truncated
+
+
+def build_data(paths_path: Path, cfg: TrainConfig, tokenizers: dict) -> TrainData:
+    paths = read_jsonl_as(paths_path, ReasoningPath)
+    items, counts = select_items(paths, cfg)
+    encoded: dict[str, list[Encoded | None]] = {name: [] for name in tokenizers}
+    counts["truncated_prompt"] = {name: 0 for name in tokenizers}
+    counts["dropped_overlength"] = {name: 0 for name in tokenizers}
+    for item in items:
+        for name, tok in tokenizers.items():
+            enc, truncated = encode(tok, item, cfg.max_length, cfg.overlength)
+            encoded[name].append(enc)
+            counts["truncated_prompt"][name] += int(truncated)
+            counts["dropped_overlength"][name] += int(enc is None)
+    # An item too long for any student is dropped for all, so every student sees the same items.
+    keep = [i for i in range(len(items)) if all(encoded[n][i] is not None for n in tokenizers)]
+    counts["items_dropped"] = len(items) - len(keep)
+    counts["items"] = len(keep)
+    if not keep:
+        raise ValueError(f"{paths_path}: no trainable items for method '{cfg.method}' "
+                         f"(counts: {counts}); check the file, the method or max_length")
+    return TrainData([items[i] for i in keep], {n: [encoded[n][i] for i in keep] for n in tokenizers}, counts)
+
+
+def epoch_batches(lengths: list[int], global_batch: int, seed: int, epoch: int,
+                  group_factor: int = 16) -> list[list[int]]:
+    """Length-grouped batches for one epoch, identical on every rank (seeded by seed and epoch).
+
+    Shuffle, sort each window of `group_factor` batches by length so a batch pads little, then
+    shuffle the batches so training does not see lengths in order.
+    """
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(lengths), generator=gen).tolist()
+    window = global_batch * group_factor
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: -lengths[i])
+        batches += [chunk[j:j + global_batch] for j in range(0, len(chunk), global_batch)]
+    perm = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in perm]
+
+
+def shard(batch: list[int], rank: int, world: int) -> list[int]:
+    """This rank's part of a global batch; a short last batch wraps so no rank is left empty."""
+    if len(batch) < world:
+        batch = (batch * world)[:world]
+    return batch[rank::world]
+
+
+def collate(encoded: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right padding to the longest in the batch (dynamic padding); padding is masked in labels."""
+    width = max(len(e.input_ids) for e in encoded)
+    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, e in enumerate(encoded):
+        n = len(e.input_ids)
+        ids[row, :n] = torch.tensor(e.input_ids)
+        labels[row, :n] = torch.tensor(e.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

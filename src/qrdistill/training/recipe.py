@@ -1,0 +1,346 @@
+"""The training loop, in one place: load students and data, build the objective, optimise, log,
+checkpoint, resume, export. Everything it uses lives in a small module next to it (data, router,
+peer, objective, checkpoint, export); nothing here is hidden in callbacks.
+
+Distributed runs use `accelerate` (CPU, one GPU, `accelerate launch` for DDP; FSDP/DeepSpeed via
+accelerate's own config). The data order, the global batches and the routing noise are computed
+identically on every rank from the seed; each rank trains on its shard of a global batch of
+`batch_size * world_size` paths. Per-path statistics are gathered so that logs, the router's
+baseline and the non-finite check are the same on every rank.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from qrdistill.models.packaged import cache_dir
+from qrdistill.training import checkpoint
+from qrdistill.training.config import TrainConfig
+from qrdistill.training.data import TrainData, build_data, collate, epoch_batches, shard
+from qrdistill.training.export import export_student
+from qrdistill.training.objective import QRDistillObjective
+from qrdistill.training.router import embed_texts, logistic_noise, random_gates, step_generator, tau_at
+from qrdistill.training.students import load_student
+from qrdistill.utils.io import atomic_open, iter_jsonl, write_json
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or inf; the message says where and which checkpoint is the last good one."""
+
+
+def train(cfg: TrainConfig, paths_path: Path, out_dir: Path, *, resume: bool = False) -> Path:
+    """Train the configured students on `paths_path` (ReasoningPath JSONL) into `out_dir`."""
+    return Recipe(cfg, Path(paths_path), Path(out_dir), resume=resume).run()
+
+
+class Recipe:
+    def __init__(self, cfg: TrainConfig, paths_path: Path, out_dir: Path, *, resume: bool = False):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.cfg, self.out, self.resume = cfg, out_dir, resume
+        log_with = None if cfg.report_to == "none" else cfg.report_to
+        self.acc = Accelerator(log_with=log_with, project_dir=str(out_dir))
+        set_seed(cfg.seed)
+        self.names = [s.name for s in cfg.students]
+        loaded = [load_student(s) for s in cfg.students]
+        self.tokenizers = {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)}
+        self.data: TrainData = build_data(paths_path, cfg, self.tokenizers)
+        self.lengths = self.data.lengths()
+        self.chars = torch.tensor([len(i.response) for i in self.data.items], dtype=torch.float32)
+        self.styles = sorted(set(i.style for i in self.data.items))
+        self.style_index = torch.tensor([self.styles.index(i.style) for i in self.data.items])
+
+        self.embeddings = None
+        if cfg.effective_routing_mode == "learned":
+            root = Path(cfg.routing.cache_dir) if cfg.routing.cache_dir else cache_dir() / "embeddings"
+            with self.acc.main_process_first():  # one rank fills the cache, the others read it
+                self.embeddings = embed_texts([i.route_text for i in self.data.items], cfg.routing.encoder, root)
+        model = QRDistillObjective([m for m, _ in loaded], cfg,
+                                   None if self.embeddings is None else self.embeddings.shape[1])
+        self.optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)
+        self.global_batch = cfg.batch_size * self.acc.num_processes
+        n_batches = len(epoch_batches(self.lengths, self.global_batch, cfg.seed, 0))
+        self.windows_per_epoch = math.ceil(n_batches / cfg.grad_accum)
+        self.total_steps = cfg.epochs * self.windows_per_epoch
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.scheduler = make_scheduler(self.optimizer, cfg, self.total_steps)
+        # The scheduler is stepped by us once per optimizer step (not prepared: accelerate would
+        # step it once per process).
+        self.model, self.optimizer = self.acc.prepare(model, self.optimizer)
+        self.ckpt_dir = out_dir / "checkpoints"
+        self.progress = {"epoch": 0, "window": 0, "step": 0, "tokens": [0] * len(self.names)}
+        self._reset_log()
+        self._reset_routing()
+
+    # ----------------------------------------------------------------------------- the loop
+    def run(self) -> Path:
+        self._start_or_resume()
+        bar = None
+        if self.acc.is_main_process and self.cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.progress["step"], desc="train", dynamic_ncols=True)
+        for epoch in range(self.progress["epoch"], self.cfg.epochs):
+            batches = epoch_batches(self.lengths, self.global_batch, self.cfg.seed, epoch)
+            windows = [list(range(i, min(i + self.cfg.grad_accum, len(batches))))
+                       for i in range(0, len(batches), self.cfg.grad_accum)]
+            for w in range(self.progress["window"], len(windows)):
+                if self.progress["step"] >= self.total_steps:
+                    break
+                self.optimizer_step(epoch, [(b, batches[b]) for b in windows[w]], len(batches))
+                self.progress.update(window=w + 1, step=self.progress["step"] + 1)
+                step = self.progress["step"]
+                if step % self.cfg.log_every == 0 or step == self.total_steps:
+                    row = self._log_row(epoch + (w + 1) / len(windows))
+                    if bar is not None:
+                        bar.set_postfix({n: row.get(f"loss/{n}") for n in self.names})
+                if bar is not None:
+                    bar.update(1)
+                if step % self.cfg.checkpoint_every == 0 and step < self.total_steps:
+                    self.save_checkpoint()
+            if self.progress["window"] >= len(windows):
+                self._write_routing(epoch)
+                self.progress.update(epoch=epoch + 1, window=0)
+            if self.progress["step"] >= self.total_steps:
+                break
+        if self._routing["total"].sum() > 0:  # stopped by max_steps inside an epoch
+            self._write_routing(self.progress["epoch"], partial=True)
+        if bar is not None:
+            bar.close()
+        self.save_checkpoint()
+        self._finish()
+        return self.out
+
+    def optimizer_step(self, epoch: int, window: list[tuple[int, list[int]]], n_batches: int) -> None:
+        """One optimizer step over a gradient-accumulation window of micro-batches."""
+        self.model.train()
+        for k, (b, batch) in enumerate(window):
+            # Gradients are all-reduced once per window, on its last micro-batch.
+            last = k == len(window) - 1
+            with nullcontext() if last else self.acc.no_sync(self.model):
+                out = self.micro_step(batch, epoch * n_batches + b)
+                self.acc.backward(out["loss"] / len(window))
+        if self.cfg.clip is not None:
+            self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def micro_step(self, batch: list[int], micro_id: int) -> dict[str, torch.Tensor]:
+        rank, world = self.acc.process_index, self.acc.num_processes
+        per_rank = math.ceil(len(batch) / world)
+        padded = (batch * world)[:per_rank * world]  # equal shards, so per-path rows can be gathered
+        local = shard(padded, rank, world)
+        device = self.acc.device
+        inputs = [{k: v.to(device) for k, v in collate([self.data.encoded[n][i] for i in local],
+                                                       self.tokenizers[n].pad_token_id).items()}
+                  for n in self.names]
+        kwargs: dict = {"chars": self.chars[local].to(device)}
+        gen = step_generator(self.cfg.seed, micro_id)
+        shape = (len(padded), len(self.names))
+        mode = self.cfg.effective_routing_mode
+        if mode == "learned":
+            kwargs.update(embeddings=self.embeddings[local].to(device),
+                          noise=logistic_noise(shape, gen)[rank::world],
+                          tau=tau_at(self.progress["step"], self.total_steps,
+                                     self.cfg.routing.tau_start, self.cfg.routing.tau_end))
+        else:
+            gates = random_gates(shape, gen) if mode == "random" else torch.ones(shape)
+            kwargs["fixed_gates"] = gates[rank::world].to(device)
+        out = self.model(inputs, **kwargs)
+        self._record(out, [padded[r::world] for r in range(world)])
+        return out
+
+    # ----------------------------------------------------------------------------- statistics
+    def _record(self, out: dict, shards: list[list[int]]) -> None:
+        """Gather per-path rows from every rank, check they are finite, update the router's
+        baseline, the log and routing accumulators (identically on every rank)."""
+        probs = out.get("probs", out["gates"])
+        rows = torch.cat([out["per_path"], out["gates"], probs, out["tokens"].float()], dim=1)
+        scalars = torch.stack([out["loss"].detach().float()] + [
+            out.get(k, torch.zeros((), device=rows.device)).float()
+            for k in ("entropy", "mutual", "variance", "competence")])
+        rows = self.acc.gather(rows.float()).cpu()
+        scalars = self.acc.gather(scalars.unsqueeze(0)).cpu()
+        index = torch.tensor([i for part in shards for i in part])
+        s = len(self.names)
+        per_path, gates, probs, tokens = rows[:, :s], rows[:, s:2 * s], rows[:, 2 * s:3 * s], rows[:, 3 * s:]
+        if not (torch.isfinite(per_path).all() and torch.isfinite(scalars).all()):
+            self._diverged(per_path, scalars)
+        router = self.acc.unwrap_model(self.model).router
+        if router is not None:
+            router.update_baseline(per_path.mean(0).to(router.baseline.device), self.cfg.routing.baseline_momentum)
+        log = self._log
+        log["n"] += 1
+        log["scalars"] += scalars.mean(0)
+        log["routed_loss"] += (per_path * gates).sum(0)
+        log["routed"] += gates.sum(0)
+        log["paths"] += len(index)
+        self.progress["tokens"] = [t + int(x) for t, x in zip(self.progress["tokens"], tokens.sum(0))]
+        style = self.style_index[index]
+        r = self._routing
+        r["routed"].index_add_(0, style, gates)
+        r["prob"].index_add_(0, style, probs)
+        r["total"].index_add_(0, style, torch.ones_like(gates))
+
+    def _diverged(self, per_path: torch.Tensor, scalars: torch.Tensor) -> None:
+        bad = [n for n, ok in zip(self.names, torch.isfinite(per_path).all(0)) if not ok]
+        terms = [t for t, ok in zip(("total", "entropy", "mutual", "variance", "competence"),
+                                    torch.isfinite(scalars).all(0)) if not ok]
+        last = checkpoint.latest(self.ckpt_dir)
+        raise TrainingDiverged(
+            f"non-finite loss at optimizer step {self.progress['step'] + 1} (epoch {self.progress['epoch']}): "
+            f"students {bad or 'none'}, terms {terms or 'none'}. Training stopped; the last good "
+            f"checkpoint is {last if last else 'none (no checkpoint written yet)'}. Lower the learning "
+            "rate, use float32, or check the data; --resume restarts from that checkpoint.")
+
+    def _reset_log(self) -> None:
+        s = len(self.names)
+        self._log = {"n": 0, "scalars": torch.zeros(5), "routed_loss": torch.zeros(s),
+                     "routed": torch.zeros(s), "paths": 0}
+
+    def _reset_routing(self) -> None:
+        shape = (len(self.styles), len(self.names))
+        self._routing = {"routed": torch.zeros(shape), "prob": torch.zeros(shape), "total": torch.zeros(shape)}
+
+    def _log_row(self, epoch: float) -> dict:
+        log = self._log
+        n = max(1, log["n"])
+        total, entropy, mutual, variance, competence = (log["scalars"] / n).tolist()
+        # "objective" is the optimised total (its distillation part is centred by the router's
+        # baseline); "loss/<student>" is the plain mean loss over the paths routed to the student.
+        row: dict = {"step": self.progress["step"], "epoch": round(epoch, 4), "objective": total,
+                     "entropy": entropy, "mutual": mutual, "variance": variance, "competence": competence,
+                     "tau": tau_at(self.progress["step"], self.total_steps, self.cfg.routing.tau_start,
+                                   self.cfg.routing.tau_end) if self.cfg.effective_routing_mode == "learned" else None}
+        for j, name in enumerate(self.names):
+            routed = float(log["routed"][j])
+            row[f"loss/{name}"] = float(log["routed_loss"][j]) / routed if routed else None
+            row[f"route_rate/{name}"] = routed / max(1, log["paths"])
+            row[f"tokens/{name}"] = self.progress["tokens"][j]
+        for group in self.optimizer.param_groups:
+            row[f"lr/{group['name']}"] = group["lr"]
+        if self.acc.is_main_process:
+            _append_jsonl(self.out / "metrics.jsonl", row)
+            if self.cfg.report_to != "none":
+                self.acc.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
+        self.last_row = row
+        self._reset_log()
+        return row
+
+    def _write_routing(self, epoch: int, partial: bool = False) -> None:
+        r = self._routing
+        rows = []
+        for a, style in enumerate(self.styles):
+            for j, name in enumerate(self.names):
+                total = float(r["total"][a, j])
+                rows.append({"epoch": epoch, "style": style, "student": name, "count": int(r["routed"][a, j]),
+                             "total": int(total), "rate": float(r["routed"][a, j]) / total if total else None,
+                             "mean_prob": float(r["prob"][a, j]) / total if total else None,
+                             "partial": partial})
+        if self.acc.is_main_process:
+            for row in rows:
+                _append_jsonl(self.out / "routing.jsonl", row)
+        self.last_routing = rows
+        self._reset_routing()
+
+    # ----------------------------------------------------------------------------- state
+    def _start_or_resume(self) -> None:
+        self.last_row, self.last_routing = None, []
+        found = checkpoint.latest(self.ckpt_dir) if self.resume else None
+        if found is None:
+            if self.acc.is_main_process:  # a fresh run never mixes with an older one's files
+                shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+                for name in ("metrics.jsonl", "routing.jsonl", "summary.json"):
+                    (self.out / name).unlink(missing_ok=True)
+            self.acc.wait_for_everyone()
+        else:
+            progress = checkpoint.load(found, self.acc.unwrap_model(self.model), self.optimizer,
+                                       self.scheduler, self.acc.process_index)
+            self.progress = progress["position"]
+            self._log = {k: torch.tensor(v) if isinstance(v, list) else v for k, v in progress["log"].items()}
+            self._routing = {k: torch.tensor(v) for k, v in progress["routing"].items()}
+            self.last_row = progress["last_row"]
+            if self.acc.is_main_process:  # drop rows logged after the checkpoint
+                _truncate_jsonl(self.out / "metrics.jsonl", lambda r: r["step"] <= self.progress["step"])
+                _truncate_jsonl(self.out / "routing.jsonl", lambda r: r["epoch"] < self.progress["epoch"])
+            self.acc.wait_for_everyone()
+        if self.cfg.report_to != "none":
+            self.acc.init_trackers("qrdistill", config=self.cfg.model_dump(mode="json"))
+
+    def save_checkpoint(self) -> None:
+        step = self.progress["step"]
+        checkpoint.save_rank_rng(self.ckpt_dir, step, self.acc.process_index)
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            progress = {"position": self.progress, "last_row": self.last_row,
+                        "log": {k: v.tolist() if torch.is_tensor(v) else v for k, v in self._log.items()},
+                        "routing": {k: v.tolist() for k, v in self._routing.items()}}
+            checkpoint.commit(self.ckpt_dir, step, self.acc.unwrap_model(self.model), self.optimizer,
+                              self.scheduler, progress, self.cfg.checkpoint_keep)
+        self.acc.wait_for_everyone()
+
+    def _finish(self) -> None:
+        self.acc.wait_for_everyone()
+        model = self.acc.unwrap_model(self.model)
+        if self.acc.is_main_process:
+            exported = {}
+            for name, student in zip(self.names, model.students):
+                path = export_student(student, self.tokenizers[name], self.out / "students" / name)
+                exported[name] = str(path)
+            write_json(self.out / "summary.json", {
+                "method": self.cfg.method,
+                "effective": {"routing_mode": self.cfg.effective_routing_mode, "peer": self.cfg.peer_active},
+                "config": self.cfg.model_dump(mode="json"),
+                "counts": self.data.counts,
+                "world_size": self.acc.num_processes,
+                "steps": self.progress["step"],
+                "epochs_completed": self.progress["epoch"],
+                "final": self.last_row,
+                "routing_last_epoch": self.last_routing,
+                "students": exported,
+            })
+        if self.cfg.report_to != "none":
+            self.acc.end_training()
+        self.acc.wait_for_everyone()
+
+
+def param_groups(model: QRDistillObjective, cfg: TrainConfig) -> list[dict]:
+    """One AdamW group per student, the router and the peer modules, each with its own lr.
+    Every trainable parameter is in exactly one group (tested)."""
+    groups = [{"name": s.name, "lr": s.lr, "params": [p for p in student.parameters() if p.requires_grad]}
+              for s, student in zip(cfg.students, model.students)]
+    if model.router is not None:
+        groups.append({"name": "router", "lr": cfg.routing.lr, "params": list(model.router.parameters())})
+    if model.peer is not None:
+        groups.append({"name": "peer", "lr": cfg.peer.lr, "params": list(model.peer.parameters())})
+    return [g for g in groups if g["params"]]
+
+
+def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if cfg.scheduler == "constant" else cfg.scheduler
+    return get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps)
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def _truncate_jsonl(path: Path, keep) -> None:
+    if not path.exists():
+        return
+    rows = [r for _, r in iter_jsonl(path) if keep(r)]
+    with atomic_open(path) as handle:
+        handle.writelines(json.dumps(r) + "\n" for r in rows)

@@ -1,0 +1,64 @@
+import math
+
+from qrdistill.evaluation.ensemble import CONFIDENCE, VOTE, ensemble_predictions
+
+
+def row(qid, student, answer, logprob, correct=False, method="m", tokens=10):
+    return {"question_id": qid, "task": "arc_challenge", "method": method, "student": student,
+            "model": f"model-{student}", "response": f"{student} says {answer}", "answer": answer,
+            "correct": correct, "mean_logprob": logprob, "completion_tokens": tokens}
+
+
+PREDICTIONS = [
+    # q1: two weak votes for B against one confident A.
+    # vote -> B (2 votes); confidence -> A: e^-0.1 = 0.905 > e^-0.2 + e^-3 = 0.869.
+    row("q1", "s1", "A", -0.1, correct=True), row("q1", "s2", "B", -0.2), row("q1", "s3", "B", -3.0),
+    # q2: one vote each for C and D, s3 abstains; the tie goes to the more confident D.
+    row("q2", "s1", "C", -1.0), row("q2", "s2", "D", -0.5, correct=True), row("q2", "s3", None, None),
+    # q3: nobody answers.
+    row("q3", "s1", None, -1.0), row("q3", "s2", None, -1.0), row("q3", "s3", None, None),
+    # q4: equal confidence and one vote each: the student listed first wins both.
+    row("q4", "s1", "E", -1.0), row("q4", "s2", "F", -1.0, correct=True), row("q4", "s3", None, None),
+    # A method with one student has no ensemble.
+    row("q1", "solo", "A", -0.1, method="single"),
+]
+
+
+def by_key(rows):
+    return {(r["student"], r["question_id"]): r for r in rows}
+
+
+def test_vote_and_confidence_outcomes():
+    rows = by_key(ensemble_predictions(PREDICTIONS))
+    assert {(r["student"], r["question_id"]): (r["answer"], r["correct"]) for r in rows.values()} == {
+        (VOTE, "q1"): ("B", False), (CONFIDENCE, "q1"): ("A", True),
+        (VOTE, "q2"): ("D", True), (CONFIDENCE, "q2"): ("D", True),
+        (VOTE, "q3"): (None, False), (CONFIDENCE, "q3"): (None, False),
+        (VOTE, "q4"): ("E", False), (CONFIDENCE, "q4"): ("E", False),
+    }
+
+
+def test_ensemble_row_fields():
+    rows = by_key(ensemble_predictions(PREDICTIONS))
+    vote_q1 = rows[(VOTE, "q1")]
+    # The most confident voter for the winning answer (s2) speaks for the ensemble.
+    assert vote_q1["response"] == "s2 says B"
+    assert vote_q1["mean_logprob"] == -0.2
+    assert vote_q1["completion_tokens"] == 30  # what the three members cost
+    assert vote_q1["model"] == "model-s1+model-s2+model-s3"
+    assert (vote_q1["method"], vote_q1["task"]) == ("m", "arc_challenge")
+    assert all(r["method"] == "m" for r in rows.values())
+
+
+def test_confidence_weights_are_probabilities():
+    # Three students: answer G twice at log-prob -2 (2 * 0.135 = 0.271) vs H once at -1.2 (0.301).
+    rows = [row("q", "a", "G", -2.0), row("q", "b", "G", -2.0), row("q", "c", "H", -1.2)]
+    assert 2 * math.exp(-2.0) < math.exp(-1.2)
+    result = by_key(ensemble_predictions(rows))
+    assert result[(VOTE, "q")]["answer"] == "G"
+    assert result[(CONFIDENCE, "q")]["answer"] == "H"
+
+
+def test_existing_ensemble_rows_are_not_members():
+    rows = ensemble_predictions(PREDICTIONS)
+    assert len(ensemble_predictions(PREDICTIONS + rows)) == len(rows)

@@ -1,0 +1,181 @@
+"""evaluate(): prediction rows, the same questions for every model, resume, ensembles, summary."""
+
+import pytest
+
+import qrdistill.evaluation.runner as runner
+from qrdistill.evaluation import EvalModel, EvaluateConfig, evaluate
+from qrdistill.models import Generation
+from qrdistill.tasks import get_task
+from qrdistill.utils.io import read_json, read_jsonl, write_jsonl
+
+EXAMPLES = [
+    {"id": "q1", "task": "gsm8k", "question": "Natalia sold 48 clips in April and half as many in May. "
+                                              "How many clips did she sell?", "gold": "72"},
+    {"id": "q2", "task": "arc_challenge", "question": "Which is a liquid at room temperature?",
+     "choices": ["iron", "water", "salt"], "gold": "B"},
+    {"id": "q3", "task": "strategyqa", "question": "Is the sky blue on a clear day?", "gold": "yes"},
+]
+FIELDS = {"question_id", "task", "method", "student", "model", "response", "answer", "correct",
+          "mean_logprob", "completion_tokens"}
+
+
+@pytest.fixture()
+def test_file(tmp_path):
+    path = tmp_path / "test.jsonl"
+    write_jsonl(path, EXAMPLES)
+    return path
+
+
+@pytest.fixture()
+def opened(monkeypatch):
+    """Record which models evaluate() actually loads and generates with."""
+    names = []
+    real = runner.open_generator
+
+    def recording(model_name, cfg):
+        names.append(model_name)
+        return real(model_name, cfg)
+
+    monkeypatch.setattr(runner, "open_generator", recording)
+    return names
+
+
+def models_for(tiny_students):
+    a, b = tiny_students
+    return [EvalModel(method="zero_shot", student="a", model=str(a)),
+            EvalModel(method="zero_shot", student="b", model=str(b))]
+
+
+def test_prediction_rows_with_tiny_students(tiny_students, test_file, tmp_path, opened):
+    cfg = EvaluateConfig(max_new_tokens=8, batch_size=2)
+    models = models_for(tiny_students)
+    out = tmp_path / "eval"
+    assert evaluate(cfg, test_file, models, out) == out / "predictions.jsonl"
+
+    rows = read_jsonl(out / "predictions.jsonl")
+    singles = [r for r in rows if not r["student"].startswith("ensemble:")]
+    assert [(r["method"], r["student"], r["question_id"]) for r in singles] == [
+        ("zero_shot", s, q) for s in ("a", "b") for q in ("q1", "q2", "q3")]
+    examples = {e["id"]: e for e in EXAMPLES}
+    for row in singles:
+        assert set(row) == FIELDS
+        example = examples[row["question_id"]]
+        task = get_task(example["task"])
+        assert row["task"] == example["task"]
+        assert row["model"] == str(tiny_students[0 if row["student"] == "a" else 1])
+        assert isinstance(row["response"], str)
+        assert row["answer"] == task.extract_answer(row["response"], example.get("choices"))
+        assert row["correct"] == task.is_correct(row["response"], example["gold"], example.get("choices"))
+        assert 1 <= row["completion_tokens"] <= 8
+        assert row["mean_logprob"] <= 0.0
+    # Each model's own file holds exactly its rows.
+    assert read_jsonl(out / "models" / "zero_shot__a.jsonl") == singles[:3]
+
+    ensembles = {(r["student"], r["question_id"]) for r in rows if r["student"].startswith("ensemble:")}
+    assert ensembles == {(kind, q) for kind in ("ensemble:vote", "ensemble:confidence") for q in ("q1", "q2", "q3")}
+
+    summary = read_json(out / "summary.json")
+    assert {(s["method"], s["student"], s["task"]) for s in summary} == {
+        ("zero_shot", student, task) for student in ("a", "b", "ensemble:vote", "ensemble:confidence")
+        for task in ("gsm8k", "arc_challenge", "strategyqa")}
+    for s in summary:
+        assert s["n"] == 1 and s["accuracy"] == s["correct"] / s["n"]
+        assert 0.0 <= s["ci_low"] <= s["accuracy"] <= s["ci_high"] <= 1.0
+
+    # Resume: a rerun loads nothing, a new model is the only one generated.
+    assert opened == [str(m) for m in tiny_students]
+    opened.clear()
+    evaluate(cfg, test_file, models, out)
+    assert opened == []
+    assert read_jsonl(out / "predictions.jsonl") == rows
+    retrained = [models[0], models[1].model_copy(update={"fingerprint": "retrained"}),
+                 EvalModel(method="qr_distill", student="a", model=str(tiny_students[0]))]
+    evaluate(cfg, test_file, retrained, out)
+    assert opened == [str(tiny_students[1]), str(tiny_students[0])]
+    # A different generation setting re-generates every model.
+    opened.clear()
+    evaluate(cfg.model_copy(update={"max_new_tokens": 4}), test_file, models, out)
+    assert opened == [str(m) for m in tiny_students]
+
+
+def test_limit_gives_every_model_the_same_first_questions(tiny_students, test_file, tmp_path):
+    cfg = EvaluateConfig(max_new_tokens=4, limit=2, ensembles=False)
+    evaluate(cfg, test_file, models_for(tiny_students), tmp_path / "eval")
+    rows = read_jsonl(tmp_path / "eval" / "predictions.jsonl")
+    assert [(r["student"], r["question_id"]) for r in rows] == [
+        ("a", "q1"), ("a", "q2"), ("b", "q1"), ("b", "q2")]
+
+
+class ScriptedGenerator:
+    """Answers each question with a fixed response; records the prompts and stop rules it got."""
+
+    RESPONSES = {"Natalia": "48 / 2 = 24 in May, 48 + 24 = 72.\nThe answer is \\boxed{72}.",
+                 "liquid": "Water melts at 0 degrees.\nThe best answer is C.",
+                 "sky": "Rayleigh scattering makes it blue.\nThe answer is yes."}
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def render(self, text):
+        return f"<user>{text}</user>"
+
+    def generate(self, prompts, on_batch, stop_when=None):
+        self.calls.append((prompts, stop_when))
+        on_batch(len(prompts))
+        responses = [next(r for key, r in self.RESPONSES.items() if key in p) for p in prompts]
+        return [Generation(text=r, prompt_tokens=len(p), completion_tokens=7, mean_logprob=-0.5)
+                for p, r in zip(prompts, responses)]
+
+    def close(self):
+        pass
+
+
+def test_answers_are_extracted_and_verified_per_task(test_file, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(runner, "open_generator", lambda name, cfg: ScriptedGenerator(calls))
+    cfg = EvaluateConfig(instruction="Think step by step.", ensembles=False)
+    evaluate(cfg, test_file, [EvalModel(method="qr_distill", student="a", model="scripted")], tmp_path)
+
+    rows = {r["question_id"]: r for r in read_jsonl(tmp_path / "predictions.jsonl")}
+    assert {q: (r["answer"], r["correct"]) for q, r in rows.items()} == {
+        "q1": ("72", True), "q2": ("C", False), "q3": ("yes", True)}
+    assert rows["q1"]["response"] == ScriptedGenerator.RESPONSES["Natalia"]
+    assert rows["q1"]["completion_tokens"] == 7 and rows["q1"]["mean_logprob"] == -0.5
+
+    # One call per task, each prompt = the model's rendering of the task prompt + the instruction,
+    # each with its task's stop rule.
+    assert len(calls) == 3
+    for (prompts, stop_when), example in zip(calls, EXAMPLES):
+        base = get_task(example["task"]).build_prompt(example)
+        assert prompts == [f"<user>{base}\n\nThink step by step.</user>"]
+    stop_math, stop_choice = calls[0][1], calls[1][1]
+    assert stop_math("\\boxed{72}.\n") and not stop_math("The best answer is B.\n")
+    assert stop_choice("The best answer is B.\n") and not stop_choice("\\boxed{72}.\n")
+
+    summary = read_json(tmp_path / "summary.json")
+    assert [(s["task"], s["n"], s["correct"], s["accuracy"]) for s in summary] == [
+        ("gsm8k", 1, 1, 1.0), ("arc_challenge", 1, 0, 0.0), ("strategyqa", 1, 1, 1.0)]
+
+
+def test_stop_after_answer_can_be_turned_off(test_file, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(runner, "open_generator", lambda name, cfg: ScriptedGenerator(calls))
+    evaluate(EvaluateConfig(stop_after_answer=False), test_file,
+             [EvalModel(method="m", student="a", model="scripted")], tmp_path)
+    assert [stop_when for _, stop_when in calls] == [None, None, None]
+
+
+def test_duplicate_model_names_are_rejected(test_file, tmp_path):
+    model = EvalModel(method="m", student="a", model="x")
+    with pytest.raises(ValueError, match="share a method and student"):
+        evaluate(EvaluateConfig(), test_file, [model, model], tmp_path)
+
+
+def test_vllm_backend_without_vllm_says_how_to_get_it():
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vllm is installed")
+    except ImportError:
+        pass
+    with pytest.raises(ImportError, match="pip install 'qrdistill\\[gpu\\]'"):
+        runner.open_generator("any", EvaluateConfig(backend="vllm"))

@@ -55,11 +55,21 @@ def logistic_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.
     return torch.log(u) - torch.log1p(-u)
 
 
+class _HardThreshold(torch.autograd.Function):
+    """Forward: exactly 0/1 (`hard + soft - soft.detach()` is off by rounding); backward: identity."""
+
+    @staticmethod
+    def forward(ctx, soft: torch.Tensor) -> torch.Tensor:
+        return (soft > 0.5).to(soft.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
 def straight_through_gates(logits: torch.Tensor, noise: torch.Tensor, tau: float) -> torch.Tensor:
     """Hard 0/1 gates in the forward pass, gradient of sigmoid((logits + noise) / tau) backward."""
-    soft = torch.sigmoid((logits + noise.to(logits.device)) / tau)
-    hard = (soft > 0.5).to(soft.dtype)
-    return hard + soft - soft.detach()
+    return _HardThreshold.apply(torch.sigmoid((logits + noise.to(logits.device)) / tau))
 
 
 def random_gates(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:

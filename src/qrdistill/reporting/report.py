@@ -1,0 +1,185 @@
+"""`build_report(run_dir)`: Markdown + self-contained HTML + PNGs from whatever a run produced.
+
+Each section reads one artifact of the run directory (docs/ARCHITECTURE.md); a stage that has not
+run yet leaves its section saying "not run", so a report can be built at any point of a run.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from pathlib import Path
+
+import yaml
+
+from qrdistill.reporting import plots, tables
+from qrdistill.reporting.config import ReportConfig
+from qrdistill.reporting.document import Code, Document, Heading, Image, Paragraph, to_html, to_markdown
+from qrdistill.reporting.paper import FULL_METHOD, TABLE1, TABLE1_TASKS, TABLE2, TABLE2_TASKS, is_ablation
+from qrdistill.utils.io import DataError, atomic_open, read_json, read_jsonl
+
+VERSIONED_PACKAGES = ("torch", "transformers", "peft", "accelerate")
+
+
+def _not_run(doc: Document, what: str, path: Path, run_dir: Path) -> None:
+    doc.add(Paragraph(f"Not run: {what} ({path.relative_to(run_dir)} not found).", note=True))
+
+
+def _read(path: Path, reader):
+    """The artifact, or None when missing; a damaged artifact is an error worth seeing."""
+    if not path.exists():
+        return None
+    try:
+        return reader(path)
+    except DataError as err:
+        raise DataError(f"cannot build the report: {err}") from None
+
+
+def _accuracy_section(doc: Document, run_dir: Path, out_dir: Path, cfg: ReportConfig) -> None:
+    doc.add(Heading("Accuracy on the test split"))
+    path = run_dir / "evaluate" / "summary.json"
+    summary = _read(path, read_json)
+    if summary is None:
+        _not_run(doc, "evaluation", path, run_dir)
+    else:
+        singles = [r for r in summary if not r["student"].startswith("ensemble:")]
+        ensembles = [r for r in summary if r["student"].startswith("ensemble:")]
+        methods = tables.ordered(r["method"] for r in singles)
+        main = [m for m in methods if not is_ablation(m)]
+        ablations = [m for m in methods if is_ablation(m)]
+        doc.add(Paragraph("Accuracy in %, each student answering alone (greedy decoding). "
+                          "'avg' is the unweighted mean over tasks, as in the paper."))
+        if main:
+            doc.add(tables.accuracy_table(singles, main, "Methods and baselines (the shape of the paper's Table 1)"))
+        if ablations:
+            reference = [FULL_METHOD] if FULL_METHOD in methods else []
+            doc.add(tables.accuracy_table(singles, ablations + reference,
+                                          "Ablations (the shape of the paper's Table 2)"))
+        if ensembles:
+            doc.add(tables.accuracy_table(ensembles, tables.ordered(r["method"] for r in ensembles),
+                                          "Extra: ensembles across each method's students (not in the paper)"))
+        doc.add(tables.interval_table(summary))
+        if singles:
+            doc.add(Image(plots.accuracy_plot(singles, out_dir / "accuracy.png"), "Accuracy per method and student"))
+    if cfg.include_paper_reference:
+        doc.add(Heading("For reference: the paper's numbers", 3),
+                Paragraph("Reported by the paper with Mistral-7B-Instruct and Gemma-7B-it students and a "
+                          "Gemini-1.5-Pro teacher; not comparable in absolute terms with a small local run.",
+                          note=True),
+                tables.paper_table(TABLE1, TABLE1_TASKS, "Paper, Table 1, accuracy %"),
+                tables.paper_table(TABLE2, TABLE2_TASKS, "Paper, Table 2 (ablations), accuracy %"))
+
+
+def _funnel_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
+    doc.add(Heading("Quality filter"))
+    path = run_dir / "filter" / "funnel.json"
+    funnel = _read(path, read_json)
+    if funnel is None:
+        _not_run(doc, "quality filtering", path, run_dir)
+        return
+    # funnel.json holds {"per_style": {...}, "total": {...}, settings}; a bare {style: counts} works too.
+    per_style = funnel.get("per_style") or {k: v for k, v in funnel.items()
+                                            if isinstance(v, dict) and "generated" in v and k != "total"}
+    if not per_style:
+        doc.add(Paragraph("The funnel holds no paths.", note=True))
+        return
+    settings = [f"{key} = {funnel[key]}" for key in ("threshold", "answer_check", "judge_enabled",
+                                                     "on_unparseable") if key in funnel]
+    if settings:
+        doc.add(Paragraph("Filter settings: " + ", ".join(settings) + "."))
+    doc.add(tables.funnel_table(per_style, funnel.get("total")),
+            Image(plots.funnel_plot(per_style, out_dir / "funnel.png"), "Quality-filter funnel per style"))
+
+
+def _method_dirs(run_dir: Path) -> list[Path]:
+    train = run_dir / "train"
+    return sorted(p for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
+
+
+def _routing_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
+    doc.add(Heading("Routing: which student learns from which style"))
+    found = False
+    for method_dir in _method_dirs(run_dir):
+        rows = _read(method_dir / "routing.jsonl", read_jsonl)
+        if not rows:
+            continue
+        found = True
+        # A resumed epoch may be logged twice; its last record wins.
+        latest = {(r["epoch"], r["style"], r["student"]): r for r in rows}
+        rows = list(latest.values())
+        last = max(r["epoch"] for r in rows)
+        doc.add(Heading(f"Method {method_dir.name}", 3),
+                tables.routing_table([r for r in rows if r["epoch"] == last], last),
+                Image(plots.routing_plot(rows, out_dir / f"routing_{method_dir.name}.png"),
+                      f"Routing rates of {method_dir.name}"))
+    if not found:
+        _not_run(doc, "training with routing", run_dir / "train" / "<method>" / "routing.jsonl", run_dir)
+
+
+def _training_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
+    doc.add(Heading("Training curves"))
+    found = False
+    for method_dir in _method_dirs(run_dir):
+        metrics = _read(method_dir / "metrics.jsonl", read_jsonl)
+        if not metrics or not plots.loss_keys(metrics):
+            continue
+        found = True
+        doc.add(Heading(f"Method {method_dir.name}", 3),
+                Paragraph(f"{len(metrics)} logged steps; curves: {', '.join(plots.loss_keys(metrics))}."),
+                Image(plots.training_plot(metrics, method_dir.name, out_dir / f"training_{method_dir.name}.png"),
+                      f"Training loss of {method_dir.name}"))
+    if not found:
+        _not_run(doc, "training", run_dir / "train" / "<method>" / "metrics.jsonl", run_dir)
+
+
+def _versions() -> list[list[str]]:
+    rows = [["python", platform.python_version()]]
+    for package in VERSIONED_PACKAGES:
+        try:
+            rows.append([package, importlib.metadata.version(package)])
+        except importlib.metadata.PackageNotFoundError:
+            rows.append([package, "not installed"])
+    return rows
+
+
+def _config_section(doc: Document, run_dir: Path, config_text: str | None) -> None:
+    doc.add(Heading("Run configuration and versions"))
+    if config_text is None:
+        _not_run(doc, "the pipeline", run_dir / "config.yaml", run_dir)
+    else:
+        doc.add(Code(config_text, "yaml"))
+    doc.add(tables.Table(["package", "version"], _versions(), "Versions of the environment that built this report"))
+
+
+def _report_config(config_text: str | None) -> ReportConfig:
+    """The run's own `report` section, else the defaults."""
+    data = yaml.safe_load(config_text) if config_text else None
+    section = data.get("report") if isinstance(data, dict) else None
+    return ReportConfig.model_validate(section or {})
+
+
+def build_report(run_dir: Path, out_dir: Path | None = None, *, cfg: ReportConfig | None = None) -> Path:
+    """Write report.md, report.html and the PNGs to `out_dir` (default RUN/report); return report.html.
+
+    `cfg` defaults to the `report` section of RUN/config.yaml.
+    """
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.yaml"
+    config_text = config_path.read_text(encoding="utf-8") if config_path.exists() else None
+    cfg = cfg or _report_config(config_text)
+
+    doc = Document(cfg.title)
+    doc.add(Paragraph(f"Run directory: {run_dir.resolve()}"))
+    _accuracy_section(doc, run_dir, out_dir, cfg)
+    _funnel_section(doc, run_dir, out_dir)
+    _routing_section(doc, run_dir, out_dir)
+    _training_section(doc, run_dir, out_dir)
+    _config_section(doc, run_dir, config_text)
+
+    with atomic_open(out_dir / "report.md") as handle:
+        handle.write(to_markdown(doc))
+    with atomic_open(out_dir / "report.html") as handle:
+        handle.write(to_html(doc))
+    return out_dir / "report.html"

@@ -1,0 +1,93 @@
+"""Tables of a report, built from the run's artifacts (see docs/ARCHITECTURE.md for the formats)."""
+
+from __future__ import annotations
+
+from qrdistill.reporting.document import Table
+from qrdistill.reporting.paper import PAPER, TASK_LABELS, method_label
+
+MISSING = "–"
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    return MISSING if value is None else f"{100 * value:.{digits}f}"
+
+
+def task_label(task: str) -> str:
+    return TASK_LABELS.get(task, task)
+
+
+def ordered(values) -> list:
+    """Unique values in order of first appearance."""
+    return list(dict.fromkeys(values))
+
+
+def accuracy_table(summary: list[dict], methods: list[str], caption: str) -> Table:
+    """The paper's Table 1 shape: one row per method, per student a column per task (+ average).
+
+    Accuracy in %. The average is the unweighted mean over tasks (as in the paper), shown only
+    when the method has every task for that student.
+    """
+    accuracy = {(r["method"], r["student"], r["task"]): r["accuracy"] for r in summary}
+    students = ordered(r["student"] for r in summary if r["method"] in methods)
+    tasks = ordered(r["task"] for r in summary if r["method"] in methods)
+    columns = [(student, task) for student in students for task in [*tasks, *(["avg"] if len(tasks) > 1 else [])]]
+    headers = ["method", "paper row"] + [f"{student} · {task_label(task)}" for student, task in columns]
+    rows = []
+    for method in methods:
+        row = [method, method_label(method) or MISSING]
+        for student, task in columns:
+            if task == "avg":
+                values = [accuracy.get((method, student, t)) for t in tasks]
+                row.append(pct(sum(values) / len(values)) if None not in values else MISSING)
+            else:
+                row.append(pct(accuracy.get((method, student, task))))
+        rows.append(row)
+    return Table(headers, rows, caption)
+
+
+def interval_table(summary: list[dict]) -> Table:
+    rows = [[r["method"], r["student"], task_label(r["task"]), str(r["n"]), str(r["correct"]),
+             pct(r["accuracy"]), f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]"] for r in summary]
+    return Table(["method", "student", "task", "n", "correct", "accuracy %", "95% CI (Wilson) %"], rows,
+                 "Every result with its number of questions and 95% confidence interval")
+
+
+def paper_table(table: dict, tasks: tuple[str, ...], caption: str) -> Table:
+    students = ordered(student for per_student in table.values() for student in per_student)
+    headers = ["method (paper)"] + [f"{student} · {task}" for student in students for task in tasks]
+    rows = [[method] + [f"{v:.2f}" for student in students for v in per_student[student]]
+            for method, per_student in table.items()]
+    return Table(headers, rows, f"{caption}: reported in {PAPER}, not measured by this run")
+
+
+def funnel_table(per_style: dict[str, dict], total: dict | None) -> Table:
+    """Paths per style through the filter: generated, answer-correct, kept by the judge."""
+    def count(counts: dict, key: str) -> str:
+        value = counts.get(key)
+        if value is None:
+            return MISSING
+        generated = counts.get("generated")
+        return f"{value} ({100 * value / generated:.0f}%)" if generated else str(value)
+
+    entries = [*per_style.items(), *([("total", total)] if total else [])]
+    rows = [[style, str(c.get("generated", MISSING)), count(c, "answer_correct"), count(c, "judge_kept")]
+            for style, c in entries]
+    return Table(["style", "generated", "answer correct", "judge kept"], rows,
+                 "Teacher paths per reasoning style through the quality filter (% of generated)")
+
+
+def routing_table(rows: list[dict], epoch: int) -> Table:
+    """Selection rate per style (rows) and student (columns) in one epoch: the paper's Figure 4."""
+    students = ordered(r["student"] for r in rows)
+    styles = ordered(r["style"] for r in rows)
+    cell = {(r["style"], r["student"]): r for r in rows}
+
+    def text(style: str, student: str) -> str:
+        r = cell.get((style, student))
+        if r is None or r.get("rate") is None:
+            return MISSING
+        count = f" ({r['count']}/{r['total']})" if r.get("count") is not None and r.get("total") else ""
+        return f"{100 * r['rate']:.1f}%{count}"
+
+    return Table(["style"] + students, [[style] + [text(style, s) for s in students] for style in styles],
+                 f"Share of each style's paths routed to each student, epoch {epoch}")

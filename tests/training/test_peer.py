@@ -1,0 +1,147 @@
+"""Peer teaching: response-only pooling, alignment across tokenizers, no collapse, trained gamma,
+logit-level KL, and every trainable module in the optimizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qrdistill.training.data import IGNORE, build_data, collate
+from qrdistill.training.objective import QRDistillObjective
+from qrdistill.training.peer import PeerTeaching, logit_mutual_loss, pool_response
+from qrdistill.training.recipe import param_groups
+from qrdistill.training.students import load_student
+
+
+def test_pooling_uses_response_tokens_only():
+    hidden = torch.randn(2, 6, 4)
+    labels = torch.tensor([[IGNORE, IGNORE, 5, 6, 7, IGNORE], [IGNORE, 3, 4, IGNORE, IGNORE, IGNORE]])
+    pooled = pool_response(hidden, labels)
+    assert torch.allclose(pooled[0], hidden[0, 2:5].mean(0))
+    assert torch.allclose(pooled[1], hidden[1, 1:3].mean(0))
+    changed = hidden.clone()
+    changed[0, :2] += 100.0  # prompt
+    changed[1, 3:] -= 100.0  # padding
+    assert torch.allclose(pool_response(changed, labels), pooled)
+
+
+def _setup(cfg, paths_file):
+    loaded = [load_student(s) for s in cfg.students]
+    toks = {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)}
+    data = build_data(paths_file, cfg, toks)
+    model = QRDistillObjective([m for m, _ in loaded], cfg, embed_dim=8)
+    return model, data, toks
+
+
+def _inputs(data, toks, idx, extra_pad=None):
+    inputs = []
+    for name, tok in toks.items():
+        batch = collate([data.encoded[name][i] for i in idx], tok.pad_token_id)
+        if name == extra_pad:  # 7 more padding columns for this student only
+            b, _ = batch["input_ids"].shape
+            batch = {"input_ids": torch.cat([batch["input_ids"], torch.full((b, 7), tok.pad_token_id)], 1),
+                     "attention_mask": torch.cat([batch["attention_mask"], torch.zeros(b, 7, dtype=torch.long)], 1),
+                     "labels": torch.cat([batch["labels"], torch.full((b, 7), IGNORE)], 1)}
+        inputs.append(batch)
+    return inputs
+
+
+def test_students_with_different_tokenizers_are_compared_per_path_not_per_position(
+        tiny_students, paths_file, make_config):
+    cfg = make_config(routing__mode="all")
+    model, data, toks = _setup(cfg, paths_file)
+    model.eval()
+    idx = [0, 1, 2, 3]
+    with torch.no_grad():
+        base = model(_inputs(data, toks, idx), chars=torch.full((4,), 50.0), fixed_gates=torch.ones(4, 2))
+        padded = model(_inputs(data, toks, idx, extra_pad="qwen"), chars=torch.full((4,), 50.0),
+                       fixed_gates=torch.ones(4, 2))
+        # Path i of one student is paired with path i of the other: a permutation of the batch
+        # permutes nothing inside a pair, so the (per-path averaged) loss is unchanged.
+        perm = model(_inputs(data, toks, [3, 1, 0, 2]), chars=torch.full((4,), 50.0),
+                     fixed_gates=torch.ones(4, 2))
+    assert torch.allclose(base["mutual"], padded["mutual"], atol=1e-5)  # padding is invisible
+    assert torch.allclose(base["per_path"], padded["per_path"], atol=1e-5)
+    assert torch.allclose(base["mutual"], perm["mutual"], atol=1e-5)
+    assert base["mutual"] > 0
+
+
+def test_projections_do_not_collapse():
+    """Pooled LM states share a large common component; trained only to agree, projections collapse
+    to a constant vector (the test detects it); the variance hinge prevents it, the LayerNorm
+    fixes the norm, and the students still get aligned."""
+
+    def train(lambda_variance: float) -> tuple[float, float, float, float]:
+        torch.manual_seed(0)
+        peer = PeerTeaching([24, 40], dim=16)
+        a = torch.randn(32, 24) + 5 * torch.randn(1, 24)
+        b = torch.randn(32, 40) + 5 * torch.randn(1, 40)
+        opt = torch.optim.Adam(peer.parameters(), lr=1e-2)
+        first = None
+        for _ in range(300):
+            out = peer([a, b], torch.rand(32, 2))
+            first = float(out["mutual"]) if first is None else first
+            loss = out["mutual"] + lambda_variance * out["variance"] + out["competence"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            z = peer.project([a, b])
+            return float(z.std(0).mean()), float(z.norm(dim=-1).min()), first, float(peer([a, b], torch.rand(32, 2))["mutual"])
+
+    std, norm, _, _ = train(0.0)
+    assert std < 0.2  # the failure mode is real
+    std, norm, first, last = train(1.0)
+    assert std > 0.8 and abs(norm - 4.0) < 1e-3  # sqrt(dim): never zero
+    assert last < 0.1 * first  # and the two students' spaces got aligned
+
+
+def test_competence_weights_are_trained_by_the_competence_loss_only():
+    torch.manual_seed(0)
+    peer = PeerTeaching([8, 12], dim=8)
+    pooled = [torch.randn(16, 8), torch.randn(16, 12)]
+    per_char = torch.stack([torch.full((16,), 0.5), torch.full((16,), 2.0)], 1)  # student 0 better
+    out = peer(pooled, per_char)
+    out["mutual"].backward(retain_graph=True)
+    assert peer.competence.grad is None or peer.competence.grad.abs().sum() == 0
+    assert peer.proj[0].weight.grad.abs().sum() > 0  # projections learn from the mutual loss
+    opt = torch.optim.Adam([peer.competence], lr=0.05)
+    for _ in range(100):
+        loss = peer(pooled, per_char)["competence"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    gamma = peer(pooled, per_char)["gamma"]
+    assert (gamma[:, 0] > 0.8).all()  # the ensemble leans on the student with the lower loss
+
+
+def test_logit_kl_is_zero_between_identical_students_and_ignores_prompt_and_padding():
+    logits = torch.randn(2, 5, 11)
+    labels = torch.tensor([[IGNORE, IGNORE, 4, 5, IGNORE], [IGNORE, 1, 2, 3, 4]])
+    gamma = torch.full((2, 2), 0.5)
+    assert logit_mutual_loss([logits, logits.clone()], labels, gamma) < 1e-6
+    other = logits.clone()
+    other[0, 0, 3] += 5.0  # predicts a prompt token: not a response position
+    other[0, 4, 3] += 5.0  # last position of row 0: predicts padding
+    assert logit_mutual_loss([logits, other], labels, gamma) < 1e-6
+    other[0, 2, 3] += 5.0  # predicts response token 5
+    assert logit_mutual_loss([logits, other], labels, gamma) > 1e-3
+
+
+def test_logit_peer_refuses_different_tokenizers(tiny_students, paths_file, make_config):
+    cfg = make_config(routing__mode="all", peer__kind="logits")
+    model, data, toks = _setup(cfg, paths_file)
+    with pytest.raises(ValueError, match="share a tokenizer"):
+        model(_inputs(data, toks, [0, 1]), chars=torch.ones(2), fixed_gates=torch.ones(2, 2))
+
+
+def test_every_trainable_module_is_in_the_optimizer(tiny_students, paths_file, make_config):
+    cfg = make_config()
+    model, _, _ = _setup(cfg, paths_file)
+    groups = param_groups(model, cfg)
+    in_groups = [id(p) for g in groups for p in g["params"]]
+    trainable = [id(p) for p in model.parameters() if p.requires_grad]
+    assert len(in_groups) == len(set(in_groups))
+    assert set(in_groups) == set(trainable)
+    assert {g["name"] for g in groups} == {"llama", "qwen", "router", "peer"}
+    assert {g["name"]: g["lr"] for g in groups}["router"] == cfg.routing.lr

@@ -73,6 +73,8 @@ def test_local_jsonl_hugging_face_layouts(tmp_path: Path) -> None:
     ('{"uid": "b", "premise": "P.", "hypothesis": "H.", "label": 7}',
      r"bad\.jsonl:2: field 'label': gold index 7 is out of range 0\.\.2"),
     ('{"uid": "b", "premise": "P.", "hypothesis": "", "label": 1}', r"bad\.jsonl:2: field 'hypothesis'"),
+    ('{"uid": "a0", "premise": "P.", "hypothesis": "H.", "label": 1}',
+     r"bad\.jsonl:2: field 'uid': duplicate id 'a0' \(first on line 1\)"),
 ])
 def test_bad_jsonl_record_names_file_line_field_and_what_to_do(tmp_path: Path, line: str, message: str) -> None:
     path = write_jsonl(tmp_path / "bad.jsonl", [anli_record(0), line, anli_record(2)])
@@ -201,6 +203,15 @@ def test_train_source_drops_questions_held_out_for_dev_and_test(tmp_path: Path) 
                      train_source=SourceConfig(kind="local", path=train_file, fields=ANLI_FIELDS))
     splits, _ = split_examples(cfg)
     assert sorted(e.id for e in splits["train"]) == ["a6", "a7", "a8", "a9"]
+
+
+def test_clashing_ids_across_sources_are_an_error(tmp_path: Path) -> None:
+    source = SourceConfig(kind="local", path=write_jsonl(tmp_path / "eval.jsonl", [anli_record(i) for i in range(3)]),
+                          fields=ANLI_FIELDS)
+    other = [dict(anli_record(i), premise=f"Another premise {i}.") for i in range(3)]
+    train_source = SourceConfig(kind="local", path=write_jsonl(tmp_path / "train.jsonl", other), fields=ANLI_FIELDS)
+    with pytest.raises(DataError, match="id 'a.' names different questions"):
+        split_examples(DataConfig(task="anli", test_size=2, dev_size=1, source=source, train_source=train_source))
 
 
 def test_asking_for_too_many_examples_is_an_error() -> None:

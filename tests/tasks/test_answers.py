@@ -43,6 +43,8 @@ EXTRACTION = [
     ("gsm8k", "Answer = 0.75", "0.75"),
     ("gsm8k", "She pays €57 in total. The answer is €57.", "57"),
     ("gsm8k", "#### 18\nThe answer is 20", "20"),
+    ("gsm8k", "He must answer 3 questions per hour, so in 8 hours he answers 24.", "24"),
+    ("gsm8k", "**Answer:** $1,250.50", "1250.50"),
     # --- math -----------------------------------------------------------------------------------
     ("math", "Therefore the graph has $\\boxed{2}$ vertical asymptotes.", "2"),
     ("math", "So $x = \\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
@@ -109,6 +111,7 @@ EXTRACTION = [
     ("strategyqa", "Nope.", None),
     ("strategyqa", "**Yes**", "yes"),
     ("strategyqa", "The answer is \"no\".", "no"),
+    ("strategyqa", "To answer no one needs a source: the answer is yes.", "yes"),
     # --- NLI (anli) -----------------------------------------------------------------------------
     ("anli", "The hypothesis follows. The answer is entailment.", "entailment"),
     ("anli", "The answer is Contradiction.", "contradiction"),

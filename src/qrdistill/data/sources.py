@@ -148,17 +148,22 @@ def convert_records(records: Iterable[tuple[str, int, dict[str, Any] | Exception
     """Turn (origin, line, record or parse error) triples into Examples; returns (examples, skipped)."""
     examples: list[Example] = []
     skipped: list[str] = []
+    first_line_of_id: dict[str, int] = {}
     for origin, line, record in records:
         try:
             if isinstance(record, Exception):
                 raise record
+            example_id = str(_field_value(record, fields.id)) if fields.id else f"{Path(origin).stem}-{line}"
+            if example_id in first_line_of_id:
+                raise _BadRecord(fields.id, f"duplicate id '{example_id}' (first on line "
+                                            f"{first_line_of_id[example_id]}); ids must be unique")
             choices, option_labels = _choices(record, fields)
             metadata: dict[str, Any] = {"source": origin, "line": line}
             metadata.update({name: record.get(name) for name in fields.metadata})
             examples.append(Example(
-                id=str(_field_value(record, fields.id)) if fields.id else f"{Path(origin).stem}-{line}",
-                task=task.name, question=_question(record, fields), choices=choices,
+                id=example_id, task=task.name, question=_question(record, fields), choices=choices,
                 gold=_gold(record, fields, choices, option_labels, task), metadata=metadata))
+            first_line_of_id[example_id] = line
         except _BadRecord as err:
             message = f"{origin}:{line}: " + (f"field '{err.field}': " if err.field else "") + str(err)
             if not skip_bad_lines:

@@ -78,6 +78,11 @@ def split_examples(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict]:
                       f"{other.description} has {len(train_pool)} distinct questions not in dev/test; "
                       f"asked for {cfg.train_size or 'all'}")
     splits = {"train": train, "dev": dev, "test": test}
+    ids = [example.id for rows in splits.values() for example in rows]
+    if len(set(ids)) != len(ids):
+        clash = next(example_id for example_id in ids if ids.count(example_id) > 1)
+        raise DataError(f"id '{clash}' names different questions in the train source and in dev/test; "
+                        "give the sources distinct ids (data.*.fields.id)")
     manifest = {
         "task": task.name, "seed": cfg.seed, "counts": {name: len(rows) for name, rows in splits.items()},
         "sources": [source.description for source in loaded],

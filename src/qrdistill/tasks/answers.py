@@ -30,8 +30,9 @@ from collections.abc import Mapping, Sequence
 _ASCII_SIGNS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00a0": " ",
                               "\u2009": " ", "\u202f": " "})
 
-# "The final answer is", "Answer:", "**Answer:**", "the correct answer would be", ...
-_ANCHOR = r"(?i:\banswer\b)[\s*_]*(?:(?i:is|would be|will be|was)\b|[:=])?[\s*_:]*"
+# "The final answer is", "Answer:", "**Answer:**", "the correct answer would be", ... The verb or
+# colon is required: in "he must answer 3 questions" the 3 is not an answer.
+_ANCHOR = r"(?i:\banswer\b)[\s*_]*(?:(?i:is|would be|will be|was)\b|[:=])[\s*_:]*"
 
 _NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?"
 _NUMBER_RE = re.compile(r"(?<![\w.])" + _NUMBER + r"(?:\s*%)?")

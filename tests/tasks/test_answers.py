@@ -58,7 +58,11 @@ EXTRACTION = [
     ("math", "", None),
     ("math", "\\boxed{3} is wrong; the right value is \\boxed{4}", "4"),
     ("math", "\\fbox{10}", "10"),
-    ("math", "\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+    (
+        "math",
+        "\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}",
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+    ),
     ("math", "Answer: $\u22123$", "-3"),
     ("math", "\\boxed{x^{2}+1} and then \\boxed{unclosed", "x^{2}+1"),
     # --- multiple choice (arc_challenge / commonsense_qa / date_understanding) -------------------
@@ -71,7 +75,11 @@ EXTRACTION = [
     ("arc_challenge", "The answer is [D]", "D"),
     ("arc_challenge", "answer: B", "B"),
     ("arc_challenge", "The best answer is A. Option B is wrong because water lubricates.", "A"),
-    ("arc_challenge", "The best answer is B. Wait, oil reduces friction. The best answer is A.", "A"),
+    (
+        "arc_challenge",
+        "The best answer is B. Wait, oil reduces friction. The best answer is A.",
+        "A",
+    ),
     ("arc_challenge", "Answer: C\nThe best answer is D.", "D"),
     ("arc_challenge", "A lot of heat comes from friction. B and C reduce it.", None),
     ("arc_challenge", "I think it is A or B, hard to say.", None),
@@ -110,7 +118,7 @@ EXTRACTION = [
     ("strategyqa", "The answer is yesterday's news.", None),
     ("strategyqa", "Nope.", None),
     ("strategyqa", "**Yes**", "yes"),
-    ("strategyqa", "The answer is \"no\".", "no"),
+    ("strategyqa", 'The answer is "no".', "no"),
     ("strategyqa", "To answer no one needs a source: the answer is yes.", "yes"),
     # --- NLI (anli) -----------------------------------------------------------------------------
     ("anli", "The hypothesis follows. The answer is entailment.", "entailment"),
@@ -234,9 +242,15 @@ def test_is_correct_with_choices_uses_option_text() -> None:
     assert not task.is_correct("The answer is dry palms.", "B", choices=ARC_CHOICES)
 
 
-@pytest.mark.parametrize("task_name, gold", [
-    ("strategyqa", "maybe"), ("anli", "entails"), ("arc_challenge", "Z"), ("arc_challenge", "AB"),
-])
+@pytest.mark.parametrize(
+    "task_name, gold",
+    [
+        ("strategyqa", "maybe"),
+        ("anli", "entails"),
+        ("arc_challenge", "Z"),
+        ("arc_challenge", "AB"),
+    ],
+)
 def test_unknown_gold_label_is_an_error(task_name: str, gold: str) -> None:
     with pytest.raises(ValueError, match="gold|label"):
         get_task(task_name).is_correct("The answer is yes.", gold)

@@ -9,19 +9,31 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from qrdistill.data.schema import Example
-from qrdistill.tasks import Task, TaskSpec, get_task, list_tasks, register_task
-from qrdistill.tasks import equivalence
+from qrdistill.tasks import Task, TaskSpec, equivalence, get_task, list_tasks, register_task
 from qrdistill.utils.config import ConfigError
 
-BUILTIN = ["gsm8k", "math", "arc_challenge", "commonsense_qa", "date_understanding", "strategyqa", "anli"]
+BUILTIN = [
+    "gsm8k",
+    "math",
+    "arc_challenge",
+    "commonsense_qa",
+    "date_understanding",
+    "strategyqa",
+    "anli",
+]
 
 
 def test_builtin_tasks_and_answer_types() -> None:
     assert list_tasks()[: len(BUILTIN)] == BUILTIN
     assert {name: get_task(name).answer_type for name in BUILTIN} == {
-        "gsm8k": "number", "math": "math", "arc_challenge": "multiple_choice",
-        "commonsense_qa": "multiple_choice", "date_understanding": "multiple_choice",
-        "strategyqa": "yes_no", "anli": "label_set"}
+        "gsm8k": "number",
+        "math": "math",
+        "arc_challenge": "multiple_choice",
+        "commonsense_qa": "multiple_choice",
+        "date_understanding": "multiple_choice",
+        "strategyqa": "yes_no",
+        "anli": "label_set",
+    }
     assert isinstance(get_task("gsm8k"), Task) and get_task("gsm8k").name == "gsm8k"
 
 
@@ -31,20 +43,32 @@ def test_unknown_task_names_the_available_ones() -> None:
 
 
 def test_multiple_choice_prompt_lists_lettered_options_and_fixes_the_format() -> None:
-    example = Example(id="q1", task="arc_challenge", question="Which is warmest?",
-                      choices=["ice", "fire", "snow"], gold="B")
+    example = Example(
+        id="q1",
+        task="arc_challenge",
+        question="Which is warmest?",
+        choices=["ice", "fire", "snow"],
+        gold="B",
+    )
     assert get_task("arc_challenge").build_prompt(example) == (
         "Which is warmest?\n\nA. ice\nB. fire\nC. snow\n\n"
-        'End your response with "The best answer is X." where X is the letter of the correct option.')
+        'End your response with "The best answer is X." where X is the letter of the correct option.'
+    )
 
 
-@pytest.mark.parametrize("name, expected_tail", [
-    ("gsm8k", "Give the final answer as a number inside \\boxed{}."),
-    ("math", "Give the final answer inside \\boxed{}."),
-    ("strategyqa", 'End your response with "The answer is yes." or "The answer is no."'),
-    ("anli", "Does the premise entail the hypothesis, contradict it, or neither?\n\n"
-             'End your response with "The answer is L." where L is one of: entailment, neutral, contradiction.'),
-])
+@pytest.mark.parametrize(
+    "name, expected_tail",
+    [
+        ("gsm8k", "Give the final answer as a number inside \\boxed{}."),
+        ("math", "Give the final answer inside \\boxed{}."),
+        ("strategyqa", 'End your response with "The answer is yes." or "The answer is no."'),
+        (
+            "anli",
+            "Does the premise entail the hypothesis, contradict it, or neither?\n\n"
+            'End your response with "The answer is L." where L is one of: entailment, neutral, contradiction.',
+        ),
+    ],
+)
 def test_prompt_from_a_dict(name: str, expected_tail: str) -> None:
     prompt = get_task(name).build_prompt({"question": "  Q?  ", "choices": None})
     assert prompt == "Q?\n\n" + expected_tail
@@ -63,12 +87,19 @@ def test_prompt_answer_format_round_trips_through_extraction() -> None:
 
 
 def test_register_user_label_set_task() -> None:
-    task = register_task({"name": "sentiment_demo", "answer_type": "label_set",
-                          "labels": ["Positive", "Negative"], "instruction": "Classify the review."})
+    task = register_task(
+        {
+            "name": "sentiment_demo",
+            "answer_type": "label_set",
+            "labels": ["Positive", "Negative"],
+            "instruction": "Classify the review.",
+        }
+    )
     assert get_task("sentiment_demo") is task and "sentiment_demo" in list_tasks()
     assert task.build_prompt({"question": "Great film!"}) == (
         "Great film!\n\nClassify the review.\n\n"
-        'End your response with "The answer is L." where L is one of: positive, negative.')
+        'End your response with "The answer is L." where L is one of: positive, negative.'
+    )
     assert task.extract_answer("It gushes. The answer is POSITIVE.") == "positive"
     assert task.is_correct("The answer is negative", "Negative")
     with pytest.raises(ValueError, match="unknown label 'mixed'"):
@@ -95,14 +126,23 @@ def test_register_task_rejects_builtin_names_and_conflicts() -> None:
     assert get_task("conflict_demo").answer_type == "math"
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"name": "x", "answer_type": "label_set"}, "at least two distinct labels"),
-    ({"name": "x", "answer_type": "label_set", "labels": ["a", "A"]}, "at least two distinct labels"),
-    ({"name": "x", "answer_type": "number", "labels": ["a", "b"]}, "only used with answer_type 'label_set'"),
-    ({"name": "x", "answer_type": "essay"}, "answer_type"),
-    ({"name": "Bad Name", "answer_type": "number"}, "name"),
-    ({"name": "x", "answer_type": "number", "lables": ["a"]}, "unknown key 'lables'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"name": "x", "answer_type": "label_set"}, "at least two distinct labels"),
+        (
+            {"name": "x", "answer_type": "label_set", "labels": ["a", "A"]},
+            "at least two distinct labels",
+        ),
+        (
+            {"name": "x", "answer_type": "number", "labels": ["a", "b"]},
+            "only used with answer_type 'label_set'",
+        ),
+        ({"name": "x", "answer_type": "essay"}, "answer_type"),
+        ({"name": "Bad Name", "answer_type": "number"}, "name"),
+        ({"name": "x", "answer_type": "number", "lables": ["a"]}, "unknown key 'lables'"),
+    ],
+)
 def test_task_spec_validation(spec: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         register_task(spec)
@@ -110,8 +150,12 @@ def test_task_spec_validation(spec: dict, message: str) -> None:
 
 def test_math_verification_works_off_the_main_thread() -> None:
     task = get_task("math")
-    cases = [("\\boxed{\\dfrac{14}{3}}", "\\frac{14}{3}", True), ("\\boxed{2\\sqrt2}", "\\sqrt{8}", True),
-             ("\\boxed{3}", "\\frac{14}{3}", False), ("\\boxed{0.5}", "\\frac12", True)] * 3
+    cases = [
+        ("\\boxed{\\dfrac{14}{3}}", "\\frac{14}{3}", True),
+        ("\\boxed{2\\sqrt2}", "\\sqrt{8}", True),
+        ("\\boxed{3}", "\\frac{14}{3}", False),
+        ("\\boxed{0.5}", "\\frac12", True),
+    ] * 3
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda case: task.is_correct(case[0], case[1]), cases))
     assert results == [expected for _, _, expected in cases]

@@ -15,7 +15,18 @@ from qrdistill.data.sources import LoadedSource, load_local, load_reasoning_gym,
 from qrdistill.data.splits import load_examples, prepare_splits, question_key, split_examples
 
 __all__ = [
-    "DataConfig", "Example", "FieldMap", "LoadedSource", "SourceConfig", "available_counts",
-    "load_examples", "load_local", "load_packaged", "load_reasoning_gym", "load_source",
-    "prepare_splits", "question_key", "split_examples",
+    "DataConfig",
+    "Example",
+    "FieldMap",
+    "LoadedSource",
+    "SourceConfig",
+    "available_counts",
+    "load_examples",
+    "load_local",
+    "load_packaged",
+    "load_reasoning_gym",
+    "load_source",
+    "prepare_splits",
+    "question_key",
+    "split_examples",
 ]

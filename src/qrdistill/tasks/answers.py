@@ -27,8 +27,9 @@ import re
 from collections.abc import Mapping, Sequence
 
 # Unicode variants a model or a data set may use for plain ASCII signs.
-_ASCII_SIGNS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00a0": " ",
-                              "\u2009": " ", "\u202f": " "})
+_ASCII_SIGNS = str.maketrans(
+    {"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00a0": " ", "\u2009": " ", "\u202f": " "}
+)
 
 # "The final answer is", "Answer:", "**Answer:**", "the correct answer would be", ... The verb or
 # colon is required: in "he must answer 3 questions" the 3 is not an answer.
@@ -67,7 +68,7 @@ def last_boxed(text: str) -> str | None:
         for pos in range(opening.end(), len(text)):
             depth += {"{": 1, "}": -1}.get(text[pos], 0)
             if depth == 0:
-                return text[opening.end():pos].strip()
+                return text[opening.end() : pos].strip()
     return None
 
 
@@ -81,7 +82,9 @@ def normalize_number(text: str) -> str:
     text = re.sub(r"\\text\{\s*([^{}]*)\}", r" \1 ", text)  # \text{ dollars} -> dollars
     text = text.replace("{,}", ",").replace("\\!", "").replace("\\,", "").replace("\\%", "%")
     text = text.replace("\\$", "").replace("$", "").strip(" .")
-    match = re.fullmatch(r"(?:[A-Za-z€£¥]+\s*)?(" + _NUMBER + r")\s*(%?)\s*([A-Za-z][A-Za-z ./]*)?", text)
+    match = re.fullmatch(
+        r"(?:[A-Za-z€£¥]+\s*)?(" + _NUMBER + r")\s*(%?)\s*([A-Za-z][A-Za-z ./]*)?", text
+    )
     if match is None:
         return text
     number, percent = match.group(1), match.group(2)
@@ -145,8 +148,13 @@ def _option_named_in(phrase: str, choices: Sequence[str], whole: bool) -> str | 
     `whole`, is exactly); None when no option or several options match."""
     phrase = _normalize_phrase(phrase)
     options = [_normalize_phrase(choice) for choice in choices]
-    hits = [letter for letter, option in zip(letters_for(choices), options) if phrase and option and (
-        phrase == option if whole else re.search(rf"(?<!\w){re.escape(option)}(?!\w)", phrase))]
+    hits = [
+        letter
+        for letter, option in zip(letters_for(choices), options)
+        if phrase
+        and option
+        and (phrase == option if whole else re.search(rf"(?<!\w){re.escape(option)}(?!\w)", phrase))
+    ]
     return hits[0] if len(hits) == 1 else None
 
 
@@ -200,7 +208,7 @@ def extract_label(text: str | None, vocabulary: Mapping[str, str]) -> str | None
     if statements:
         return vocabulary[statements[-1].group(1).lower()]
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    for line in (lines[-1:] + lines[:1]):
+    for line in lines[-1:] + lines[:1]:
         starts = re.match(r"[\W_]*" + label, line)
         if starts:
             return vocabulary[starts.group(1).lower()]

@@ -53,9 +53,14 @@ class Task:
             labels = ("yes", "no")
         elif spec.answer_type == "label_set":
             labels = tuple(dict.fromkeys(label.strip().lower() for label in spec.labels or ()))
-        return cls(name=spec.name, answer_type=spec.answer_type, description=spec.description,
-                   instruction=spec.instruction, labels=labels,
-                   vocabulary={label: label for label in labels})
+        return cls(
+            name=spec.name,
+            answer_type=spec.answer_type,
+            description=spec.description,
+            instruction=spec.instruction,
+            labels=labels,
+            vocabulary={label: label for label in labels},
+        )
 
     # -- prompting -----------------------------------------------------------------------------
 
@@ -67,8 +72,12 @@ class Task:
             choices = _field(example, "choices")
             if not choices:
                 raise ValueError(f"task '{self.name}': a multiple-choice example needs 'choices'")
-            parts.append("\n".join(f"{letter}. {choice}"
-                                   for letter, choice in zip(answers.letters_for(choices), choices)))
+            parts.append(
+                "\n".join(
+                    f"{letter}. {choice}"
+                    for letter, choice in zip(answers.letters_for(choices), choices)
+                )
+            )
         if self.instruction:
             parts.append(self.instruction.strip())
         parts.append(_FORMAT_LINES[self.answer_type].replace("{labels}", ", ".join(self.labels)))
@@ -106,18 +115,23 @@ class Task:
         if kind == "multiple_choice":
             letter = gold.strip("()[]*. ").upper()
             if len(letter) != 1 or letter not in answers.letters_for(choices):
-                raise ValueError(f"task '{self.name}': gold {gold!r} is not an option letter "
-                                 f"({', '.join(answers.letters_for(choices))})")
+                raise ValueError(
+                    f"task '{self.name}': gold {gold!r} is not an option letter "
+                    f"({', '.join(answers.letters_for(choices))})"
+                )
             return letter
         if kind in ("yes_no", "label_set"):
             label = self.vocabulary.get(gold.strip(" .").lower())
             if label is None:
-                raise ValueError(f"task '{self.name}': unknown label {gold!r}; "
-                                 f"allowed: {', '.join(self.labels)}")
+                raise ValueError(
+                    f"task '{self.name}': unknown label {gold!r}; allowed: {', '.join(self.labels)}"
+                )
             return label
         return answers.normalize_free_text(gold)
 
-    def answers_match(self, answer: str | None, gold: str, choices: Sequence[str] | None = None) -> bool:
+    def answers_match(
+        self, answer: str | None, gold: str, choices: Sequence[str] | None = None
+    ) -> bool:
         """Compare an extracted answer with the gold answer (symbolically for number/math)."""
         gold = self.normalize_gold(gold, choices)  # first, so that a bad gold always raises
         if answer is None:

@@ -24,9 +24,13 @@ class TaskSpec(StrictConfig):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", description="registry name, e.g. 'my_qa'")
     answer_type: AnswerType
-    labels: list[str] | None = Field(default=None, description="the allowed labels (label_set only)")
+    labels: list[str] | None = Field(
+        default=None, description="the allowed labels (label_set only)"
+    )
     instruction: str | None = Field(
-        default=None, description="task-specific text placed between the question and the answer format")
+        default=None,
+        description="task-specific text placed between the question and the answer format",
+    )
     description: str = ""
 
     @model_validator(mode="after")
@@ -35,5 +39,7 @@ class TaskSpec(StrictConfig):
             if not self.labels or len({label.strip().lower() for label in self.labels}) < 2:
                 raise ValueError("answer_type 'label_set' needs at least two distinct labels")
         elif self.labels:
-            raise ValueError(f"labels are only used with answer_type 'label_set', not '{self.answer_type}'")
+            raise ValueError(
+                f"labels are only used with answer_type 'label_set', not '{self.answer_type}'"
+            )
         return self

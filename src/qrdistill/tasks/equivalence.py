@@ -65,7 +65,11 @@ def math_equal(answer: str | None, gold: str, timeout_s: float = DEFAULT_TIMEOUT
     worker.start()
     worker.join(timeout_s)
     if worker.is_alive():
-        logger.warning("math-verify took over %.1f s comparing %r with gold %r; counted as wrong",
-                       timeout_s, answer[:80], gold[:80])
+        logger.warning(
+            "math-verify took over %.1f s comparing %r with gold %r; counted as wrong",
+            timeout_s,
+            answer[:80],
+            gold[:80],
+        )
         return False
     return outcome[0]

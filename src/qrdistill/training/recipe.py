@@ -274,7 +274,7 @@ class Recipe:
                 _truncate_jsonl(self.out / "routing.jsonl", lambda r: r["epoch"] < self.progress["epoch"])
             self.acc.wait_for_everyone()
         if self.cfg.report_to != "none":
-            self.acc.init_trackers("qrdistill", config=self.cfg.model_dump(mode="json"))
+            self.acc.init_trackers("qrdistill", config=_flat(self.cfg.model_dump(mode="json")))
 
     def save_checkpoint(self) -> None:
         step = self.progress["step"]
@@ -330,6 +330,18 @@ def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
 
     name = "constant_with_warmup" if cfg.scheduler == "constant" else cfg.scheduler
     return get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps)
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    """TensorBoard's hparams take scalars only: nested keys joined by '.', other values as text."""
+    flat: dict = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{name}."))
+        else:
+            flat[name] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
+    return flat
 
 
 def _append_jsonl(path: Path, row: dict) -> None:

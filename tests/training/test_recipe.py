@@ -1,0 +1,157 @@
+"""The training loop end to end on tiny students: outputs, determinism, exact resume, divergence,
+baselines and ablations as one config change each, the module CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from qrdistill.training import TrainingDiverged, train
+from qrdistill.training import objective as objective_mod
+from qrdistill.training.recipe import Recipe
+from qrdistill.utils.io import read_json, read_jsonl
+
+
+def _weights(out) -> dict[str, torch.Tensor]:
+    return {f"{name}/{k}": v for name in ("llama", "qwen")
+            for k, v in load_file(out / "students" / name / "model.safetensors").items()}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_qr_distill_run_writes_every_output(tmp_path, paths_file, make_config, tiny_students):
+    from transformers import AutoModelForCausalLM
+
+    out = train(make_config(epochs=2), paths_file, tmp_path / "run")
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, 7))  # 12 paths / 4 = 3 steps x 2 epochs
+    for key in ("epoch", "objective", "entropy", "mutual", "loss/llama", "loss/qwen", "lr/router",
+                "lr/peer", "tokens/llama", "tokens/qwen", "tau"):
+        assert key in rows[-1]
+    assert rows[-1]["tokens/llama"] > rows[0]["tokens/llama"] > 0
+    routing = read_jsonl(out / "routing.jsonl")
+    assert len(routing) == 2 * 3 * 2  # epoch x style x student
+    assert all(r["total"] == 4 and 0 <= r["rate"] <= 1 for r in routing)
+    summary = read_json(out / "summary.json")
+    assert summary["counts"]["items"] == 12 and summary["steps"] == 6
+    assert summary["effective"] == {"routing_mode": "learned", "peer": True}
+    # Students are standard HF folders, merged (LoRA trained: weights differ from the base).
+    for name, base in zip(("llama", "qwen"), tiny_students):
+        model = AutoModelForCausalLM.from_pretrained(out / "students" / name)
+        original = AutoModelForCausalLM.from_pretrained(base)
+        assert not any("lora" in k for k in model.state_dict())
+        diff = [k for k, v in model.state_dict().items() if not torch.equal(v, original.state_dict()[k])]
+        assert any("q_proj" in k for k in diff) and any("v_proj" in k for k in diff)
+    ckpts = sorted(p.name for p in (out / "checkpoints").glob("step-*"))
+    assert ckpts == ["step-4", "step-6"]  # every 2 steps, keep the newest 2
+
+
+def test_seeded_runs_are_identical_and_an_interrupted_run_resumes_exactly(
+        tmp_path, paths_file, make_config, monkeypatch):
+    cfg = make_config(epochs=2, grad_accum=2, batch_size=2, checkpoint_every=2)  # 6 micro = 3 steps/epoch
+    full = train(cfg, paths_file, tmp_path / "full")
+    again = train(cfg, paths_file, tmp_path / "again")
+    assert _same(_weights(full), _weights(again))
+
+    original = Recipe.optimizer_step
+
+    def crash_at_five(self, *args, **kwargs):
+        if self.progress["step"] == 4:  # the 5th step, after the checkpoint at step 4
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Recipe, "optimizer_step", crash_at_five)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, paths_file, tmp_path / "resumed")
+    assert read_json(tmp_path / "resumed" / "checkpoints" / "latest.json")["step"] == 4
+    monkeypatch.setattr(Recipe, "optimizer_step", original)
+    resumed = train(cfg, paths_file, tmp_path / "resumed", resume=True)
+    assert _same(_weights(full), _weights(resumed))
+    last = lambda out: torch.load(out / "checkpoints" / "step-6" / "trainable.pt")  # noqa: E731
+    assert _same(last(full), last(resumed))  # router, its baseline, peer modules too
+    assert read_jsonl(full / "metrics.jsonl") == read_jsonl(resumed / "metrics.jsonl")
+    assert read_jsonl(full / "routing.jsonl") == read_jsonl(resumed / "routing.jsonl")
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
+        tmp_path, paths_file, make_config, monkeypatch):
+    calls = {"n": 0}
+    original = objective_mod.per_path_loss
+
+    def poisoned(logits, labels):
+        calls["n"] += 1
+        loss, count = original(logits, labels)
+        return (loss * float("nan") if calls["n"] > 4 else loss), count  # 2 students x 2 steps ok
+
+    monkeypatch.setattr(objective_mod, "per_path_loss", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss at optimizer step 3.*step-2"):
+        train(make_config(epochs=2), paths_file, out)
+    assert read_json(out / "checkpoints" / "latest.json")["step"] == 2
+    assert (out / "checkpoints" / "step-2" / "trainable.pt").exists()
+
+
+SWITCHES = {
+    "no_routing": ({"routing__mode": "all"}, "all", True),
+    "random_routing": ({"routing__mode": "random"}, "random", True),
+    "no_peer": ({"peer__enabled": False}, "learned", False),
+    "sft_single": ({"method": "sft_single"}, "all", False),
+    "answer_aug": ({"method": "answer_aug"}, "all", False),
+    "step_by_step": ({"method": "step_by_step"}, "all", False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SWITCHES))
+def test_each_baseline_and_ablation_is_one_config_change(name, tmp_path, paths_file, make_config):
+    change, routing, peer = SWITCHES[name]
+    out = train(make_config(epochs=2, max_steps=2, **change), paths_file, tmp_path / name)
+    summary = read_json(out / "summary.json")
+    assert summary["effective"] == {"routing_mode": routing, "peer": peer}
+    assert summary["steps"] == 2
+    expected_items = {"sft_single": 4, "answer_aug": 10, "step_by_step": 8}.get(name, 12)
+    assert summary["counts"]["items"] == expected_items
+    rows = read_jsonl(out / "metrics.jsonl")
+    if routing == "all":
+        assert all(r["route_rate/llama"] == 1.0 and r["route_rate/qwen"] == 1.0 for r in rows)
+    assert (rows[-1]["mutual"] > 0) == peer
+
+
+def test_frozen_student_is_not_updated(tmp_path, paths_file, make_config, tiny_students):
+    from transformers import AutoModelForCausalLM
+
+    cfg = make_config(max_steps=2)
+    cfg.students[1].frozen = True
+    out = train(cfg, paths_file, tmp_path / "frozen")
+    frozen = AutoModelForCausalLM.from_pretrained(out / "students" / "qwen").state_dict()
+    base = AutoModelForCausalLM.from_pretrained(tiny_students[1]).state_dict()
+    assert all(torch.equal(frozen[k], base[k]) for k in base)
+    assert "lr/qwen" not in read_jsonl(out / "metrics.jsonl")[-1]  # not in the optimizer
+
+
+def test_logit_peer_with_a_shared_tokenizer_and_tensorboard(tmp_path, paths_file, make_config, tiny_students):
+    cfg = make_config(max_steps=2, peer__kind="logits", report_to="tensorboard")
+    cfg.students[1].model = str(tiny_students[0])  # both share the llama tokenizer
+    out = train(cfg, paths_file, tmp_path / "logits")
+    assert read_jsonl(out / "metrics.jsonl")[-1]["mutual"] > 0
+    assert list(out.rglob("events.out.tfevents*"))
+
+
+def test_single_student_and_module_cli(tmp_path, paths_file, tiny_students, embed_cache):
+    from qrdistill.training.__main__ import main
+
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({"train": {
+        "students": [{"name": "solo", "model": str(tiny_students[1]), "lora": {"r": 2}}],
+        "routing": {"mode": "all"}, "peer": {"enabled": False}, "batch_size": 6, "progress": False}}))
+    assert main(["--config", str(config), "--paths", str(paths_file), "--out", str(tmp_path / "solo"),
+                 "--set", "max_steps=1"]) == 0
+    assert read_json(tmp_path / "solo" / "summary.json")["steps"] == 1
+    assert (tmp_path / "solo" / "students" / "solo" / "config.json").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("students: [{name: a, model: x}]\nepochz: 3\n")
+    assert main(["--config", str(bad), "--paths", str(paths_file), "--out", str(tmp_path / "x")]) == 2

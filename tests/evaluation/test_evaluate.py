@@ -157,12 +157,16 @@ def test_answers_are_extracted_and_verified_per_task(test_file, tmp_path, monkey
         ("gsm8k", 1, 1, 1.0), ("arc_challenge", 1, 0, 0.0), ("strategyqa", 1, 1, 1.0)]
 
 
-def test_stop_after_answer_can_be_turned_off(test_file, tmp_path, monkeypatch):
+def test_stop_rules_can_be_turned_off(test_file, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(runner, "open_generator", lambda name, cfg: ScriptedGenerator(calls))
-    evaluate(EvaluateConfig(stop_after_answer=False), test_file,
-             [EvalModel(method="m", student="a", model="scripted")], tmp_path)
+    model = [EvalModel(method="m", student="a", model="scripted")]
+    evaluate(EvaluateConfig(stop_after_answer=False, stop_on_loop=False), test_file, model, tmp_path / "off")
     assert [stop_when for _, stop_when in calls] == [None, None, None]
+    calls.clear()
+    evaluate(EvaluateConfig(stop_after_answer=False), test_file, model, tmp_path / "loop_only")
+    stop_math = calls[0][1]
+    assert stop_math("<h2>" * 12) and not stop_math("\\boxed{72}.\n")
 
 
 def test_duplicate_model_names_are_rejected(test_file, tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from qrdistill.evaluation.stopping import final_answer_stop, stop_for_task
+from qrdistill.evaluation.stopping import final_answer_stop, looping, stop_for_task
 from qrdistill.tasks import get_task
 
 
@@ -47,3 +47,16 @@ def test_stop_when_ends_each_row_on_its_own(tiny_students):
 
 def test_numbers_stop_only_on_a_closed_boxed():
     assert final_answer_stop("number")("The answer is 5.\n") is False
+
+
+@pytest.mark.parametrize("text, loops", [
+    ("<h2>" * 12, True),
+    ('o"\n\n' + '"No"\n\n' * 8, True),               # a period of 6 characters, 8 times
+    ('"No"\n\n' * 7, False),                          # 42 characters: not yet 48
+    ("Step 1: add.\n" * 4, True),                      # a whole line four times
+    ("x" * 47, False), ("x" * 48, True),
+    ("48 / 2 = 24. 48 + 24 = 72. So 72 clips in all: \\boxed{72}", False),
+    ("1000000", False),
+])
+def test_looping_detects_a_repeated_tail(text, loops):
+    assert looping(text) is loops

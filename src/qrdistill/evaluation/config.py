@@ -20,6 +20,8 @@ class EvaluateConfig(StrictConfig):
         True, description="end an answer once the line holding its final-answer statement "
                           "(\\boxed{..}, 'The best answer is X.', 'The answer is yes.') is complete; "
                           "the answer itself is never cut")
+    stop_on_loop: bool = Field(True, description="end an answer stuck in a loop (one chunk repeated "
+                                                 "4+ times over 48+ characters at the end)")
     instruction: str | None = Field(
         None, description="zero-shot style instruction appended to every task prompt "
                           "(METHOD.md: each student answers alone with a zero-shot instruction)")

@@ -21,7 +21,7 @@ from qrdistill.evaluation.backends import open_generator
 from qrdistill.evaluation.config import EvaluateConfig
 from qrdistill.evaluation.ensemble import ensemble_predictions
 from qrdistill.evaluation.metrics import summarize
-from qrdistill.evaluation.stopping import stop_for_task
+from qrdistill.evaluation.stopping import stop_rule
 from qrdistill.tasks import get_task
 from qrdistill.utils.config import StrictConfig
 from qrdistill.utils.io import DataError, read_json, read_jsonl, read_jsonl_as, write_json, write_jsonl
@@ -52,7 +52,7 @@ def base_prompt(example: Example, instruction: str | None) -> str:
 def _fingerprint(model: EvalModel, cfg: EvaluateConfig, examples: list[Example], prompts: list[str]) -> str:
     """Everything that determines a model's predictions (batch size does not, under greedy decoding)."""
     generation = cfg.model_dump(mode="json", include={"max_new_tokens", "stop", "stop_after_answer",
-                                                      "backend", "dtype"})
+                                                      "stop_on_loop", "backend", "dtype"})
     payload = [model.model_dump(mode="json"), generation, [e.model_dump(mode="json") for e in examples], prompts]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -69,7 +69,7 @@ def _predict(model: EvalModel, cfg: EvaluateConfig, examples: list[Example], pro
         # One generate call per task: each task states its answer in its own format, so each
         # has its own rule for when an answer is complete.
         for name, indices in by_task.items():
-            stop_when = stop_for_task(get_task(name)) if cfg.stop_after_answer else None
+            stop_when = stop_rule(get_task(name), cfg.stop_after_answer, cfg.stop_on_loop)
             outputs = generator.generate([generator.render(prompts[i]) for i in indices],
                                          on_batch=lambda n: progress.advance(bar, n), stop_when=stop_when)
             for index, output in zip(indices, outputs):

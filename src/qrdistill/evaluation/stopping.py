@@ -69,3 +69,28 @@ def final_answer_stop(answer_type: str, labels: list[str] = ()) -> Callable[[str
 def stop_for_task(task) -> Callable[[str], bool]:
     """The stop predicate for a `qrdistill.tasks.Task` (its answer type and accepted label words)."""
     return final_answer_stop(task.answer_type, list(task.vocabulary))
+
+
+LOOP_MIN_REPEATS = 4
+LOOP_MIN_CHARS = 48
+LOOP_MAX_PERIOD = 64
+
+
+def looping(text: str) -> bool:
+    """True when the text ends in a loop: one chunk (up to 64 characters) repeated at least 4 times
+    over at least 48 characters, e.g. '"No"\n\n' again and again. Small base models fall into such
+    loops and would otherwise run to `max_new_tokens`; nothing after the first repeat is an answer."""
+    for period in range(1, LOOP_MAX_PERIOD + 1):
+        repeats = max(LOOP_MIN_REPEATS, -(-LOOP_MIN_CHARS // period))
+        span = period * repeats
+        if span <= len(text) and text[-span:] == text[-period:] * repeats:
+            return True
+    return False
+
+
+def stop_rule(task, after_answer: bool, on_loop: bool) -> Callable[[str], bool] | None:
+    """The `stop_when` predicate for a task's answers under the config's switches (None: no rule)."""
+    rules = ([stop_for_task(task)] if after_answer else []) + ([looping] if on_loop else [])
+    if not rules:
+        return None
+    return lambda text: any(rule(text) for rule in rules)

@@ -171,3 +171,20 @@ def test_a_partial_run_reports_what_exists(tmp_path):
     assert table_row(md, "vanilla")[:4] == ["vanilla", "3", "2 (67%)", "1 (33%)"]
     assert "Not run: evaluation" in md and "Not run: training (" in md
     assert json.loads((tmp_path / "filter" / "funnel.json").read_text())["vanilla"]["generated"] == 3
+
+
+def test_a_damaged_artifact_is_named_not_fatal(tmp_path):
+    (tmp_path / "train" / "qr_distill").mkdir(parents=True)
+    (tmp_path / "train" / "qr_distill" / "metrics.jsonl").write_text('{"step": 1, "loss/a": 2.0}\n{"step": 2, "lo')
+    build_report(tmp_path)
+    md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "_Could not read metrics.jsonl: " in md and "metrics.jsonl:2: not valid JSON" in md
+    assert "Not run: training (" in md
+
+
+def test_a_damaged_summary_is_not_reported_as_not_run(tmp_path):
+    (tmp_path / "evaluate").mkdir()
+    (tmp_path / "evaluate" / "summary.json").write_text('[{"method": ')
+    build_report(tmp_path)
+    md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "_Could not read summary.json: " in md and "Not run: evaluation" not in md

@@ -16,29 +16,34 @@ from qrdistill.reporting import plots, tables
 from qrdistill.reporting.config import ReportConfig
 from qrdistill.reporting.document import Code, Document, Heading, Image, Paragraph, to_html, to_markdown
 from qrdistill.reporting.paper import FULL_METHOD, TABLE1, TABLE1_TASKS, TABLE2, TABLE2_TASKS, is_ablation
+from qrdistill.utils.config import validate_config
 from qrdistill.utils.io import DataError, atomic_open, read_json, read_jsonl
 
 VERSIONED_PACKAGES = ("torch", "transformers", "peft", "accelerate")
 
 
 def _not_run(doc: Document, what: str, path: Path, run_dir: Path) -> None:
+    if path.exists():  # there but damaged: `_read` has named it already
+        return
     doc.add(Paragraph(f"Not run: {what} ({path.relative_to(run_dir)} not found).", note=True))
 
 
-def _read(path: Path, reader):
-    """The artifact, or None when missing; a damaged artifact is an error worth seeing."""
+def _read(doc: Document, path: Path, reader):
+    """The artifact, or None when it is missing or damaged. A damaged one (e.g. a line cut short
+    by an interrupted run) is named in the report instead of stopping it."""
     if not path.exists():
         return None
     try:
         return reader(path)
     except DataError as err:
-        raise DataError(f"cannot build the report: {err}") from None
+        doc.add(Paragraph(f"Could not read {path.name}: {err}", note=True))
+        return None
 
 
 def _accuracy_section(doc: Document, run_dir: Path, out_dir: Path, cfg: ReportConfig) -> None:
     doc.add(Heading("Accuracy on the test split"))
     path = run_dir / "evaluate" / "summary.json"
-    summary = _read(path, read_json)
+    summary = _read(doc, path, read_json)
     if summary is None:
         _not_run(doc, "evaluation", path, run_dir)
     else:
@@ -73,7 +78,7 @@ def _accuracy_section(doc: Document, run_dir: Path, out_dir: Path, cfg: ReportCo
 def _funnel_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
     doc.add(Heading("Quality filter"))
     path = run_dir / "filter" / "funnel.json"
-    funnel = _read(path, read_json)
+    funnel = _read(doc, path, read_json)
     if funnel is None:
         _not_run(doc, "quality filtering", path, run_dir)
         return
@@ -100,7 +105,7 @@ def _routing_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
     doc.add(Heading("Routing: which student learns from which style"))
     found = False
     for method_dir in _method_dirs(run_dir):
-        rows = _read(method_dir / "routing.jsonl", read_jsonl)
+        rows = _read(doc, method_dir / "routing.jsonl", read_jsonl)
         if not rows:
             continue
         found = True
@@ -120,7 +125,7 @@ def _training_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
     doc.add(Heading("Training curves"))
     found = False
     for method_dir in _method_dirs(run_dir):
-        metrics = _read(method_dir / "metrics.jsonl", read_jsonl)
+        metrics = _read(doc, method_dir / "metrics.jsonl", read_jsonl)
         if not metrics or not plots.loss_keys(metrics):
             continue
         found = True
@@ -155,7 +160,7 @@ def _report_config(config_text: str | None) -> ReportConfig:
     """The run's own `report` section, else the defaults."""
     data = yaml.safe_load(config_text) if config_text else None
     section = data.get("report") if isinstance(data, dict) else None
-    return ReportConfig.model_validate(section or {})
+    return validate_config(ReportConfig, section or {}, "config.yaml: report")
 
 
 def build_report(run_dir: Path, out_dir: Path | None = None, *, cfg: ReportConfig | None = None) -> Path:

@@ -132,7 +132,7 @@ class _Recorder(ThreadingHTTPServer):
 
 
 class CountingProxy(_Recorder):
-    """Passes every request on to `upstream` (host:port of a real server) and records it."""
+    """Passes every request on to the real server at `upstream_port` and records each POST."""
 
     def __init__(self, upstream_port: int):
         proxy = self
@@ -147,8 +147,6 @@ class CountingProxy(_Recorder):
                 conn.request(self.command, self.path, body=body, headers=headers)
                 response = conn.getresponse()
                 payload = response.read()
-                if body is not None and response.status == 200:
-                    proxy.record(self, body)  # counted once the server has answered
                 self.send_response(response.status)
                 self.send_header("Content-Type", response.getheader("Content-Type", "application/json"))
                 self.send_header("Content-Length", str(len(payload)))
@@ -159,7 +157,9 @@ class CountingProxy(_Recorder):
                 self._forward(None)
 
             def do_POST(self):
-                self._forward(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                proxy.record(self, body)  # on arrival: a request cut off by a crash still counts
+                self._forward(body)
 
         super().__init__(Handler)
 

@@ -73,29 +73,32 @@ class OpenAIBackend:
 
         self.cfg = cfg
         self._key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
-        self._check_reachable()
         # The library's own retries are off: ours honour Retry-After and name the request.
         self._clients = [openai.OpenAI(base_url=url, api_key=self._key or NO_KEY, max_retries=0,
-                                       timeout=cfg.request_timeout_s) for url in cfg.base_urls]
+                                       timeout=cfg.request_timeout_s) for url in self._reachable_urls()]
         self._next_client = itertools.cycle(range(len(self._clients)))
         self._lock = threading.Lock()
 
-    def _check_reachable(self) -> None:
-        """Fail before anything is written when no endpoint answers at all (any HTTP status,
-        even an error, proves a server is there; only a refused or silent connection does not)."""
-        down = []
+    def _reachable_urls(self) -> list[str]:
+        """The endpoints that answer now; an error when none does, before anything is written.
+        Any HTTP status, even an error, proves a server is there."""
+        up, down = [], []
         for url in self.cfg.base_urls:
             try:
-                urllib.request.urlopen(url, timeout=min(self.cfg.request_timeout_s, 10)).close()
+                # A connection check, not a generation: the request timeout does not apply.
+                urllib.request.urlopen(url, timeout=10).close()
             except urllib.error.HTTPError:
                 pass
             except (urllib.error.URLError, OSError) as err:
                 down.append(f"{url} ({getattr(err, 'reason', err)})")
-        if len(down) == len(self.cfg.base_urls):
+                continue
+            up.append(url)
+        if not up:
             raise BackendError(f"cannot reach the openai backend at {'; '.join(down)}; "
                                "is the server running and is base_urls right?")
         for entry in down:
-            log.warning("endpoint %s is not reachable; using the others", entry)
+            log.warning("endpoint %s is not reachable; using the others for this run", entry)
+        return up
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
@@ -133,7 +136,7 @@ class OpenAIBackend:
                 delay = self._backoff_s(attempt, err)
                 log.info("%s: %s; retry %d/%d in %.1fs", request.label, reason, attempt + 1,
                          self.cfg.max_retries, delay)
-                time.sleep(delay)
+                pause(delay)
                 continue
             usage = response.usage
             return Generation(text=response.choices[0].message.content or "",
@@ -158,6 +161,11 @@ class OpenAIBackend:
                         in_flight[pool.submit(self.complete, new)] = new
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def pause(seconds: float) -> None:
+    """Wait between retries (one place, so tests can record the delays instead of waiting)."""
+    time.sleep(seconds)
 
 
 def _retry_after_s(err: Exception) -> float | None:

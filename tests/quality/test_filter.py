@@ -125,3 +125,17 @@ def test_judge_disabled_keeps_correct_paths_without_any_call(paths_path, tmp_pat
 def test_threshold_outside_the_score_range_is_an_error(paths_path, tmp_path):
     with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
         filter_paths(FilterConfig(judge_enabled=False), paths_path, tmp_path / "filter", threshold=8)
+
+
+def test_hf_judge_runs_through_the_same_backends(tiny_students, paths_path, tmp_path):
+    """A tiny random local model as judge: whatever it writes, each verdict is read or failed closed."""
+    judge = {"kind": "hf", "model": str(tiny_students[1]), "max_tokens": 8, "dtype": "float32"}
+    cfg = FilterConfig(judge=judge, judge_attempts=2, show_progress=False)
+    filter_paths(cfg, paths_path, tmp_path / "filter")
+    judged = [p for p in read_jsonl_as(tmp_path / "filter" / "judged.jsonl", ReasoningPath) if p.correct]
+    assert len(judged) == 3
+    for path in judged:
+        if path.judge.status == "ok":
+            assert 0.0 <= path.judge.score <= 1.0 and path.kept == (path.judge.score >= 0.5)
+        else:
+            assert (path.judge.status, path.judge.attempts, path.kept) == ("unparseable", 2, False)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from qrdistill.data.schema import Example
 from qrdistill.models import Generation
+from qrdistill.tasks import get_task
 from qrdistill.teacher.backends import Request, make_backend, make_request
 from qrdistill.teacher.cache import RequestCache
 from qrdistill.teacher.config import BackendConfig, GenerateConfig
@@ -31,8 +32,6 @@ class PathJob:
 
 
 def plan_jobs(cfg: GenerateConfig, examples: list[Example]) -> list[PathJob]:
-    from qrdistill.tasks import get_task
-
     jobs = []
     for example in examples:
         base_prompt = get_task(example.task).build_prompt(example)
@@ -46,8 +45,6 @@ def plan_jobs(cfg: GenerateConfig, examples: list[Example]) -> list[PathJob]:
 
 
 def to_path(job: PathJob, generation: Generation, backend: BackendConfig) -> ReasoningPath:
-    from qrdistill.tasks import get_task
-
     task = get_task(job.example.task)
     return ReasoningPath(
         id=ReasoningPath.make_id(job.example.id, job.style, job.sample_index),

@@ -11,6 +11,7 @@ baseline and the non-finite check are the same on every rank.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import shutil
@@ -27,6 +28,7 @@ from qrdistill.training.export import export_student
 from qrdistill.training.objective import QRDistillObjective
 from qrdistill.training.router import embed_texts, logistic_noise, random_gates, step_generator, tau_at
 from qrdistill.training.students import load_student
+from qrdistill.utils.config import ConfigError
 from qrdistill.utils.io import atomic_open, iter_jsonl, write_json
 
 
@@ -46,6 +48,9 @@ class Recipe:
 
         self.cfg, self.out, self.resume = cfg, out_dir, resume
         log_with = None if cfg.report_to == "none" else cfg.report_to
+        if log_with and importlib.util.find_spec(log_with) is None:
+            raise ConfigError(f"report_to: {log_with} needs the '{log_with}' package (pip install {log_with}); "
+                              "metrics.jsonl is written either way, report_to: none needs nothing")
         self.acc = Accelerator(log_with=log_with, project_dir=str(out_dir))
         set_seed(cfg.seed)
         self.names = [s.name for s in cfg.students]

@@ -1,0 +1,178 @@
+"""The `qrdistill` command. Every subcommand is a thin layer over one library call."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+STAGE_HELP = {
+    "generate": "stage 1: teacher writes one reasoning path per style per question",
+    "filter": "stage 2: keep paths with the right answer that the LLM judge finds sound",
+    "train": "stages 3-4: train the students with routing and peer teaching (every method)",
+    "evaluate": "evaluate every student, the zero-shot baselines and the methods",
+}
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", default=None,
+                        help="YAML config (default: the embedded offline quickstart)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.epochs=2 (repeatable)")
+    parser.add_argument("--run-dir", default=None, help="where the run's artifacts go (overrides run_dir)")
+
+
+def _load(args):
+    from qrdistill.config import load_run_config
+
+    overrides = list(args.overrides)
+    if args.run_dir:
+        overrides.append(f"run_dir={args.run_dir}")
+    return load_run_config(args.config, overrides)
+
+
+def cmd_run(args) -> int:
+    from qrdistill.pipeline import STAGES, Pipeline
+
+    cfg = _load(args)
+    if args.config is None:
+        console.print("[bold]qrdistill quickstart[/bold]: offline, CPU, real packaged models "
+                      f"(run directory: {cfg.run_dir})")
+    pipeline = Pipeline(cfg, from_stage=args.from_stage)
+    if args.dry_run:
+        from qrdistill.checks import check_run
+
+        return check_run(cfg, console)
+    report = pipeline.run(STAGES)
+    console.print(f"\n[bold green]Done.[/bold green] Report: {report}")
+    return 0
+
+
+def cmd_stage(args) -> int:
+    from qrdistill.pipeline import Pipeline
+
+    cfg = _load(args)
+    if getattr(args, "method", None):
+        missing = [m for m in args.method if m not in cfg.methods]
+        if missing:
+            raise SystemExit(f"error: --method {', '.join(missing)} is not in the config's methods "
+                             f"({', '.join(cfg.methods)})")
+        cfg.methods = {m: cfg.methods[m] for m in args.method}
+    pipeline = Pipeline(cfg, from_stage=args.command if args.force else None,
+                        threshold=getattr(args, "threshold", None))
+    pipeline.run((args.command,))
+    console.print(f"[bold green]{args.command} done[/bold green] ({pipeline.layout.root})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from qrdistill.reporting import build_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise SystemExit(f"error: run directory {run_dir} does not exist")
+    console.print(f"Report: {build_report(run_dir, Path(args.out) if args.out else None)}")
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from qrdistill.data import available_counts
+    from qrdistill.tasks import get_task, list_tasks
+
+    counts: dict[str, list[str]] = {}
+    for row in available_counts():
+        counts.setdefault(row["task"], []).append(f"{row['count']:,} {row['split']} ({row['source']})")
+    table = Table(title="Tasks")
+    table.add_column("task")
+    table.add_column("answer type")
+    table.add_column("examples available offline")
+    for name in list_tasks():
+        table.add_row(name, get_task(name).answer_type, "; ".join(counts.get(name, ["user files or hub"])))
+    console.print(table)
+    return 0
+
+
+def cmd_data_prepare(args) -> int:
+    from qrdistill.data import prepare_splits
+
+    overrides = list(args.overrides)
+    if args.task:
+        overrides.append(f"data.task={args.task}")
+    from qrdistill.config import load_run_config
+
+    cfg = load_run_config(args.config, overrides)
+    for split, path in prepare_splits(cfg.data, Path(args.out)).items():
+        console.print(f"{split}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qrdistill", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="the whole pipeline: data, generate, filter, train, evaluate, report")
+    _add_config_args(run)
+    run.add_argument("--from", dest="from_stage", default=None, metavar="STAGE",
+                     help="re-run from this stage on (data, generate, filter, train, evaluate, report)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check the config, the models it names and the data, then stop")
+    run.set_defaults(func=cmd_run)
+
+    for name, help_text in STAGE_HELP.items():
+        stage = sub.add_parser(name, help=help_text)
+        _add_config_args(stage)
+        stage.add_argument("--force", action="store_true", help="redo this stage even if up to date")
+        if name == "filter":
+            stage.add_argument("--threshold", type=float, default=None,
+                               help="judge score threshold; re-filters from stored scores, no new calls")
+        if name in ("train", "evaluate"):
+            stage.add_argument("--method", action="append", default=None,
+                               help="only this method (repeatable); default: every method in the config")
+        stage.set_defaults(func=cmd_stage)
+
+    report = sub.add_parser("report", help="render the Markdown/HTML report of a run directory")
+    report.add_argument("run_dir")
+    report.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
+    report.set_defaults(func=cmd_report)
+
+    tasks = sub.add_parser("tasks", help="list tasks and how many examples are available offline")
+    tasks.set_defaults(func=cmd_tasks)
+
+    data = sub.add_parser("data", help="data sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    prepare = data_sub.add_parser("prepare", help="write train/dev/test JSONL for a task")
+    prepare.add_argument("--task", default=None)
+    prepare.add_argument("--out", required=True)
+    prepare.add_argument("--config", default=None)
+    prepare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    prepare.set_defaults(func=cmd_data_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from qrdistill.utils.config import ConfigError
+    from qrdistill.utils.io import DataError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, FileNotFoundError) as err:
+        err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted: rerun the same command to continue where it stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

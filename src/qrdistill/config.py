@@ -1,0 +1,81 @@
+"""The whole run's configuration: one typed section per stage, plus the methods to compare.
+
+```yaml
+run_dir: runs/my-run
+data:     {...}   # qrdistill.data.config.DataConfig
+generate: {...}   # qrdistill.teacher.config.GenerateConfig
+filter:   {...}   # qrdistill.quality.config.FilterConfig
+train:    {...}   # qrdistill.training.config.TrainConfig  (the QR-Distill setting)
+evaluate: {...}   # qrdistill.evaluation.config.EvaluateConfig
+report:   {...}   # qrdistill.reporting.config.ReportConfig
+methods:          # what to train and compare on the same data; see qrdistill.methods
+  qr_distill: {}
+  sft_single: {}
+```
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from qrdistill.data.config import DataConfig
+from qrdistill.evaluation.config import EvaluateConfig
+from qrdistill.quality.config import FilterConfig
+from qrdistill.reporting.config import ReportConfig
+from qrdistill.tasks.config import TaskSpec
+from qrdistill.teacher.config import GenerateConfig
+from qrdistill.training.config import TrainConfig
+from qrdistill.utils.config import StrictConfig, load_config, load_yaml
+
+QUICKSTART = "quickstart"
+
+
+class MethodSpec(StrictConfig):
+    """A training variant: overrides on top of the `train` section.
+
+    `train` holds dotted keys of TrainConfig (e.g. {"routing.mode": "all"}). `quality_filter: false`
+    trains on every generated path instead of the filtered ones (the "without quality filtering"
+    ablation). Known names (see qrdistill.methods.PRESETS) get their preset when left empty.
+    """
+
+    train: dict[str, Any] = Field(default_factory=dict)
+    quality_filter: bool = True
+
+
+class RunConfig(StrictConfig):
+    run_dir: Path = Path("runs/quickstart")
+    seed: int = 0
+    tasks: list[TaskSpec] = Field(default_factory=list)
+    data: DataConfig = Field(default_factory=DataConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    train: TrainConfig  # students have no sensible default: every config names them
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    methods: dict[str, MethodSpec | None] = Field(default_factory=lambda: {"qr_distill": None})
+    zero_shot: bool = True  # also evaluate the untrained base students
+
+    @model_validator(mode="after")
+    def _register_user_tasks(self) -> "RunConfig":
+        from qrdistill.tasks import register_task
+
+        for spec in self.tasks:
+            register_task(spec)
+        return self
+
+
+def quickstart_dict() -> dict:
+    """The embedded offline default that `qrdistill run` uses when no config is given."""
+    text = resources.files("qrdistill").joinpath("resources/quickstart.yaml")
+    with resources.as_file(text) as path:
+        return load_yaml(path)
+
+
+def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    if path is None or str(path) == QUICKSTART:
+        return load_config(RunConfig, base=quickstart_dict(), overrides=overrides)
+    return load_config(RunConfig, path, overrides)

@@ -24,6 +24,10 @@ from qrdistill.teacher.cache import request_key
 from qrdistill.teacher.config import BackendConfig
 
 log = logging.getLogger(__name__)
+# The HTTP library under the openai client logs every request at INFO, which buries the progress
+# bar of a run with thousands of requests; its warnings and errors still show.
+for _name in ("httpx", "httpx2"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 # Sent when no key is configured: the client library insists on one, local servers ignore it.
 NO_KEY = "no-key-configured"

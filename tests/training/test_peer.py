@@ -80,7 +80,7 @@ def test_projections_do_not_collapse():
         first = None
         for _ in range(300):
             out = peer([a, b], torch.rand(32, 2))
-            first = float(out["mutual"]) if first is None else first
+            first = out["mutual"].item() if first is None else first
             loss = out["mutual"] + lambda_variance * out["variance"] + out["competence"]
             opt.zero_grad()
             loss.backward()

@@ -63,9 +63,11 @@ def serve_packaged_model(threads: int | None) -> tuple[subprocess.Popen, str, st
 
 def measure(cfg: BackendConfig, requests: int, run_id: str) -> dict:
     backend = OpenAIBackend(cfg)
-    prompts = [apply_style(template, question) for question in QUESTIONS for template in BUILTIN_STYLES.values()]
+    prompts = [apply_style(template, question)
+               for question in QUESTIONS for template in BUILTIN_STYLES.values()]
     # The run id goes into the sample index, so no two measurements send identical requests.
-    batch = [make_request(cfg, prompts[i % len(prompts)], i, f"{run_id} request {i}") for i in range(requests)]
+    batch = [make_request(cfg, prompts[i % len(prompts)], i, f"{run_id} request {i}")
+             for i in range(requests)]
     start = time.perf_counter()
     results = [generation for _, generation in backend.run(batch)]
     seconds = time.perf_counter() - start
@@ -79,7 +81,8 @@ def measure(cfg: BackendConfig, requests: int, run_id: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-url", help="an already running server; default: serve SmolLM2 here")
     parser.add_argument("--model", help="model name the server expects (with --base-url)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
@@ -100,7 +103,8 @@ def main() -> None:
         measure(cfg.model_copy(update={"concurrency": 1}), 1, "warm-up")
         measurements = []
         for level in args.concurrency:
-            row = measure(cfg.model_copy(update={"concurrency": level}), max(args.requests, level), f"c{level}")
+            level_cfg = cfg.model_copy(update={"concurrency": level})
+            row = measure(level_cfg, max(args.requests, level), f"c{level}")
             print(json.dumps(row), flush=True)
             measurements.append(row)
     finally:

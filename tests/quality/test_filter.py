@@ -69,7 +69,8 @@ def test_stub_judge_verdicts_are_stored_and_unreadable_ones_are_rejected(paths_p
         "q1::vanilla::0": True, "q1::program::0": False, "q2::vanilla::0": False, "q2::program::0": False}
     originals = {p.id: p for p in read_jsonl_as(paths_path, ReasoningPath)}
     for pid, path in judged.items():  # nothing else about a path changes
-        assert path.model_dump(exclude={"judge", "kept"}) == originals[pid].model_dump(exclude={"judge", "kept"})
+        unchanged = {"judge", "kept"}
+        assert path.model_dump(exclude=unchanged) == originals[pid].model_dump(exclude=unchanged)
     assert [p.id for p in read_jsonl_as(kept_path, ReasoningPath)] == ["q1::vanilla::0"]
 
     # What the judge was asked: question and path, and the format reminder only on a retry.

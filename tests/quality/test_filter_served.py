@@ -40,7 +40,8 @@ def test_generate_judge_filter_and_refilter_with_no_new_calls(served_model, prox
             assert (verdict.score, verdict.attempts, path.kept) == (None, 2, False)
         assert path.model_dump(exclude={"judge", "kept"}) == before.model_dump(exclude={"judge", "kept"})
     assert judge_calls == sum(p.judge.attempts for p in judged)
-    assert [p.id for p in read_jsonl_as(out / "kept.jsonl", ReasoningPath)] == [p.id for p in judged if p.kept]
+    kept = read_jsonl_as(out / "kept.jsonl", ReasoningPath)
+    assert [p.id for p in kept] == [p.id for p in judged if p.kept]
     funnel = read_json(out / "funnel.json")
     assert funnel["total"]["generated"] == 4
     assert funnel["total"]["judge_kept"] == sum(p.kept for p in judged)

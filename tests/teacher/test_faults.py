@@ -6,7 +6,6 @@ HTTP statuses a real `transformers serve` never sends on demand (429 + Retry-Aft
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sqlite3
@@ -18,8 +17,7 @@ import pytest
 from served_model import ServedModel, StubOpenAIServer, free_port, openai_backend
 
 from qrdistill.data.schema import Example
-from qrdistill.teacher import BackendError, GenerateConfig, generate_paths
-from qrdistill.teacher import backends
+from qrdistill.teacher import BackendError, GenerateConfig, backends, generate_paths
 from qrdistill.teacher.generate import plan_jobs
 from qrdistill.teacher.schema import ReasoningPath
 from qrdistill.utils.config import dump_yaml
@@ -175,8 +173,9 @@ def test_stub_5xx_backs_off_with_jitter_then_names_the_request(examples_path, tm
 def test_stub_401_is_not_retried_and_the_key_stays_secret(examples_path, tmp_path, monkeypatch, pauses):
     secret = "sk-live-never-show-me-777"
     monkeypatch.setenv("QRD_STUB_KEY", secret)
-    echo_key = (401, {}, lambda handler: {"error": {"message": f"bad key {handler.headers['Authorization']}"}})
-    stub = StubOpenAIServer([], default=echo_key)
+    def echo_key(handler):  # a server that quotes the key it was sent back in its error
+        return {"error": {"message": f"bad key {handler.headers['Authorization']}"}}
+    stub = StubOpenAIServer([], default=(401, {}, echo_key))
     try:
         cfg = GenerateConfig(backend=openai_backend(stub.base_url, api_key_env="QRD_STUB_KEY"),
                              styles=["vanilla"], show_progress=False)

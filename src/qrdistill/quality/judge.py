@@ -20,7 +20,8 @@ from qrdistill.teacher.schema import JudgeVerdict, ReasoningPath
 
 TEMPLATE_SLOTS = ("{question}", "{path}")
 
-DEFAULT_JUDGE_TEMPLATE = """You are reviewing a worked solution. Do not solve the problem yourself; judge the steps.
+DEFAULT_JUDGE_TEMPLATE = """You are reviewing a worked solution. Do not solve the problem \
+yourself; judge the steps.
 
 Problem:
 {question}
@@ -38,7 +39,8 @@ FORMAT_REMINDER = ("\n\nYour reply must start with a line 'Score: N' where N is 
                    "0 to 10, followed by a line 'Reason: ...'.")
 
 _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
-# "Score: 8/10", "**Score:** 7 out of 10", "Rating: 7", "score = 0.8", "Score: 80%"; not "Score: <integer 0..."
+# "Score: 8/10", "**Score:** 7 out of 10", "Rating: 7", "score = 0.8", "Score: 80%";
+# never the "0" of an echoed "Score: <an integer from 0 to 10>"
 _SCORE_RE = re.compile(r"\b(?:score|rating)\b[\s*_:=\"'-]*(?:is\s+|of\s+)?" + _NUMBER
                        + r"\**\s*(?:(?:/|out\s+of)\s*" + _NUMBER + r")?\s*(%)?", re.IGNORECASE)
 # A reply that is only a score: "8", "0.8", "8/10", "80%"

@@ -66,10 +66,11 @@ def _batches(items: list, size: int) -> Iterator[list]:
 class OpenAIBackend:
     """Chat completions from one or more OpenAI-compatible endpoints, `concurrency` at a time.
 
-    Requests are spread round-robin over `base_urls`, and a retry goes to the next URL, so one
-    endpoint going down costs retries, not the run. Timeouts, connection errors, 408/409/429 and
-    5xx are retried with exponential backoff and jitter (or after the server's Retry-After);
-    other errors (bad request, wrong key, unknown model) fail at once.
+    Every attempt takes the next of the reachable `base_urls` in turn, so a retry usually lands
+    on another endpoint and one endpoint going down costs retries, not the run. Timeouts,
+    connection errors, 408/409/429 and 5xx are retried with exponential backoff and jitter (or
+    after the server's Retry-After); other errors (bad request, wrong key, unknown model) fail
+    at once.
     """
 
     def __init__(self, cfg: BackendConfig):

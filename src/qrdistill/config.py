@@ -67,6 +67,16 @@ class RunConfig(StrictConfig):
             register_task(spec)
         return self
 
+    @model_validator(mode="after")
+    def _methods_resolve(self) -> "RunConfig":
+        from qrdistill.methods import method_train_config
+
+        if not self.methods:
+            raise ValueError("methods: name at least one method to train, e.g. {qr_distill: {}}")
+        for name in self.methods:
+            method_train_config(self, name)  # raises with the method's name on a bad override
+        return self
+
 
 def quickstart_dict() -> dict:
     """The embedded offline default that `qrdistill run` uses when no config is given."""

@@ -7,6 +7,7 @@ comparison differs only in what its name says. Names match the paper's Tables 1 
 from __future__ import annotations
 
 import copy
+import difflib
 
 from qrdistill.config import MethodSpec, RunConfig
 from qrdistill.training.config import TrainConfig
@@ -31,13 +32,18 @@ PRESETS: dict[str, MethodSpec] = {
 
 
 def resolve_method(name: str, spec: MethodSpec | None) -> MethodSpec:
-    if spec is None or (not spec.train and spec.quality_filter and name in PRESETS):
-        if name not in PRESETS:
-            raise ConfigError(
-                f"methods.{name}: unknown method with no overrides; known presets: {', '.join(PRESETS)}"
-            )
-        return PRESETS[name]
-    return spec
+    """A preset when the entry is empty; an empty entry with an unknown name is most likely a typo."""
+    empty = spec is None or (not spec.train and spec.quality_filter)
+    if not empty:
+        return spec
+    if name not in PRESETS:
+        hint = difflib.get_close_matches(name, PRESETS, n=1)
+        raise ConfigError(
+            f"methods.{name}: not a preset and no overrides given"
+            + (f" (did you mean '{hint[0]}'?)" if hint else "")
+            + f"; presets: {', '.join(PRESETS)}; or give overrides, e.g. {name}: {{train: {{peer.enabled: false}}}}"
+        )
+    return PRESETS[name]
 
 
 def method_train_config(cfg: RunConfig, name: str) -> tuple[TrainConfig, bool]:

@@ -116,7 +116,11 @@ def format_validation_error(err: ValidationError, model: type[BaseModel], source
             if allowed:
                 msg += f"; allowed here: {', '.join(allowed)}"
         else:
-            msg = f"'{key}': {item['msg']} (got {item.get('input')!r})"
+            where = f"'{key}': " if key else ""
+            msg = f"{where}{item['msg'].removeprefix('Value error, ')}"
+            value = item.get("input")
+            if not isinstance(value, (dict, list)):  # a whole section is too long to echo back
+                msg += f" (got {value!r:.80})"
         lines.append(f"  - {msg}")
     return "\n".join(lines)
 

@@ -1,0 +1,126 @@
+"""The whole pipeline on tiny models: every stage's artifacts, skipping, re-running, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qrdistill.cli import main
+from qrdistill.config import load_run_config
+from qrdistill.pipeline import STAGES, Pipeline
+
+
+def tiny_config(tmp_path: Path, students) -> Path:
+    a, b = (str(s) for s in students)
+    config = {
+        "run_dir": str(tmp_path / "run"),
+        "data": {"task": "strategyqa", "source": {"kind": "packaged"},
+                 "train_size": 4, "dev_size": 0, "test_size": 3},
+        # A random tiny teacher is never right: the answer check and judge are off so that
+        # paths still reach training; the stages' own tests cover filtering for real.
+        "generate": {"backend": {"kind": "hf", "model": a, "max_tokens": 12, "batch_size": 8},
+                     "styles": ["vanilla", "program"], "show_progress": False},
+        "filter": {"answer_check": False, "judge_enabled": False, "show_progress": False},
+        "train": {"students": [{"name": "a", "model": a}, {"name": "b", "model": b}],
+                  "batch_size": 4, "max_length": 128, "progress": False, "log_every": 1},
+        "evaluate": {"max_new_tokens": 8},
+        "methods": {"qr_distill": {}, "no_peer": {}},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def stage_markers(run: Path) -> dict[str, float]:
+    return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in run.rglob(".stage.json")}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_students):
+    tmp_path = tmp_path_factory.mktemp("pipeline")
+    config = tiny_config(tmp_path, tiny_students)
+    assert main(["run", str(config)]) == 0
+    return config, tmp_path / "run"
+
+
+def test_every_stage_writes_its_artifacts(finished_run):
+    _, run = finished_run
+    train = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
+    assert len(train) == 4
+    paths = [json.loads(line) for line in (run / "generate" / "paths.jsonl").read_text().splitlines()]
+    assert sorted({p["style"] for p in paths}) == ["program", "vanilla"]
+    assert len(paths) == 8  # 4 questions x 2 styles
+    assert len((run / "filter" / "kept.jsonl").read_text().splitlines()) == 8
+    for method in ("qr_distill", "no_peer"):
+        for student in ("a", "b"):
+            assert (run / "train" / method / "students" / student / "config.json").exists()
+    summary = json.loads((run / "evaluate" / "summary.json").read_text())
+    singles = {(r["method"], r["student"]) for r in summary if not r["student"].startswith("ensemble")}
+    assert singles == {(m, s) for m in ("zero_shot", "qr_distill", "no_peer") for s in ("a", "b")}
+    assert all(r["n"] == 3 for r in summary)
+    assert (run / "report" / "report.html").exists()
+    assert "qr_distill" in (run / "report" / "report.md").read_text()
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["methods"].keys() == {"qr_distill", "no_peer"}
+
+
+def test_rerun_skips_every_stage_that_is_up_to_date(finished_run):
+    config, run = finished_run
+    before = stage_markers(run)
+    assert len(before) == 6  # data, generate, filter, 2 x train, evaluate
+    assert main(["run", str(config)]) == 0
+    assert stage_markers(run) == before
+
+
+def test_changed_stage_config_redoes_that_stage_and_what_follows(finished_run):
+    config, run = finished_run
+    before = stage_markers(run)
+    assert main(["run", str(config), "--set", "evaluate.max_new_tokens=6"]) == 0
+    after = stage_markers(run)
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed == {"evaluate/.stage.json"}
+
+
+def test_from_stage_redoes_it_and_everything_after(finished_run):
+    config, run = finished_run
+    before = stage_markers(run)
+    cfg = load_run_config(config)
+    Pipeline(cfg, from_stage="train").run(STAGES)
+    after = stage_markers(run)
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed == {"train/qr_distill/.stage.json", "train/no_peer/.stage.json", "evaluate/.stage.json"}
+
+
+def test_cli_reports_config_errors_with_the_key(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  students: [{name: a, model: x}]\n  epochs: two\n")
+    assert main(["run", str(bad), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "train.epochs" in err and "two" in err
+
+
+def test_dry_run_flags_a_missing_model(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "run_dir": str(tmp_path / "r"),
+        "data": {"task": "strategyqa", "test_size": 2, "dev_size": 0, "train_size": 2},
+        "train": {"students": [{"name": "a", "model": str(tmp_path / "missing")}],
+                  "routing": {"mode": "all"}, "peer": {"enabled": False}},
+    }))
+    assert main(["run", str(config), "--dry-run"]) == 1
+    assert "NO" in capsys.readouterr().out
+
+
+def test_unknown_method_without_overrides_is_an_error(tmp_path, tiny_students):
+    config = tiny_config(tmp_path, tiny_students)
+    with pytest.raises(ValueError, match="methods.no_routng: not a preset.*did you mean 'no_routing'"):
+        load_run_config(config, ["methods.no_routng={}"])
+
+
+def test_bad_method_override_names_the_method(tmp_path, tiny_students):
+    config = tiny_config(tmp_path, tiny_students)
+    with pytest.raises(ValueError, match=r"(?s)methods.mine.*routing.mode.*sometimes"):
+        load_run_config(config, ["methods.mine={train: {routing.mode: sometimes}}"])

@@ -18,8 +18,6 @@ from qrdistill.teacher.cache import RequestCache
 from qrdistill.teacher.schema import JudgeVerdict, ReasoningPath
 from qrdistill.utils.io import read_jsonl_as, write_json, write_jsonl
 
-FUNNEL_STEPS = ("generated", "answer_correct", "judge_kept")
-
 
 def is_kept(path: ReasoningPath, verdict: JudgeVerdict, cfg: FilterConfig, threshold: float) -> bool:
     if cfg.answer_check and not path.correct:
@@ -31,7 +29,7 @@ def is_kept(path: ReasoningPath, verdict: JudgeVerdict, cfg: FilterConfig, thres
     return verdict.score is not None and verdict.score >= threshold
 
 
-def funnel(paths: list[ReasoningPath], cfg: FilterConfig, threshold: float) -> dict:
+def funnel_counts(paths: list[ReasoningPath], cfg: FilterConfig, threshold: float) -> dict:
     def counts(group: list[ReasoningPath]) -> dict:
         return {"generated": len(group), "answer_correct": sum(p.correct for p in group),
                 "judge_kept": sum(bool(p.kept) for p in group),
@@ -89,5 +87,5 @@ def filter_paths(cfg: FilterConfig, paths_path: Path, out_dir: Path,
     write_jsonl(out_dir / "judged.jsonl", judged)
     kept_path = out_dir / "kept.jsonl"
     write_jsonl(kept_path, [p for p in judged if p.kept])
-    write_json(out_dir / "funnel.json", funnel(judged, cfg, threshold))
+    write_json(out_dir / "funnel.json", funnel_counts(judged, cfg, threshold))
     return kept_path

@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from qrdistill.pipeline import PipelineError
     from qrdistill.utils.config import ConfigError
     from qrdistill.utils.io import DataError
 
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, DataError, FileNotFoundError) as err:
+    except (ConfigError, DataError, PipelineError, FileNotFoundError) as err:
         err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
         return 2
     except KeyboardInterrupt:

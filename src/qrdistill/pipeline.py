@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
 STAGES = ("data", "generate", "filter", "train", "evaluate", "report")
+
+
+class PipelineError(RuntimeError):
+    """The run cannot go on as asked; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -94,14 +99,28 @@ class Pipeline:
         self.threshold = threshold
         self.methods = list(cfg.methods)
         self._prints: dict[str, str] = {}
+        # Under `accelerate launch` every process runs this; only training is spread over them,
+        # and only the main process writes the run's bookkeeping.
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.is_main = int(os.environ.get("RANK", "0")) == 0
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _should_skip(self, stage: str, folder: Path, fingerprint: str) -> bool:
         forced = STAGES.index(stage) >= self.force_from
         if not forced and _is_done(folder, fingerprint):
-            console.print(f"[dim]- {stage}: up to date ({folder}), skipped[/dim]")
+            if self.is_main:
+                console.print(f"[dim]- {stage}: up to date ({folder}), skipped[/dim]")
             return True
+        if self.world_size > 1 and stage != "train":
+            raise PipelineError(
+                f"stage '{stage}' is not up to date, and under several processes only training runs: "
+                f"run `qrdistill {'filter' if STAGES.index(stage) <= 2 else stage} CONFIG` on one process "
+                "first, then `accelerate launch -m qrdistill train CONFIG`")
         return False
+
+    def _mark_done(self, folder: Path, fingerprint: str) -> None:
+        if self.is_main:
+            _mark_done(folder, fingerprint)
 
     def _header(self, stage: str, what: str) -> None:
         console.rule(f"[bold]{stage}[/bold]: {what}")
@@ -117,7 +136,7 @@ class Pipeline:
         paths = prepare_splits(self.cfg.data, self.layout.data)
         for split, path in paths.items():
             console.print(f"  {split}: {sum(1 for _ in open(path, encoding='utf-8'))} questions -> {path}")
-        _mark_done(self.layout.data, fp)
+        self._mark_done(self.layout.data, fp)
 
     def run_generate(self) -> None:
         from qrdistill.teacher import generate_paths
@@ -128,7 +147,7 @@ class Pipeline:
             return
         self._header("generate", "teacher reasoning paths, one per style")
         generate_paths(self.cfg.generate, self.layout.data / "train.jsonl", self.layout.generate)
-        _mark_done(self.layout.generate, fp)
+        self._mark_done(self.layout.generate, fp)
 
     def run_filter(self) -> None:
         from qrdistill.quality import filter_paths, funnel_table
@@ -140,7 +159,7 @@ class Pipeline:
         self._header("filter", "answer check and LLM judge")
         filter_paths(self.cfg.filter, self.layout.paths, self.layout.filter, threshold=self.threshold)
         console.print(funnel_table(read_json(self.layout.filter / "funnel.json")))
-        _mark_done(self.layout.filter, fp)
+        self._mark_done(self.layout.filter, fp)
 
     def run_train(self) -> None:
         from qrdistill.training import train
@@ -153,12 +172,14 @@ class Pipeline:
             if self._should_skip("train", out, fp):
                 continue
             self._header("train", f"method {method}")
-            stale = out / ".stage.json"
-            if stale.exists():  # config changed since the last finished run: start over
+            if (out / ".stage.json").exists():  # its config changed since it finished: start over
+                if self.world_size > 1:
+                    raise PipelineError(f"{out} was trained with another config; remove it, or retrain "
+                                        "it on one process, before training it under several processes")
                 shutil.rmtree(out)
             train(train_cfg, self.layout.kept if filtered else self.layout.paths, out,
                   resume=(out / "checkpoints").exists())
-            _mark_done(out, fp)
+            self._mark_done(out, fp)
 
     def eval_models(self):
         from qrdistill.evaluation import EvalModel
@@ -185,7 +206,7 @@ class Pipeline:
             return
         self._header("evaluate", "each student alone on the test split")
         evaluate(self.cfg.evaluate, self.layout.data / "test.jsonl", self.eval_models(), self.layout.evaluate)
-        _mark_done(self.layout.evaluate, fp)
+        self._mark_done(self.layout.evaluate, fp)
 
     def run_report(self) -> Path:
         from qrdistill.reporting import build_report
@@ -196,8 +217,9 @@ class Pipeline:
     # -- the whole run -------------------------------------------------------------------------
     def run(self, stages: tuple[str, ...] = STAGES) -> Path | None:
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        with atomic_open(self.layout.root / "config.yaml") as handle:
-            handle.write(dump_yaml(self.cfg))
+        if self.is_main:
+            with atomic_open(self.layout.root / "config.yaml") as handle:
+                handle.write(dump_yaml(self.cfg))
         report = None
         # Earlier stages still run (and are skipped when up to date) so that fingerprints chain.
         last = max(STAGES.index(s) for s in stages)

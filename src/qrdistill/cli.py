@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from qrdistill.pipeline import PipelineError
+    from qrdistill.teacher import BackendError
+    from qrdistill.training import TrainingDiverged
     from qrdistill.utils.config import ConfigError
     from qrdistill.utils.io import DataError
 
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, DataError, PipelineError, FileNotFoundError) as err:
+    except (ConfigError, DataError, PipelineError, BackendError, TrainingDiverged, FileNotFoundError) as err:
         err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
         return 2
     except KeyboardInterrupt:

@@ -124,3 +124,19 @@ def test_bad_method_override_names_the_method(tmp_path, tiny_students):
     config = tiny_config(tmp_path, tiny_students)
     with pytest.raises(ValueError, match=r"(?s)methods.mine.*routing.mode.*sometimes"):
         load_run_config(config, ["methods.mine={train: {routing.mode: sometimes}}"])
+
+
+def test_cli_server_down_is_a_one_line_error(tmp_path, tiny_students, capsys):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tiny_config(tmp_path, tiny_students)
+    code = main(["generate", str(config), "--set", "generate.backend.kind=openai",
+                 "--set", f"generate.backend.base_urls=[http://127.0.0.1:{port}/v1]",
+                 "--set", "generate.backend.max_retries=0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and str(port) in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "generate" / "paths.jsonl").exists()

@@ -13,20 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from importlib.metadata import version
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import write_results  # noqa: E402
 
 from qrdistill.teacher.backends import OpenAIBackend, make_request
 from qrdistill.teacher.config import BackendConfig
 from qrdistill.teacher.styles import BUILTIN_STYLES, apply_style
 
-RESULTS = Path(__file__).parent / "results" / "teacher_throughput.json"
 QUESTIONS = [
     "Tom has 3 apples and buys 2 more. How many apples does he have now?",
     "A box holds 4 pens. How many pens are in 3 boxes?",
@@ -112,20 +112,11 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
 
-    report = {
-        "benchmark": "teacher_throughput",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    write_results("teacher_throughput", {
         "server": "transformers serve (packaged SmolLM2-135M-Instruct, cpu, float32)" if server else base_url,
         "server_threads": args.server_threads,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
-        "versions": {"python": platform.python_version(),
-                     **{pkg: version(pkg) for pkg in ("torch", "transformers", "openai", "qrdistill")}},
         "measurements": measurements,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS}", file=sys.stderr)
+    }, packages=("torch", "transformers", "openai", "qrdistill"))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from qrdistill.quality.judge import DEFAULT_JUDGE_TEMPLATE, TEMPLATE_SLOTS
+from qrdistill.quality.judge import DEFAULT_JUDGE_TEMPLATE, DEFAULT_PROBABILITY_TEMPLATE, TEMPLATE_SLOTS
 from qrdistill.teacher.config import BackendConfig
 from qrdistill.utils.config import StrictConfig
 
@@ -24,7 +24,12 @@ class FilterConfig(StrictConfig):
     # (b) drop paths the judge scores below `threshold` (scores are normalised to [0, 1])
     judge_enabled: bool = True
     judge: JudgeBackendConfig = Field(default_factory=JudgeBackendConfig)
-    judge_template: str = DEFAULT_JUDGE_TEMPLATE
+    # "generate": the judge writes "Score: N / Reason: ..." (any backend). "probability": the
+    # score is P("Yes") as the judge's next token, read from its logits (hf backend only); small
+    # local judges that never follow a format still give a usable score this way.
+    judge_scoring: Literal["generate", "probability"] = "generate"
+    # None: the default template of the scoring mode. Must contain {question} and {path}.
+    judge_template: str | None = None
     # Attempts to get a readable verdict; after the last, `on_unparseable` decides. Rejecting
     # (fail closed) is the default: an unread verdict is no evidence that the path is sound.
     judge_attempts: int = Field(3, ge=1)
@@ -34,8 +39,16 @@ class FilterConfig(StrictConfig):
 
     @field_validator("judge_template")
     @classmethod
-    def _template_has_slots(cls, template: str) -> str:
+    def _template_has_slots(cls, template: str | None) -> str | None:
+        if template is None:
+            return None
         missing = [slot for slot in TEMPLATE_SLOTS if slot not in template]
         if missing:
             raise ValueError(f"judge_template must contain {' and '.join(missing)}")
         return template
+
+    @property
+    def template(self) -> str:
+        if self.judge_template is not None:
+            return self.judge_template
+        return DEFAULT_PROBABILITY_TEMPLATE if self.judge_scoring == "probability" else DEFAULT_JUDGE_TEMPLATE

@@ -75,8 +75,8 @@ def filter_paths(cfg: FilterConfig, paths_path: Path, out_dir: Path,
     # Only paths that survive the answer check are worth a judge call.
     to_judge = [p for p in paths if p.correct or not cfg.answer_check] if cfg.judge_enabled else []
     with RequestCache(out_dir / "cache.sqlite") as cache:
-        verdicts = judge_paths(cfg.judge, cfg.judge_template, cfg.judge_attempts, to_judge, cache,
-                               show_progress=cfg.show_progress)
+        verdicts = judge_paths(cfg.judge, cfg.template, cfg.judge_attempts, to_judge, cache,
+                               show_progress=cfg.show_progress, scoring=cfg.judge_scoring)
     skipped = JudgeVerdict(status="skipped", reason="judge disabled" if not cfg.judge_enabled
                            else "answer incorrect; not judged")
     judged = []

@@ -12,7 +12,7 @@ import functools
 import json
 import re
 
-from qrdistill.teacher.backends import make_backend, make_request
+from qrdistill.teacher.backends import make_backend, make_request, make_yes_probability_backend
 from qrdistill.teacher.cache import RequestCache
 from qrdistill.teacher.config import BackendConfig
 from qrdistill.teacher.runner import run_cached
@@ -34,6 +34,19 @@ from the previous ones, and answers reached by luck or by spurious reasoning.
 Reply in exactly two lines:
 Score: <an integer from 0 to 10, where 10 means every step is sound>
 Reason: <one sentence>"""
+
+# For `judge_scoring: probability`: the score is P("Yes") as the judge's next token.
+DEFAULT_PROBABILITY_TEMPLATE = """You are reviewing a worked solution. Do not solve the problem \
+yourself; judge the steps.
+
+Problem:
+{question}
+
+Solution:
+{path}
+
+Is every intermediate step sound, with no invented facts or numbers, no step that does not \
+follow from the previous ones, and no answer reached by luck? Answer Yes or No."""
 
 FORMAT_REMINDER = ("\n\nYour reply must start with a line 'Score: N' where N is an integer from "
                    "0 to 10, followed by a line 'Reason: ...'.")
@@ -116,10 +129,17 @@ def parse_verdict(text: str) -> tuple[float, str] | None:
 
 
 def judge_paths(backend: BackendConfig, template: str, attempts: int, paths: list[ReasoningPath],
-                cache: RequestCache, show_progress: bool = True) -> dict[str, JudgeVerdict]:
+                cache: RequestCache, show_progress: bool = True,
+                scoring: str = "generate") -> dict[str, JudgeVerdict]:
     """A verdict for each path, by path id. Every request goes through `cache`, so judging the
-    same paths again (e.g. at another threshold) makes no new calls."""
-    get_backend = functools.cache(lambda: make_backend(backend))  # made once, only if needed
+    same paths again (e.g. at another threshold) makes no new calls.
+
+    scoring "generate": the judge writes a score and a reason, parsed by `parse_verdict`.
+    scoring "probability": the score is P("Yes") as the judge's next token (local `hf` judges);
+    the backend answers in the same "score + reason" text, so one parser and cache serve both.
+    """
+    make = make_yes_probability_backend if scoring == "probability" else make_backend
+    get_backend = functools.cache(lambda: make(backend))  # made once, only if needed
     verdicts: dict[str, JudgeVerdict] = {}
     last_reply: dict[str, str] = {}
     pending = paths

@@ -58,6 +58,13 @@ def make_backend(cfg: BackendConfig):
     return backends[cfg.kind](cfg)
 
 
+def make_yes_probability_backend(cfg: BackendConfig):
+    if cfg.kind != "hf":
+        raise BackendError(f"judge_scoring: probability reads the judge's logits, which only the hf "
+                           f"backend has (this judge is '{cfg.kind}'); use judge_scoring: generate")
+    return HFYesProbabilityBackend(cfg)
+
+
 def _batches(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -212,6 +219,21 @@ class HFBackend:
                                temperature=self.cfg.temperature, top_p=self.cfg.top_p,
                                batch_size=len(batch), seed=batch[0].seed)
             yield from zip(batch, outputs)
+
+
+class HFYesProbabilityBackend(HFBackend):
+    """A local judge scored by P("Yes") vs P("No") as its next token, answered as a judge reply."""
+
+    def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
+        from qrdistill.models import choice_probabilities, render_prompt
+
+        for batch in _batches(requests, self.cfg.batch_size):
+            prompts = [render_prompt(self.tokenizer, r.prompt) for r in batch]
+            for request, prompt, (yes, _) in zip(batch, prompts, choice_probabilities(
+                    self.model, self.tokenizer, prompts, ("Yes", "No"), batch_size=len(batch))):
+                text = f"Score: {yes:.4f}\nReason: P(Yes) = {yes:.4f} as the judge's next token"
+                yield request, Generation(text=text, prompt_tokens=len(self.tokenizer(prompt)["input_ids"]),
+                                          completion_tokens=1)
 
 
 class VLLMBackend:

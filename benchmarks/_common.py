@@ -175,3 +175,33 @@ def write_paths(paths: list[dict], path: Path) -> Path:
         for row in paths:
             handle.write(json.dumps(row) + "\n")
     return path
+
+
+# --------------------------------------------------------------------------- timing qrdistill's loop
+def make_recipe(cfg, paths_file: Path, out_dir: Path):
+    """A qrdistill training Recipe (students loaded, data encoded, optimizer built): the object
+    `qrdistill.training.train` runs. Timed epochs go through its own `optimizer_step`."""
+    from qrdistill.training.recipe import Recipe
+
+    return Recipe(cfg, Path(paths_file), Path(out_dir))
+
+
+def time_recipe_epoch(recipe, epoch: int) -> dict:
+    """One epoch of qrdistill's loop exactly as `Recipe.run` does it (same batches, windows and
+    `optimizer_step`), minus the progress bar, logging and checkpoint files. Returns seconds and
+    the real (non-pad) tokens processed (max over students is not summed: tokens per student)."""
+    import torch
+
+    from qrdistill.training.data import epoch_batches
+
+    batches = epoch_batches(recipe.lengths, recipe.global_batch, recipe.cfg.seed, epoch)
+    accum = recipe.cfg.grad_accum
+    windows = [list(range(i, min(i + accum, len(batches)))) for i in range(0, len(batches), accum)]
+    tokens = {n: sum(len(recipe.data.encoded[n][i].input_ids) for b in batches for i in b) for n in recipe.names}
+    torch.manual_seed(epoch)
+    start = time.perf_counter()
+    for window in windows:
+        recipe.optimizer_step(epoch, [(b, batches[b]) for b in window], len(batches))
+        recipe.progress["step"] += 1
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "steps": len(windows), "tokens": tokens}

@@ -1,0 +1,105 @@
+"""Peak memory per training step of a joint QR-Distill run, with and without peer teaching.
+
+    .venv/bin/python benchmarks/peak_memory.py           # 2 runs per side, 2 optimizer steps each
+    .venv/bin/python benchmarks/peak_memory.py --small   # 1 run per side, 1 step
+
+CPU measure: the process's peak resident set size (Linux VmHWM from /proc/self/status). Each
+measurement is a fresh subprocess (sides alternate), so one side's allocations never count for
+the other. After the trainer is built (students loaded, data encoded, embeddings computed) the
+peak is reset (`echo 5 > /proc/self/clear_refs`), then optimizer steps run; reported are the
+RSS after set-up, the peak during the steps, and their difference (the training steps' own
+memory: activations, gradients, optimizer state). tracemalloc is not used: it does not see
+torch's CPU tensor allocations. On a GPU the same script would read torch.cuda.max_memory_allocated.
+Students: the real packaged SmolLM2-135M-Instruct + Gemma-3-270M (float32, LoRA r=8 on q/v),
+batch 4 realistic paths (~150 tokens, benchmarks/_common.py), learned routing in both cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import emit, median, realistic_paths, wait_for_quiet_cpu, write_paths, write_results  # noqa: E402
+
+STUDENTS = [{"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2e-4},
+            {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2e-4}]
+
+
+def status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def child(peer: bool, steps: int, batch_size: int, tmp: Path) -> dict:
+    from _common import make_recipe, time_recipe_epoch  # noqa: F401
+
+    from qrdistill.training.config import TrainConfig
+    from qrdistill.training.data import epoch_batches
+
+    paths_file = write_paths(realistic_paths(batch_size * steps), tmp / "paths.jsonl")
+    cfg = TrainConfig(students=STUDENTS, method="qr_distill",
+                      routing={"mode": "learned", "cache_dir": str(tmp / "emb")}, peer={"enabled": peer},
+                      epochs=1, batch_size=batch_size, max_length=512, progress=False, log_every=10_000,
+                      checkpoint_every=10_000, seed=0)
+    recipe = make_recipe(cfg, paths_file, tmp / ("peer" if peer else "no_peer"))
+    after_setup = status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    reset_ok = abs(status_mb("VmHWM") - status_mb("VmRSS")) < 64
+    batches = epoch_batches(recipe.lengths, recipe.global_batch, cfg.seed, 0)
+    for b, batch in enumerate(batches[:steps]):
+        recipe.optimizer_step(0, [(b, batch)], len(batches))
+    peak = status_mb("VmHWM")
+    return {"peer": peer, "steps": min(steps, len(batches)), "rss_after_setup_mb": round(after_setup),
+            "peak_rss_during_steps_mb": round(peak), "step_memory_mb": round(peak - after_setup),
+            "peak_reset_ok": reset_ok}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--child", choices=["peer", "no_peer"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    reps = args.reps or (1 if args.small else 2)
+    steps = args.steps or (1 if args.small else 2)
+    if args.child:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(child(args.child == "peer", steps, args.batch_size, Path(tmp))))
+        return
+
+    quiet = wait_for_quiet_cpu()
+    runs: dict[str, list[dict]] = {"peer": [], "no_peer": []}
+    for rep in range(reps):
+        for side in (["peer", "no_peer"] if rep % 2 == 0 else ["no_peer", "peer"]):
+            out = subprocess.run([sys.executable, __file__, "--child", side, "--steps", str(steps),
+                                  "--batch-size", str(args.batch_size)], capture_output=True, text=True, check=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            runs[side].append(emit({"rep": rep, **row}))
+    result = {}
+    for side, rows in runs.items():
+        result[side] = {k: median([r[k] for r in rows]) for k in
+                        ("rss_after_setup_mb", "peak_rss_during_steps_mb", "step_memory_mb")}
+    result["peak_ratio_peer_over_no_peer"] = round(result["peer"]["peak_rss_during_steps_mb"] /
+                                                   result["no_peer"]["peak_rss_during_steps_mb"], 3)
+    result["step_memory_ratio_peer_over_no_peer"] = round(result["peer"]["step_memory_mb"] /
+                                                          max(1, result["no_peer"]["step_memory_mb"]), 3)
+    emit({"measurement": "median", **result})
+    write_results("peak_memory", {
+        "measure": "peak RSS (VmHWM, reset after set-up via /proc/self/clear_refs), one subprocess per run",
+        "models": "real packaged SmolLM2-135M-Instruct + Gemma-3-270M, float32, LoRA r=8 alpha=16 on q_proj/v_proj",
+        "config": {"batch_size": args.batch_size, "steps": steps, "reps": reps, "routing": "learned",
+                   "peer": {"kind": "hidden", "dim": 128}},
+        "quiet_cpu": quiet, "runs": runs, "result": result})
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from rich.console import Console
@@ -165,8 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     from qrdistill.utils.io import DataError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    # Our own messages at INFO; the libraries' only when something is wrong (or with -v).
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("qrdistill").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    # peft calls a transformers method deprecated in v5; the warning is not the user's to act on.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     try:
         return args.func(args)
     except (ConfigError, DataError, PipelineError, BackendError, TrainingDiverged, FileNotFoundError) as err:

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, median, realistic_paths, wait_for_quiet_cpu, write_paths, write_results  # noqa: E402
+from _common import busy_processes, emit, median, realistic_paths, write_paths, write_results  # noqa: E402
 
 STUDENTS = [{"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2e-4},
             {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2e-4}]
@@ -76,7 +76,8 @@ def main() -> None:
             print(json.dumps(child(args.child == "peer", steps, args.batch_size, Path(tmp))))
         return
 
-    quiet = wait_for_quiet_cpu()
+    # Memory does not depend on CPU contention: no waiting for a quiet CPU, but what ran beside is recorded.
+    quiet = {"busy_at_start": busy_processes()}
     runs: dict[str, list[dict]] = {"peer": [], "no_peer": []}
     for rep in range(reps):
         for side in (["peer", "no_peer"] if rep % 2 == 0 else ["no_peer", "peer"]):

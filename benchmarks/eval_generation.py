@@ -7,14 +7,14 @@
    model. Key `ratio_time_vs_fixed_length` (qrdistill / fixed).
 2. Generation tokens/s of qrdistill's `models.generate` (as the evaluator calls it) against plain
    `model.generate` (greedy, same left-padded batch, same 256-token budget, no stop rule); tokens
-   are real generated tokens (up to EOS/pad). Key `ratio_tokens_per_s_vs_generate`.
+   are real generated tokens (up to EOS/pad); --small uses a 64-token budget. Key `ratio_tokens_per_s_vs_generate`.
 
     .venv/bin/python benchmarks/eval_generation.py           # fixed side decodes 1024 tokens for real
-    .venv/bin/python benchmarks/eval_generation.py --small   # fixed side decodes 256, time x4 (extrapolated)
+    .venv/bin/python benchmarks/eval_generation.py --small   # fixed side decodes 64, time x16 (extrapolated); 64-token budget in part 2
 
 Model: the real packaged SmolLM2-135M-Instruct, float32, CPU. Questions: the first N (default 8)
 StrategyQA questions (BIG-bench, packaged). Sides alternate; medians over the repetitions.
-With --small the fixed-length side is measured at 256 new tokens and scaled linearly to 1024;
+With --small the fixed-length side is measured at 64 new tokens and scaled linearly to 1024;
 per-token cost grows with sequence length (attention over a longer KV cache), so the
 extrapolation underestimates the fixed-length time and the reported ratio is conservative.
 """
@@ -42,8 +42,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--fixed-measured", type=int, default=None,
                         help="new tokens actually decoded on the fixed side (default 1024, --small 256)")
+    parser.add_argument("--gen-tokens", type=int, default=None,
+                        help="token budget of the tokens/s comparison (default 256, --small 64)")
     args = parser.parse_args()
-    fixed_measured = args.fixed_measured or (256 if args.small else FIXED)
+    gen_tokens = args.gen_tokens or (64 if args.small else 256)
+    fixed_measured = args.fixed_measured or (64 if args.small else FIXED)
     scale = FIXED / fixed_measured
 
     import torch
@@ -103,7 +106,7 @@ def main() -> None:
 
     def ours() -> dict:
         start = time.perf_counter()
-        gens = generate(model, tok, rendered, max_new_tokens=eval_cfg.max_new_tokens, batch_size=args.batch_size,
+        gens = generate(model, tok, rendered, max_new_tokens=gen_tokens, batch_size=args.batch_size,
                         stop_when=rule)
         seconds = time.perf_counter() - start
         return {"seconds": seconds, "tokens": sum(g.completion_tokens for g in gens)}
@@ -117,7 +120,7 @@ def main() -> None:
             for i in range(0, len(order), args.batch_size):
                 batch = tok([rendered[j] for j in order[i:i + args.batch_size]], return_tensors="pt",
                             padding=True, add_special_tokens=False)
-                out = model.generate(**batch, max_new_tokens=eval_cfg.max_new_tokens, do_sample=False,
+                out = model.generate(**batch, max_new_tokens=gen_tokens, do_sample=False,
                                      pad_token_id=tok.pad_token_id, temperature=None, top_p=None, top_k=None)
                 for row in out[:, batch["input_ids"].shape[1]:].tolist():
                     n = next((k for k, t in enumerate(row) if t in end_ids), len(row))
@@ -166,7 +169,7 @@ def main() -> None:
     write_results("eval_generation", {
         "model": "real packaged SmolLM2-135M-Instruct, float32, cpu",
         "config": {"questions": len(examples), "task": "strategyqa", "batch_size": args.batch_size,
-                   "reps": args.reps, "evaluate": eval_cfg.model_dump(mode="json"),
+                   "reps": args.reps, "generate_tokens_budget": gen_tokens, "evaluate": eval_cfg.model_dump(mode="json"),
                    "fixed_new_tokens": FIXED, "fixed_new_tokens_measured": fixed_measured,
                    "fixed_extrapolation": "linear in new tokens" if scale != 1 else None},
         "quiet_cpu": quiet, "eval": eval_rows, "generate": gen_rows, "result": result})

@@ -1,5 +1,7 @@
 """evaluate(): prediction rows, the same questions for every model, resume, ensembles, summary."""
 
+import importlib.util
+
 import pytest
 
 import qrdistill.evaluation.runner as runner
@@ -175,11 +177,8 @@ def test_duplicate_model_names_are_rejected(test_file, tmp_path):
         evaluate(EvaluateConfig(), test_file, [model, model], tmp_path)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None,
+                    reason="vllm is installed: the missing-package error cannot happen")
 def test_vllm_backend_without_vllm_says_how_to_get_it():
-    try:
-        import vllm  # noqa: F401
-        pytest.skip("vllm is installed")
-    except ImportError:
-        pass
     with pytest.raises(ImportError, match="pip install 'qrdistill\\[gpu\\]'"):
         runner.open_generator("any", EvaluateConfig(backend="vllm"))

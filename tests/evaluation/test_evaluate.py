@@ -68,7 +68,7 @@ def test_prediction_rows_with_tiny_students(tiny_students, test_file, tmp_path, 
         assert isinstance(row["response"], str)
         assert row["answer"] == task.extract_answer(row["response"], example.get("choices"))
         assert row["correct"] == task.is_correct(row["response"], example["gold"], example.get("choices"))
-        assert 1 <= row["completion_tokens"] <= 8
+        assert row["completion_tokens"] in range(1, 9)  # at least one token, within the budget
         assert row["mean_logprob"] <= 0.0
     # Each model's own file holds exactly its rows.
     assert read_jsonl(out / "models" / "zero_shot__a.jsonl") == singles[:3]

@@ -8,7 +8,7 @@ import torch
 
 from qrdistill.training.data import IGNORE, build_data, collate
 from qrdistill.training.objective import QRDistillObjective
-from qrdistill.training.peer import PeerTeaching, logit_mutual_loss, pool_response
+from qrdistill.training.peer import PeerTeaching, RoutedRows, logit_mutual_loss, pool_response
 from qrdistill.training.recipe import param_groups
 from qrdistill.training.students import load_student
 
@@ -29,8 +29,13 @@ def _setup(cfg, paths_file):
     loaded = [load_student(s) for s in cfg.students]
     toks = {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)}
     data = build_data(paths_file, cfg, toks)
-    model = QRDistillObjective([m for m, _ in loaded], cfg, embed_dim=8)
+    model = QRDistillObjective([m for m, _ in loaded], cfg, embed_dim=8, n_paths=len(data))
     return model, data, toks
+
+
+def everyone(pooled: list[torch.Tensor]) -> list[RoutedRows]:
+    """Every student computed every row."""
+    return [RoutedRows(torch.arange(p.shape[0]), p) for p in pooled]
 
 
 def _inputs(data, toks, idx, extra_pad=None):
@@ -52,18 +57,40 @@ def test_students_with_different_tokenizers_are_compared_per_path_not_per_positi
     model, data, toks = _setup(cfg, paths_file)
     model.eval()
     idx = [0, 1, 2, 3]
+    run = lambda order, pad=None: model(_inputs(data, toks, order, extra_pad=pad),  # noqa: E731
+                                        items=torch.tensor(order), chars=torch.full((4,), 50.0),
+                                        fixed_gates=torch.ones(4, 2))
     with torch.no_grad():
-        base = model(_inputs(data, toks, idx), chars=torch.full((4,), 50.0), fixed_gates=torch.ones(4, 2))
-        padded = model(_inputs(data, toks, idx, extra_pad="qwen"), chars=torch.full((4,), 50.0),
-                       fixed_gates=torch.ones(4, 2))
+        base, padded = run(idx), run(idx, pad="qwen")
         # Path i of one student is paired with path i of the other: a permutation of the batch
         # permutes nothing inside a pair, so the (per-path averaged) loss is unchanged.
-        perm = model(_inputs(data, toks, [3, 1, 0, 2]), chars=torch.full((4,), 50.0),
-                     fixed_gates=torch.ones(4, 2))
-    assert torch.allclose(base["mutual"], padded["mutual"], atol=1e-5)  # padding is invisible
-    assert torch.allclose(base["per_path"], padded["per_path"], atol=1e-5)
-    assert torch.allclose(base["mutual"], perm["mutual"], atol=1e-5)
-    assert base["mutual"] > 0
+        perm = run([3, 1, 0, 2])
+    assert torch.allclose(base.terms["mutual"], padded.terms["mutual"], atol=1e-5)  # padding is invisible
+    assert torch.allclose(base.per_path, padded.per_path, atol=1e-5)
+    assert torch.allclose(base.terms["mutual"], perm.terms["mutual"], atol=1e-5)
+    assert base.terms["mutual"] > 0
+
+
+def test_peer_terms_use_only_rows_that_several_students_computed(tiny_students, paths_file, make_config):
+    """Sparse routing: a path computed by one student alone has no ensemble to learn from. The
+    mutual term of a partly routed batch equals that of the batch of its shared rows."""
+    cfg = make_config(routing__mode="all")
+    model, data, toks = _setup(cfg, paths_file)
+    model.eval()
+    gates = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    with torch.no_grad():
+        sparse = model(_inputs(data, toks, [0, 1, 2, 3]), items=torch.arange(4), chars=torch.full((4,), 50.0),
+                       fixed_gates=gates)
+        shared = model(_inputs(data, toks, [0, 2]), items=torch.tensor([0, 2]), chars=torch.full((2,), 50.0),
+                       fixed_gates=torch.ones(2, 2))
+    assert torch.allclose(sparse.terms["mutual"], shared.terms["mutual"], atol=1e-5)
+    assert torch.allclose(sparse.terms["competence"], shared.terms["competence"], atol=1e-5)
+    assert torch.isnan(sparse.per_path[1, 1]) and torch.isnan(sparse.per_path[3, 0])
+    assert torch.allclose(sparse.per_path[[0, 2]], shared.per_path, atol=1e-5)
+    with torch.no_grad():
+        alone = model(_inputs(data, toks, [1]), items=torch.tensor([1]), chars=torch.full((1,), 50.0),
+                      fixed_gates=torch.tensor([[1.0, 0.0]]))
+    assert alone.terms["mutual"] == 0 and alone.terms["competence"] == 0
 
 
 def test_projections_do_not_collapse():
@@ -79,15 +106,16 @@ def test_projections_do_not_collapse():
         opt = torch.optim.Adam(peer.parameters(), lr=1e-2)
         first = None
         for _ in range(300):
-            out = peer([a, b], torch.rand(32, 2))
+            out = peer(everyone([a, b]), 32, torch.rand(32, 2))
             first = out["mutual"].item() if first is None else first
             loss = out["mutual"] + lambda_variance * out["variance"] + out["competence"]
             opt.zero_grad()
             loss.backward()
             opt.step()
         with torch.no_grad():
-            z = peer.project([a, b])
-            return float(z.std(0).mean()), float(z.norm(dim=-1).min()), first, float(peer([a, b], torch.rand(32, 2))["mutual"])
+            z, _ = peer.project(everyone([a, b]), 32)
+            last = float(peer(everyone([a, b]), 32, torch.rand(32, 2))["mutual"])
+            return float(z.std(0).mean()), float(z.norm(dim=-1).min()), first, last
 
     std, norm, _, _ = train(0.0)
     assert std < 0.2  # the failure mode is real
@@ -101,17 +129,17 @@ def test_competence_weights_are_trained_by_the_competence_loss_only():
     peer = PeerTeaching([8, 12], dim=8)
     pooled = [torch.randn(16, 8), torch.randn(16, 12)]
     per_char = torch.stack([torch.full((16,), 0.5), torch.full((16,), 2.0)], 1)  # student 0 better
-    out = peer(pooled, per_char)
+    out = peer(everyone(pooled), 16, per_char)
     out["mutual"].backward(retain_graph=True)
     assert peer.competence.grad is None or peer.competence.grad.abs().sum() == 0
     assert peer.proj[0].weight.grad.abs().sum() > 0  # projections learn from the mutual loss
     opt = torch.optim.Adam([peer.competence], lr=0.05)
     for _ in range(100):
-        loss = peer(pooled, per_char)["competence"]
+        loss = peer(everyone(pooled), 16, per_char)["competence"]
         opt.zero_grad()
         loss.backward()
         opt.step()
-    gamma = peer(pooled, per_char)["gamma"]
+    gamma = peer.gamma(everyone(pooled), 16)
     assert (gamma[:, 0] > 0.8).all()  # the ensemble leans on the student with the lower loss
 
 
@@ -128,11 +156,22 @@ def test_logit_kl_is_zero_between_identical_students_and_ignores_prompt_and_padd
     assert logit_mutual_loss([logits, other], labels, gamma) > 1e-3
 
 
-def test_logit_peer_refuses_different_tokenizers(tiny_students, paths_file, make_config):
+def test_logit_peer_refuses_different_tokenizers_before_any_model_is_loaded(
+        tiny_students, paths_file, make_config, monkeypatch):
+    from qrdistill.models import load_tokenizer
+    from qrdistill.training import recipe
+    from qrdistill.utils.config import ConfigError
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("a model was loaded before the tokenizers were checked")
+
+    monkeypatch.setattr(recipe, "load_student", no_models)
     cfg = make_config(routing__mode="all", peer__kind="logits")
-    model, data, toks = _setup(cfg, paths_file)
-    with pytest.raises(ValueError, match="share a tokenizer"):
-        model(_inputs(data, toks, [0, 1]), chars=torch.ones(2), fixed_gates=torch.ones(2, 2))
+    with pytest.raises(ConfigError, match="share a tokenizer.*peer.kind: hidden"):
+        recipe.Recipe(cfg, paths_file, paths_file.parent / "out")
+    toks = {s.name: load_tokenizer(s.model) for s in cfg.students}
+    with pytest.raises(ConfigError, match="share a tokenizer"):
+        build_data(paths_file, cfg, toks)
 
 
 def test_every_trainable_module_is_in_the_optimizer(tiny_students, paths_file, make_config):

@@ -56,11 +56,13 @@ class RoutingConfig(StrictConfig):
     encoder: str = "minilm"  # packaged alias, sentence-transformers or HF encoder name/folder
     hidden: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
-    # Gumbel temperature, annealed exponentially from start to end over the run.
+    # Gate temperature (p = sigmoid(logit / tau)), annealed exponentially from start to end:
+    # exploration early, decisive routing late.
     tau_start: float = Field(1.0, gt=0)
     tau_end: float = Field(0.3, gt=0)
-    # Momentum of the per-student running mean loss the router's signal is measured against.
-    baseline_momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    # Every path goes to at least this many students (the ones it scores highest for); 0 allows
+    # a path to reach nobody, as the paper's objective does.
+    min_students_per_path: int = Field(1, ge=0)
     cache_dir: str | None = None  # embedding cache; default <qrdistill cache>/embeddings
 
 
@@ -111,6 +113,9 @@ class TrainConfig(StrictConfig):
             raise ValueError(f"student names must be unique, got {names}")
         if all(s.frozen for s in self.students):
             raise ValueError("every student is frozen: nothing would be trained")
+        if self.routing.min_students_per_path > len(self.students):
+            raise ValueError(f"routing.min_students_per_path is {self.routing.min_students_per_path} but there "
+                             f"are only {len(self.students)} students; use at most {len(self.students)}")
         if len(self.students) < 2 and self.method == "qr_distill" and (
                 self.routing.mode != "all" or self.peer.enabled):
             raise ValueError("routing and peer teaching need at least 2 students; with one student "

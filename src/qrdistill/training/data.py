@@ -20,6 +20,7 @@ import torch
 from qrdistill.models import render_prompt
 from qrdistill.teacher.schema import ReasoningPath
 from qrdistill.training.config import TrainConfig
+from qrdistill.utils.config import ConfigError
 from qrdistill.utils.io import read_jsonl_as
 
 IGNORE = -100
@@ -125,7 +126,24 @@ def build_data(paths_path: Path, cfg: TrainConfig, tokenizers: dict) -> TrainDat
     if not keep:
         raise ValueError(f"{paths_path}: no trainable items for method '{cfg.method}' "
                          f"(counts: {counts}); check the file, the method or max_length")
-    return TrainData([items[i] for i in keep], {n: [encoded[n][i] for i in keep] for n in tokenizers}, counts)
+    data = TrainData([items[i] for i in keep], {n: [encoded[n][i] for i in keep] for n in tokenizers}, counts)
+    if cfg.peer_active and cfg.peer.kind == "logits":
+        check_shared_tokenization(data)
+    return data
+
+
+def check_shared_tokenization(data: TrainData) -> None:
+    """Token-level (logits) peer teaching compares position t across students, which only means
+    something when every student tokenised every path identically. Checked before training."""
+    names = list(data.encoded)
+    for i in range(len(data)):
+        first = data.encoded[names[0]][i].input_ids
+        for name in names[1:]:
+            if data.encoded[name][i].input_ids != first:
+                raise ConfigError(
+                    f"peer.kind: logits needs students that share a tokenizer, but '{names[0]}' and "
+                    f"'{name}' tokenise path {data.items[i].path_id} differently; use peer.kind: hidden "
+                    "(compares whole responses, works across tokenizers)")
 
 
 def epoch_batches(lengths: list[int], global_batch: int, seed: int, epoch: int,

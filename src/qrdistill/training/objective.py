@@ -1,10 +1,23 @@
-"""The full QR-Distill objective as one module, so one DDP/FSDP wrapper covers every trainable part:
-    L = sum_s L_distill(s) - lambda_entropy * L_entropy + lambda_mutual * L_mutual (+ the terms
-        that keep peer teaching well posed: variance hinge, competence loss; see peer.py)
-Routing is in router.py, peer teaching in peer.py; this file only wires them to the students.
+"""The full QR-Distill objective for one micro-batch, as one module, so one DDP/FSDP wrapper covers
+every trainable part (docs/METHOD.md, "Objective"):
+
+    L = distill + router - lambda_entropy * entropy
+        + lambda_mutual * (mutual + lambda_variance * variance) + lambda_competence * competence
+
+distill    sum over trainable students of the mean loss over the paths routed to them
+router     the router's comparative signal weighted by its gate probabilities (router.py)
+entropy    the entropy of the mean gate probability, maximised (router.py)
+mutual, variance, competence   peer teaching (peer.py)
+
+The step is sparse: gates are drawn first, then each student runs forward (and, through the
+loss, backward) on its routed rows only, re-batched without the other rows' padding. A pair
+with gate 0 costs that student nothing and gives it exactly zero gradient.
 """
 
 from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -12,8 +25,27 @@ from torch import nn
 
 from qrdistill.training.config import TrainConfig
 from qrdistill.training.data import IGNORE
-from qrdistill.training.peer import PeerTeaching, pool_response
-from qrdistill.training.router import Router, entropy_regulariser, gated_distill_loss, straight_through_gates
+from qrdistill.training.peer import PeerTeaching, RoutedRows, pool_response
+from qrdistill.training.router import Router, entropy_regulariser, router_loss, sample_gates
+
+TERMS = ("distill", "router", "entropy", "mutual", "variance", "competence")
+
+
+def term_weights(cfg: TrainConfig) -> dict[str, float]:
+    """The coefficient of each named term in the total loss: the one place the sum is spelled out."""
+    return {"distill": 1.0, "router": 1.0, "entropy": -cfg.lambda_entropy, "mutual": cfg.lambda_mutual,
+            "variance": cfg.lambda_mutual * cfg.peer.lambda_variance, "competence": cfg.peer.lambda_competence}
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor  # the total, with gradient
+    terms: dict[str, torch.Tensor]  # each term of TERMS, detached; 0 when inactive
+    per_path: torch.Tensor  # [B, S] loss of each computed (path, student) pair; NaN where not computed
+    gates: torch.Tensor  # [B, S] 0/1: which student computed which path
+    probs: torch.Tensor  # [B, S] gate probabilities (the gates themselves when routing is not learned)
+    tokens: torch.Tensor  # [S] real tokens through forward and backward (trainable students)
+    forward_only_tokens: torch.Tensor  # [S] real tokens through a forward pass only (frozen students)
 
 
 def per_path_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,15 +58,23 @@ def per_path_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     return tokens.sum(1) / count.clamp(min=1), count
 
 
+def select_rows(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The routed rows of a right-padded batch, trimmed to their own longest row."""
+    sub = {k: v.index_select(0, rows) for k, v in batch.items()}
+    width = int(sub["attention_mask"].sum(1).max())
+    return {k: v[:, :width] for k, v in sub.items()}
+
+
 class QRDistillObjective(nn.Module):
-    def __init__(self, students: list[nn.Module], cfg: TrainConfig, embed_dim: int | None):
+    def __init__(self, students: list[nn.Module], cfg: TrainConfig, embed_dim: int | None, n_paths: int):
         super().__init__()
         self.cfg = cfg
+        self.weights = term_weights(cfg)
         self.students = nn.ModuleList(students)
         self.frozen = [sc.frozen for sc in cfg.students]
-        self.mode = cfg.effective_routing_mode
-        n = len(students)
-        self.router = Router(embed_dim, n, cfg.routing.hidden) if self.mode == "learned" else None
+        self.router = None
+        if cfg.effective_routing_mode == "learned":
+            self.router = Router(embed_dim, len(students), cfg.routing.hidden, n_paths)
         self.peer = None
         if cfg.peer_active:
             sizes = [s.config.get_text_config().hidden_size for s in students]
@@ -48,56 +88,62 @@ class QRDistillObjective(nn.Module):
                 student.eval()
         return self
 
-    def forward(self, inputs: list[dict[str, torch.Tensor]], *, chars: torch.Tensor,
+    def forward(self, inputs: list[dict[str, torch.Tensor]], *, items: torch.Tensor, chars: torch.Tensor,
                 embeddings: torch.Tensor | None = None, noise: torch.Tensor | None = None,
-                tau: float = 1.0, fixed_gates: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """inputs: per student {input_ids, attention_mask, labels} for the same paths;
-        chars: [B] response length in characters; gates come from the router (embeddings, noise,
-        tau) or are given (`fixed_gates`, modes all/random)."""
-        want_hidden = self.peer is not None and self.peer.kind == "hidden"
-        losses, counts, pooled, logits = [], [], [], []
-        for student, batch in zip(self.students, inputs):
-            out = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          output_hidden_states=self.peer is not None)
-            loss, count = per_path_loss(out.logits, batch["labels"])
-            losses.append(loss)
-            counts.append(count)
-            if self.peer is not None:
-                pooled.append(pool_response(out.hidden_states[-1], batch["labels"]))
-                if not want_hidden:
-                    logits.append(out.logits)
-        per_path = torch.stack(losses, dim=1)  # [B, S]
-        result: dict[str, torch.Tensor] = {}
+                tau: float = 1.0, fixed_gates: torch.Tensor | None = None) -> StepOutput:
+        """inputs: per student the right-padded {input_ids, attention_mask, labels} of the same B
+        paths; items: [B] their indices in the training data; chars: [B] response lengths in
+        characters. Gates come from the router (embeddings, noise, tau) or are given
+        (`fixed_gates`: routing modes all and random)."""
+        n_paths, n_students = items.shape[0], len(self.students)
+        device = inputs[0]["input_ids"].device
         if self.router is not None:
-            router_logits = self.router(embeddings)
-            probs = torch.sigmoid(router_logits)
-            gates = straight_through_gates(router_logits, noise, tau)
-            distill = gated_distill_loss(per_path, gates, self.router.baseline)
-            entropy = entropy_regulariser(probs)
-            total = distill.sum() - self.cfg.lambda_entropy * entropy
-            result.update(probs=probs.detach(), entropy=entropy.detach())
+            logits = self.router(embeddings)
+            probs = torch.sigmoid(logits / tau)
+            gates = sample_gates(logits.detach() / tau, noise, self.cfg.routing.min_students_per_path)
         else:
-            gates = fixed_gates.to(per_path.dtype)
-            total = gated_distill_loss(per_path, gates, None).sum()
+            gates = fixed_gates.to(device).float()
+            probs = gates
+
+        zero = torch.zeros((), device=device)
+        terms = dict.fromkeys(TERMS, zero)
+        per_path = torch.full((n_paths, n_students), float("nan"), device=device)
+        counts = torch.zeros((n_paths, n_students), device=device)
+        tokens = torch.zeros(n_students, dtype=torch.long, device=device)
+        forward_only = torch.zeros(n_students, dtype=torch.long, device=device)
+        routed: list[RoutedRows | None] = []
+        for s, (student, batch) in enumerate(zip(self.students, inputs)):
+            rows = gates[:, s].nonzero().squeeze(1)
+            if rows.numel() == 0:
+                routed.append(None)
+                continue
+            sub = select_rows(batch, rows)
+            frozen = self.frozen[s]
+            with torch.no_grad() if frozen else nullcontext():
+                out = student(input_ids=sub["input_ids"], attention_mask=sub["attention_mask"],
+                              output_hidden_states=self.peer is not None)
+            loss, count = per_path_loss(out.logits, sub["labels"])
+            if not frozen:
+                terms["distill"] = terms["distill"] + loss.mean()
+            per_path[rows, s] = loss.detach()
+            counts[rows, s] = count.float()
+            (forward_only if frozen else tokens)[s] = sub["attention_mask"].sum()
+            routed.append(None if self.peer is None else RoutedRows(
+                rows, pool_response(out.hidden_states[-1], sub["labels"]),
+                out.logits if self.peer.kind == "logits" else None))
+
+        if self.router is not None:
+            known = self.router.last_loss[items].to(device)
+            best_known = torch.where(torch.isnan(per_path), known, per_path)
+            terms["router"] = router_loss(probs, self.router.comparative_signal(best_known))
+            terms["entropy"] = entropy_regulariser(probs)
         if self.peer is not None:
-            per_char = per_path.detach() * torch.stack(counts, 1) / chars.unsqueeze(1).clamp(min=1)
-            peer = self.peer(pooled, per_char, logits=logits or None, labels=_shared_labels(inputs, want_hidden))
-            total = (total + self.cfg.lambda_mutual * (peer["mutual"] + self.cfg.peer.lambda_variance * peer["variance"])
-                     + self.cfg.peer.lambda_competence * peer["competence"])
-            result.update({k: v.detach() for k, v in peer.items()})
-        result.update(loss=total, per_path=per_path.detach(), gates=gates.detach(),
-                      tokens=torch.stack(counts, 1))
-        return result
+            # Per-character loss: comparable across tokenizers (the competence target).
+            per_char = per_path * counts / chars.to(device).unsqueeze(1).clamp(min=1)
+            labels = inputs[0]["labels"] if self.peer.kind == "logits" else None
+            terms.update(self.peer(routed, n_paths, per_char, labels=labels))
 
+        loss = sum(self.weights[k] * terms[k] for k in TERMS)
+        return StepOutput(loss=loss, terms={k: v.detach() for k, v in terms.items()}, per_path=per_path,
+                          gates=gates.detach(), probs=probs.detach(), tokens=tokens, forward_only_tokens=forward_only)
 
-def _shared_labels(inputs: list[dict[str, torch.Tensor]], hidden: bool) -> torch.Tensor | None:
-    """Token-level (logits) peer teaching compares position t across students, which is only
-    meaningful when they tokenised every path identically; refuse otherwise."""
-    if hidden:
-        return None
-    first = inputs[0]["input_ids"]
-    for batch in inputs[1:]:
-        if batch["input_ids"].shape != first.shape or not torch.equal(batch["input_ids"], first):
-            raise ValueError("peer.kind 'logits' needs students that share a tokenizer (identical "
-                             "token ids for every path); use peer.kind 'hidden' for different tokenizers")
-    return inputs[0]["labels"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import shutil
 from contextlib import nullcontext
@@ -20,16 +21,20 @@ from pathlib import Path
 
 import torch
 
+from qrdistill.models import load_tokenizer
 from qrdistill.models.packaged import cache_dir
 from qrdistill.training import checkpoint
 from qrdistill.training.config import TrainConfig
 from qrdistill.training.data import TrainData, build_data, collate, epoch_batches, shard
 from qrdistill.training.export import export_student
-from qrdistill.training.objective import QRDistillObjective
-from qrdistill.training.router import embed_texts, logistic_noise, random_gates, step_generator, tau_at
+from qrdistill.training.objective import TERMS, QRDistillObjective, StepOutput
+from qrdistill.training.router import (embed_texts, logistic_noise, no_preference_band, sample_gates,
+                                       step_generator, tau_at)
 from qrdistill.training.students import load_student
 from qrdistill.utils.config import ConfigError
 from qrdistill.utils.io import atomic_open, iter_jsonl, write_json
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -42,33 +47,61 @@ def train(cfg: TrainConfig, paths_path: Path, out_dir: Path, *, resume: bool = F
 
 
 class Recipe:
+    """Set-up is four named steps (data, models, router inputs, optimizer); `run` is the loop;
+    `micro_step` is one forward/backward through the objective."""
+
     def __init__(self, cfg: TrainConfig, paths_path: Path, out_dir: Path, *, resume: bool = False):
         from accelerate import Accelerator
-        from accelerate.utils import set_seed
+        from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
         self.cfg, self.out, self.resume = cfg, out_dir, resume
         log_with = None if cfg.report_to == "none" else cfg.report_to
         if log_with and importlib.util.find_spec(log_with) is None:
             raise ConfigError(f"report_to: {log_with} needs the '{log_with}' package (pip install {log_with}); "
                               "metrics.jsonl is written either way, report_to: none needs nothing")
-        self.acc = Accelerator(log_with=log_with, project_dir=str(out_dir))
+        # A student with no routed row in a micro-batch runs nothing, so under DDP some
+        # parameters get no gradient on some ranks.
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        self.acc = Accelerator(log_with=log_with, project_dir=str(out_dir), kwargs_handlers=[ddp])
         set_seed(cfg.seed)
         self.names = [s.name for s in cfg.students]
-        loaded = [load_student(s) for s in cfg.students]
-        self.tokenizers = {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)}
-        self.data: TrainData = build_data(paths_path, cfg, self.tokenizers)
+        self._setup_data(paths_path)
+        students = self._setup_students()
+        self._setup_router_inputs()
+        model = QRDistillObjective(students, cfg, None if self.embeddings is None else self.embeddings.shape[1],
+                                   len(self.data))
+        self._setup_optimizer(model)
+        self.ckpt_dir = out_dir / "checkpoints"
+        self.progress = {"epoch": 0, "window": 0, "step": 0, "tokens": [0] * len(self.names),
+                         "forward_only_tokens": [0] * len(self.names)}
+        self._reset_log()
+        self._reset_routing()
+
+    def _setup_data(self, paths_path: Path) -> None:
+        """Tokenise every path for every student before any model is loaded, so data and
+        tokenizer problems surface in seconds."""
+        self.tokenizers = {s.name: load_tokenizer(s.model, trust_remote_code=s.trust_remote_code)
+                           for s in self.cfg.students}
+        self.data: TrainData = build_data(paths_path, self.cfg, self.tokenizers)
         self.lengths = self.data.lengths()
         self.chars = torch.tensor([len(i.response) for i in self.data.items], dtype=torch.float32)
         self.styles = sorted(set(i.style for i in self.data.items))
         self.style_index = torch.tensor([self.styles.index(i.style) for i in self.data.items])
 
+    def _setup_students(self) -> list[torch.nn.Module]:
+        return [load_student(s)[0] for s in self.cfg.students]
+
+    def _setup_router_inputs(self) -> None:
+        """The frozen encoder's embedding of every path, computed once (and cached on disk)."""
         self.embeddings = None
-        if cfg.effective_routing_mode == "learned":
-            root = Path(cfg.routing.cache_dir) if cfg.routing.cache_dir else cache_dir() / "embeddings"
+        if self.cfg.effective_routing_mode == "learned":
+            routing = self.cfg.routing
+            root = Path(routing.cache_dir) if routing.cache_dir else cache_dir() / "embeddings"
             with self.acc.main_process_first():  # one rank fills the cache, the others read it
-                self.embeddings = embed_texts([i.route_text for i in self.data.items], cfg.routing.encoder, root)
-        model = QRDistillObjective([m for m, _ in loaded], cfg,
-                                   None if self.embeddings is None else self.embeddings.shape[1])
+                self.embeddings = embed_texts([i.route_text for i in self.data.items], routing.encoder, root)
+
+    def _setup_optimizer(self, model: QRDistillObjective) -> None:
+        cfg = self.cfg
         self.optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)
         self.global_batch = cfg.batch_size * self.acc.num_processes
         n_batches = len(epoch_batches(self.lengths, self.global_batch, cfg.seed, 0))
@@ -80,10 +113,6 @@ class Recipe:
         # The scheduler is stepped by us once per optimizer step (not prepared: accelerate would
         # step it once per process).
         self.model, self.optimizer = self.acc.prepare(model, self.optimizer)
-        self.ckpt_dir = out_dir / "checkpoints"
-        self.progress = {"epoch": 0, "window": 0, "step": 0, "tokens": [0] * len(self.names)}
-        self._reset_log()
-        self._reset_routing()
 
     # ----------------------------------------------------------------------------- the loop
     def run(self) -> Path:
@@ -116,7 +145,7 @@ class Recipe:
                 self.progress.update(epoch=epoch + 1, window=0)
             if self.progress["step"] >= self.total_steps:
                 break
-        if self._routing["total"].sum() > 0:  # stopped by max_steps inside an epoch
+        if self._routing["paths"].sum() > 0:  # stopped by max_steps inside an epoch
             self._write_routing(self.progress["epoch"], partial=True)
         if bar is not None:
             bar.close()
@@ -132,14 +161,16 @@ class Recipe:
             last = k == len(window) - 1
             with nullcontext() if last else self.acc.no_sync(self.model):
                 out = self.micro_step(batch, epoch * n_batches + b)
-                self.acc.backward(out["loss"] / len(window))
+                self.acc.backward(out.loss / len(window))
         if self.cfg.clip is not None:
             self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def micro_step(self, batch: list[int], micro_id: int) -> dict[str, torch.Tensor]:
+    def micro_step(self, batch: list[int], micro_id: int) -> StepOutput:
+        """Forward one micro-batch: every student gets the whole local batch, already collated;
+        the objective draws the gates and runs each student on its routed rows only."""
         rank, world = self.acc.process_index, self.acc.num_processes
         per_rank = math.ceil(len(batch) / world)
         padded = (batch * world)[:per_rank * world]  # equal shards, so per-path rows can be gathered
@@ -148,58 +179,65 @@ class Recipe:
         inputs = [{k: v.to(device) for k, v in collate([self.data.encoded[n][i] for i in local],
                                                        self.tokenizers[n].pad_token_id).items()}
                   for n in self.names]
-        kwargs: dict = {"chars": self.chars[local].to(device)}
-        gen = step_generator(self.cfg.seed, micro_id)
-        shape = (len(padded), len(self.names))
+        kwargs: dict = {"items": torch.tensor(local), "chars": self.chars[local].to(device)}
+        # Noise for the whole global batch, so every rank draws the same numbers and takes its rows.
+        noise = logistic_noise((len(padded), len(self.names)), step_generator(self.cfg.seed, micro_id))[rank::world]
         mode = self.cfg.effective_routing_mode
         if mode == "learned":
-            kwargs.update(embeddings=self.embeddings[local].to(device),
-                          noise=logistic_noise(shape, gen)[rank::world],
-                          tau=tau_at(self.progress["step"], self.total_steps,
-                                     self.cfg.routing.tau_start, self.cfg.routing.tau_end))
+            kwargs.update(embeddings=self.embeddings[local].to(device), noise=noise, tau=self._tau())
+        elif mode == "random":
+            kwargs["fixed_gates"] = sample_gates(torch.zeros_like(noise), noise,
+                                                 self.cfg.routing.min_students_per_path)
         else:
-            gates = random_gates(shape, gen) if mode == "random" else torch.ones(shape)
-            kwargs["fixed_gates"] = gates[rank::world].to(device)
+            kwargs["fixed_gates"] = torch.ones_like(noise)
         out = self.model(inputs, **kwargs)
         self._record(out, [padded[r::world] for r in range(world)])
         return out
 
+    def _tau(self) -> float | None:
+        if self.cfg.effective_routing_mode != "learned":
+            return None
+        routing = self.cfg.routing
+        return tau_at(self.progress["step"], self.total_steps, routing.tau_start, routing.tau_end)
+
     # ----------------------------------------------------------------------------- statistics
-    def _record(self, out: dict, shards: list[list[int]]) -> None:
-        """Gather per-path rows from every rank, check they are finite, update the router's
-        baseline, the log and routing accumulators (identically on every rank)."""
-        probs = out.get("probs", out["gates"])
-        rows = torch.cat([out["per_path"], out["gates"], probs, out["tokens"].float()], dim=1)
-        scalars = torch.stack([out["loss"].detach().float()] + [
-            out.get(k, torch.zeros((), device=rows.device)).float()
-            for k in ("entropy", "mutual", "variance", "competence")])
-        rows = self.acc.gather(rows.float()).cpu()
-        scalars = self.acc.gather(scalars.unsqueeze(0)).cpu()
-        index = torch.tensor([i for part in shards for i in part])
+    def _record(self, out: StepOutput, shards: list[list[int]]) -> None:
+        """Gather per-path rows from every rank, check they are finite, refresh the router's
+        known losses, update the log and the routing statistics (identically on every rank)."""
         s = len(self.names)
-        per_path, gates, probs, tokens = rows[:, :s], rows[:, s:2 * s], rows[:, 2 * s:3 * s], rows[:, 3 * s:]
-        if not (torch.isfinite(per_path).all() and torch.isfinite(scalars).all()):
-            self._diverged(per_path, scalars)
+        rows = self.acc.gather(torch.cat([out.per_path, out.gates, out.probs], dim=1).float()).cpu()
+        scalars = torch.stack([out.loss.detach().float()] + [out.terms[k].float() for k in TERMS])
+        scalars = self.acc.gather(scalars.unsqueeze(0)).cpu()
+        tokens = self.acc.gather(torch.stack([out.tokens, out.forward_only_tokens]).unsqueeze(0)).cpu().sum(0)
+        index = torch.tensor([i for part in shards for i in part])
+        per_path, gates, probs = rows[:, :s], rows[:, s:2 * s], rows[:, 2 * s:]
+        computed = gates > 0
+        if not (torch.isfinite(per_path[computed]).all() and torch.isfinite(scalars).all()):
+            self._diverged(per_path, computed, scalars)
         router = self.acc.unwrap_model(self.model).router
         if router is not None:
-            router.update_baseline(per_path.mean(0).to(router.baseline.device), self.cfg.routing.baseline_momentum)
+            router.remember(index.to(router.last_loss.device), per_path.to(router.last_loss.device))
         log = self._log
         log["n"] += 1
         log["scalars"] += scalars.mean(0)
-        log["routed_loss"] += (per_path * gates).sum(0)
+        log["routed_loss"] += torch.where(computed, per_path, torch.zeros_like(per_path)).sum(0)
         log["routed"] += gates.sum(0)
         log["paths"] += len(index)
-        self.progress["tokens"] = [t + int(x) for t, x in zip(self.progress["tokens"], tokens.sum(0))]
+        for key, counted in zip(("tokens", "forward_only_tokens"), tokens):
+            self.progress[key] = [t + int(x) for t, x in zip(self.progress[key], counted)]
         style = self.style_index[index]
         r = self._routing
         r["routed"].index_add_(0, style, gates)
         r["prob"].index_add_(0, style, probs)
-        r["total"].index_add_(0, style, torch.ones_like(gates))
+        r["paths"].index_add_(0, style, torch.ones(len(index)))
+        per_path_routes = gates.sum(1)
+        r["unrouted"] += int((per_path_routes == 0).sum())
+        r["everyone"] += int((per_path_routes == s).sum())
 
-    def _diverged(self, per_path: torch.Tensor, scalars: torch.Tensor) -> None:
-        bad = [n for n, ok in zip(self.names, torch.isfinite(per_path).all(0)) if not ok]
-        terms = [t for t, ok in zip(("total", "entropy", "mutual", "variance", "competence"),
-                                    torch.isfinite(scalars).all(0)) if not ok]
+    def _diverged(self, per_path: torch.Tensor, computed: torch.Tensor, scalars: torch.Tensor) -> None:
+        finite = torch.isfinite(per_path) | ~computed
+        bad = [n for n, ok in zip(self.names, finite.all(0)) if not ok]
+        terms = [t for t, ok in zip(("total",) + TERMS, torch.isfinite(scalars).all(0)) if not ok]
         last = checkpoint.latest(self.ckpt_dir)
         raise TrainingDiverged(
             f"non-finite loss at optimizer step {self.progress['step'] + 1} (epoch {self.progress['epoch']}): "
@@ -209,28 +247,28 @@ class Recipe:
 
     def _reset_log(self) -> None:
         s = len(self.names)
-        self._log = {"n": 0, "scalars": torch.zeros(5), "routed_loss": torch.zeros(s),
+        self._log = {"n": 0, "scalars": torch.zeros(1 + len(TERMS)), "routed_loss": torch.zeros(s),
                      "routed": torch.zeros(s), "paths": 0}
 
     def _reset_routing(self) -> None:
         shape = (len(self.styles), len(self.names))
-        self._routing = {"routed": torch.zeros(shape), "prob": torch.zeros(shape), "total": torch.zeros(shape)}
+        self._routing = {"routed": torch.zeros(shape), "prob": torch.zeros(shape),
+                         "paths": torch.zeros(len(self.styles)), "unrouted": 0, "everyone": 0}
 
     def _log_row(self, epoch: float) -> dict:
         log = self._log
-        n = max(1, log["n"])
-        total, entropy, mutual, variance, competence = (log["scalars"] / n).tolist()
-        # "objective" is the optimised total (its distillation part is centred by the router's
-        # baseline); "loss/<student>" is the plain mean loss over the paths routed to the student.
-        row: dict = {"step": self.progress["step"], "epoch": round(epoch, 4), "objective": total,
-                     "entropy": entropy, "mutual": mutual, "variance": variance, "competence": competence,
-                     "tau": tau_at(self.progress["step"], self.total_steps, self.cfg.routing.tau_start,
-                                   self.cfg.routing.tau_end) if self.cfg.effective_routing_mode == "learned" else None}
+        values = (log["scalars"] / max(1, log["n"])).tolist()
+        # "objective" is the optimised total; "loss/<student>" is the plain mean loss over the
+        # paths the student computed; "tokens/<student>" counts the real tokens it trained on.
+        row: dict = {"step": self.progress["step"], "epoch": round(epoch, 4), "objective": values[0],
+                     **dict(zip(TERMS, values[1:])), "tau": self._tau()}
         for j, name in enumerate(self.names):
             routed = float(log["routed"][j])
             row[f"loss/{name}"] = float(log["routed_loss"][j]) / routed if routed else None
             row[f"route_rate/{name}"] = routed / max(1, log["paths"])
             row[f"tokens/{name}"] = self.progress["tokens"][j]
+            if self.cfg.students[j].frozen:
+                row[f"forward_only_tokens/{name}"] = self.progress["forward_only_tokens"][j]
         for group in self.optimizer.param_groups:
             row[f"lr/{group['name']}"] = group["lr"]
         if self.acc.is_main_process:
@@ -242,18 +280,34 @@ class Recipe:
         return row
 
     def _write_routing(self, epoch: int, partial: bool = False) -> None:
+        """One row per (style, student): the routed share, the mean gate probability, and the band
+        in which the share would fall if the router had no preference between styles (binomial,
+        95 %, around the student's overall share in this epoch)."""
         r = self._routing
+        n_paths = float(r["paths"].sum())
+        overall = r["routed"].sum(0) / max(1.0, n_paths)
+        shared = {"epoch": epoch, "partial": partial,
+                  "unrouted_share": r["unrouted"] / n_paths if n_paths else None,
+                  "all_share": r["everyone"] / n_paths if n_paths else None}
         rows = []
         for a, style in enumerate(self.styles):
+            total = int(r["paths"][a])
             for j, name in enumerate(self.names):
-                total = float(r["total"][a, j])
-                rows.append({"epoch": epoch, "style": style, "student": name, "count": int(r["routed"][a, j]),
-                             "total": int(total), "rate": float(r["routed"][a, j]) / total if total else None,
+                rate = float(r["routed"][a, j]) / total if total else None
+                low, high = no_preference_band(float(overall[j]), total)
+                rows.append({**shared, "style": style, "student": name, "count": int(r["routed"][a, j]),
+                             "total": total, "rate": rate,
                              "mean_prob": float(r["prob"][a, j]) / total if total else None,
-                             "partial": partial})
+                             "band_low": low, "band_high": high,
+                             "outside_band": rate is not None and not low <= rate <= high})
         if self.acc.is_main_process:
             for row in rows:
                 _append_jsonl(self.out / "routing.jsonl", row)
+            outside = [f"{row['style']}->{row['student']}" for row in rows if row["outside_band"]]
+            logger.info("routing, epoch %s: %.0f%% of paths to nobody, %.0f%% to every student; %s",
+                        epoch, 100 * (shared["unrouted_share"] or 0), 100 * (shared["all_share"] or 0),
+                        f"outside the no-preference band: {', '.join(outside)}" if outside
+                        else "no (style, student) cell outside the no-preference band")
         self.last_routing = rows
         self._reset_routing()
 
@@ -271,8 +325,8 @@ class Recipe:
             progress = checkpoint.load(found, self.acc.unwrap_model(self.model), self.optimizer,
                                        self.scheduler, self.acc.process_index)
             self.progress = progress["position"]
-            self._log = {k: torch.tensor(v) if isinstance(v, list) else v for k, v in progress["log"].items()}
-            self._routing = {k: torch.tensor(v) for k, v in progress["routing"].items()}
+            self._log = _tensors_from_json(progress["log"])
+            self._routing = _tensors_from_json(progress["routing"])
             self.last_row = progress["last_row"]
             if self.acc.is_main_process:  # drop rows logged after the checkpoint
                 _truncate_jsonl(self.out / "metrics.jsonl", lambda r: r["step"] <= self.progress["step"])
@@ -287,8 +341,7 @@ class Recipe:
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             progress = {"position": self.progress, "last_row": self.last_row,
-                        "log": {k: v.tolist() if torch.is_tensor(v) else v for k, v in self._log.items()},
-                        "routing": {k: v.tolist() for k, v in self._routing.items()}}
+                        "log": _tensors_to_json(self._log), "routing": _tensors_to_json(self._routing)}
             checkpoint.commit(self.ckpt_dir, step, self.acc.unwrap_model(self.model), self.optimizer,
                               self.scheduler, progress, self.cfg.checkpoint_keep)
         self.acc.wait_for_everyone()
@@ -347,6 +400,14 @@ def _flat(config: dict, prefix: str = "") -> dict:
         else:
             flat[name] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
     return flat
+
+
+def _tensors_to_json(state: dict) -> dict:
+    return {k: v.tolist() if torch.is_tensor(v) else v for k, v in state.items()}
+
+
+def _tensors_from_json(state: dict) -> dict:
+    return {k: torch.tensor(v) if isinstance(v, list) else v for k, v in state.items()}
 
 
 def _append_jsonl(path: Path, row: dict) -> None:

@@ -1,21 +1,29 @@
-"""Conditional routing (METHOD.md Stage 3): frozen-encoder embeddings -> MLP -> one gate per student.
+"""Conditional routing (docs/METHOD.md, "Routing"): frozen-encoder embeddings -> MLP -> one gate
+per (path, student).
 
-Gates are straight-through binary-concrete (a 2-way Gumbel-softmax per student written with a
-logistic noise): the forward value is a hard 0/1, so a path goes to any subset of students, and
-the backward pass goes through the relaxed sigmoid, so the router gets a real gradient.
+What the router decides. For path i and student s the router gives a logit l_is and the gate
+probability p_is = sigmoid(l_is / tau), with tau annealed from `tau_start` to `tau_end`. The
+hard gate is drawn as g_is = 1[l_is / tau + n_is > 0] with logistic noise n_is (the binary case
+of Gumbel-max), so P(g_is = 1) = p_is exactly. A path then goes to any subset of students; if
+fewer than `min_students_per_path` gates opened, the students with the largest l_is / tau + n_is
+are added, so no path is left unrouted. A student computes forward and backward on its routed
+paths only: a zero gate costs it nothing.
 
-Router objective (the sign problem). The router is trained by the students' per-path losses
-weighted by the gates. Minimising sum_i g_is * loss_is directly would push every gate to 0
-(losses are positive, so routing nothing is optimal). We therefore measure each per-path loss
-against that student's running mean loss b_s (an exponential moving average over all paths, so
-"what this student currently finds typical"): the gated term is
-    sum_i g_is * (loss_is - b_s) / n_s        (n_s = number of paths routed to s, detached).
-Its gradient for g_is is (loss_is - b_s) / n_s: a path is pushed towards the students for which it
-is easier than usual (the ones that currently learn well from it, "each student's current
-learning state") and away from the ones it confuses. b_s is detached, so the students' own
-gradient is unchanged: each student minimises the mean loss over the paths routed to it. The
-entropy regulariser of METHOD.md, computed on the noiseless probabilities so it has a gradient,
-keeps the mean gate away from "route nothing" and "route everything".
+What the router learns from. Routing follows the students' learning state *comparatively*:
+a path should go to the students for which it is easier than for the other students on that
+same path. `last_loss[i, s]` holds student s's loss on path i from the last time that pair was
+trained (NaN until then). The signal is the interaction of path and student,
+    r_is = (L_is - m_s) - mean_{s' known} (L_is' - m_s'),
+where m_s is student s's mean over its known losses. Subtracting m_s removes the student's
+overall level (different tokenizers have different loss scales); subtracting the path mean
+removes the path's difficulty, which every student shares and which says nothing about fit.
+r_is is 0 where L_is is unknown or no other student has a loss for the path.
+
+The router minimises sum_s p_is * r_is (plus the entropy regulariser). Because P(g_is = 1) =
+p_is, its gradient p_is (1 - p_is) r_is / tau is the exact gradient of E[sum_s g_is r_is] with
+r held fixed: no straight-through bias and no noise variance from the gate sampling. The
+estimator's bias is the staleness of `last_loss` (a pair's loss is as old as its last training
+step) and its cost is nothing beyond the routed forward passes already done.
 """
 
 from __future__ import annotations
@@ -32,83 +40,80 @@ from qrdistill.utils.io import atomic_open
 
 
 class Router(nn.Module):
-    def __init__(self, in_dim: int, n_students: int, hidden: int):
+    def __init__(self, in_dim: int, n_students: int, hidden: int, n_paths: int):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, n_students))
-        # Running mean per-path loss of each student; NaN until the first batch sets it.
-        self.register_buffer("baseline", torch.full((n_students,), float("nan")))
+        # Each (path, student)'s loss from the last time that pair was trained; NaN = never.
+        # A buffer, so checkpoints and resume carry it with the router's weights.
+        self.register_buffer("last_loss", torch.full((n_paths, n_students), float("nan")))
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.mlp(embeddings)
 
     @torch.no_grad()
-    def update_baseline(self, batch_mean_loss: torch.Tensor, momentum: float) -> None:
-        """`batch_mean_loss`: each student's mean per-path loss over the (all-ranks) batch."""
-        fresh = torch.isnan(self.baseline)
-        blended = momentum * self.baseline + (1 - momentum) * batch_mean_loss
-        self.baseline.copy_(torch.where(fresh, batch_mean_loss, blended))
+    def remember(self, items: torch.Tensor, losses: torch.Tensor) -> None:
+        """Store freshly computed losses [len(items), S]; NaN entries (not computed) keep the old value."""
+        fresh = ~torch.isnan(losses)
+        current = self.last_loss[items]
+        self.last_loss[items] = torch.where(fresh, losses.to(current), current)
+
+    def comparative_signal(self, losses: torch.Tensor) -> torch.Tensor:
+        """r_is for a batch whose best-known losses are `losses` [B, S] (NaN = unknown). Until a
+        student has a remembered loss, the batch's own losses give its mean."""
+        mean = _nanmean(self.last_loss, dim=0)
+        mean = torch.where(torch.isnan(mean), _nanmean(losses, dim=0), mean)
+        return comparative_signal(losses, mean)
+
+
+def comparative_signal(losses: torch.Tensor, student_mean: torch.Tensor) -> torch.Tensor:
+    """(L_is - m_s) - mean over the path's known students; 0 where unknown or alone on the path."""
+    known = ~torch.isnan(losses)
+    residual = torch.where(known, losses - torch.nan_to_num(student_mean, nan=0.0), torch.zeros_like(losses))
+    n_known = known.sum(1, keepdim=True)
+    path_mean = residual.sum(1, keepdim=True) / n_known.clamp(min=1)
+    return torch.where(known & (n_known >= 2), residual - path_mean, torch.zeros_like(losses)).detach()
+
+
+def _nanmean(values: torch.Tensor, dim: int) -> torch.Tensor:
+    known = ~torch.isnan(values)
+    total = torch.where(known, values, torch.zeros_like(values)).sum(dim)
+    count = known.sum(dim)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
 
 
 def logistic_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    """Difference of two Gumbels = logistic noise: the binary case of Gumbel-softmax."""
+    """Difference of two Gumbels = logistic noise: the binary case of Gumbel-max."""
     u = torch.rand(shape, generator=generator).clamp(1e-6, 1 - 1e-6)
     return torch.log(u) - torch.log1p(-u)
 
 
-class _HardThreshold(torch.autograd.Function):
-    """Forward: exactly 0/1 (`hard + soft - soft.detach()` is off by rounding); backward: identity."""
-
-    @staticmethod
-    def forward(ctx, soft: torch.Tensor) -> torch.Tensor:
-        return (soft > 0.5).to(soft.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad
-
-
-def straight_through_gates(logits: torch.Tensor, noise: torch.Tensor, tau: float) -> torch.Tensor:
-    """Hard 0/1 gates in the forward pass, gradient of sigmoid((logits + noise) / tau) backward."""
-    return _HardThreshold.apply(torch.sigmoid((logits + noise.to(logits.device)) / tau))
-
-
-def random_gates(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
-    """The random-routing ablation: each (path, student) with probability 1/2, at least one each."""
-    gates = (torch.rand(shape, generator=generator) < 0.5).float()
-    fallback = torch.randint(shape[1], (shape[0],), generator=generator)
-    empty = gates.sum(1) == 0
-    gates[empty, fallback[empty]] = 1.0
+@torch.no_grad()
+def sample_gates(scores: torch.Tensor, noise: torch.Tensor, min_students: int) -> torch.Tensor:
+    """Hard 0/1 gates [B, S]: open where scores + noise > 0, then top up every path to at least
+    `min_students` open gates with its highest-scoring closed ones. `scores` are l / tau
+    (learned routing) or zeros (random routing: each gate open with probability 1/2)."""
+    perturbed = scores + noise.to(scores.device)
+    gates = (perturbed > 0).to(scores.dtype)
+    if min_students > 0:
+        rank = perturbed.argsort(dim=1, descending=True).argsort(dim=1)  # 0 = highest
+        gates = torch.maximum(gates, (rank < min_students).to(scores.dtype))
     return gates
 
 
+def router_loss(probs: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+    """sum_s p_is r_is, averaged over the batch's paths (see the module docstring)."""
+    return (probs * signal).sum(1).mean()
+
+
 def entropy_regulariser(probs: torch.Tensor) -> torch.Tensor:
-    """METHOD.md's L_entropy of the mean gate (to be maximised). Computed on the noiseless gate
-    probabilities, whose mean has a gradient (the mean of hard gates would not)."""
+    """L_entropy of the mean gate probability (to be maximised): keeps the router away from
+    "route nothing" and "route everything"."""
     abar = probs.mean().clamp(1e-6, 1 - 1e-6)
     return -(abar * abar.log() + (1 - abar) * (1 - abar).log())
 
 
-def gated_distill_loss(per_path: torch.Tensor, gates: torch.Tensor,
-                       baseline: torch.Tensor | None) -> torch.Tensor:
-    """Per-student gated objective, shape [S] (see the module docstring for why the baseline).
-
-    per_path: [B, S] per-path losses; gates: [B, S] straight-through gates (or constant 0/1);
-    baseline: [S] detached running mean loss, or None when the gates are not learned.
-    """
-    routed = gates.detach()
-    count = routed.sum(0).clamp(min=1.0)
-    if baseline is None:
-        centred = per_path
-    else:  # before the first update the batch's own mean stands in for the running mean
-        baseline = torch.where(torch.isnan(baseline), per_path.detach().mean(0), baseline).detach()
-        centred = per_path - baseline
-    # The baseline only shifts the router's signal: on paths with gate 1 the student's gradient
-    # is that of its per-path loss, on paths with gate 0 it gets none.
-    return (gates * centred).sum(0) / count
-
-
 def tau_at(step: int, total: int, start: float, end: float) -> float:
-    """Exponential annealing of the Gumbel temperature from `start` to `end`."""
+    """Exponential annealing of the gate temperature from `start` to `end`."""
     frac = min(1.0, step / max(1, total))
     return start * math.exp(frac * math.log(end / start))
 
@@ -119,6 +124,30 @@ def step_generator(seed: int, micro_step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + 7919 * micro_step) % (2 ** 63))
 
 
+def no_preference_band(rate: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Where the routed share of n paths falls with probability `level` if every path were routed
+    independently at the same `rate`: the central binomial interval, as shares of n."""
+    if n <= 0:
+        return (0.0, 1.0)
+    rate = min(max(rate, 0.0), 1.0)
+    if rate in (0.0, 1.0):
+        return (rate, rate)
+    tail = (1 - level) / 2
+    log_pmf = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+               + k * math.log(rate) + (n - k) * math.log1p(-rate) for k in range(n + 1)]
+    pmf = [math.exp(v) for v in log_pmf]
+
+    def first_past_tail(order) -> int:
+        total = 0.0
+        for k in order:
+            total += pmf[k]
+            if total > tail:
+                return k
+        return order[-1]
+
+    return (first_past_tail(range(n + 1)) / n, first_past_tail(range(n, -1, -1)) / n)
+
+
 def _slug(name: str) -> str:
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     return f"{re.sub(r'[^A-Za-z0-9]+', '_', name)[-40:]}-{digest}"
@@ -127,7 +156,7 @@ def _slug(name: str) -> str:
 def embed_texts(texts: list[str], encoder: str, cache_dir: Path) -> torch.Tensor:
     """Frozen-encoder embeddings [N, d], cached on disk per (encoder, sha256 of the text).
 
-    The encoder is frozen (METHOD.md), so each text is embedded once for all runs and epochs.
+    The encoder is frozen (docs/METHOD.md), so each text is embedded once for all runs and epochs.
     """
     from qrdistill.models import resolve_model
 

@@ -41,8 +41,13 @@ def make_run(root):
     for epoch, (vanilla_smollm, program_smollm) in enumerate([(0.5, 0.5), (0.875, 0.25)]):
         for style, rate_smollm in (("vanilla", vanilla_smollm), ("program", program_smollm)):
             for student, rate in (("smollm", rate_smollm), ("gemma", 1 - rate_smollm)):
+                # band: what routing.jsonl records for a no-preference router at 24 paths, rate 0.5
+                band = (0.3, 0.7)
                 routing.append({"epoch": epoch, "style": style, "student": student, "count": int(rate * 24),
-                                "total": 24, "rate": rate, "mean_prob": rate, "partial": False})
+                                "total": 24, "rate": rate, "mean_prob": rate - 0.05, "partial": False,
+                                "band_low": band[0], "band_high": band[1],
+                                "outside_band": not band[0] <= rate <= band[1],
+                                "unrouted_share": 0.0, "all_share": 0.0})
     write_jsonl(root / "train" / "qr_distill" / "routing.jsonl", routing)
     metrics = [{"step": step, "epoch": step / 10, "objective": 3.0 - 0.1 * step,
                 "loss/smollm": 2.5 - 0.1 * step, "loss/gemma": 2.8 - 0.05 * step if step % 2 else None,
@@ -117,8 +122,11 @@ def test_funnel_and_routing_numbers(report):
     routing = md.split("## Routing")[1].split("## Training")[0]
     assert "epoch 1" in routing
     assert table_row(routing, "style") == ["style", "smollm", "gemma"]
-    assert table_row(routing, "vanilla") == ["vanilla", "87.5% (21/24)", "12.5% (3/24)"]
-    assert table_row(routing, "program") == ["program", "25.0% (6/24)", "75.0% (18/24)"]
+    assert table_row(routing, "vanilla") == ["vanilla", "88%* (21/24), p 0.82, band 30–70%",
+                                             "12%* (3/24), p 0.07, band 30–70%"]
+    assert table_row(routing, "program") == ["program", "25%* (6/24), p 0.20, band 30–70%",
+                                             "75%* (18/24), p 0.70, band 30–70%"]
+    assert "4 of 4 (style, student) cells leave the no-preference band" in routing
 
 
 def test_training_curves_plot_every_loss_key(report):
@@ -140,7 +148,7 @@ def test_pngs_are_real_images_and_the_html_embeds_them(report):
     html = html_path.read_text(encoding="utf-8")
     assert html_path == root / "report" / "report.html"
     assert html.count('src="data:image/png;base64,') == len(pngs)
-    assert "<td>87.5% (21/24)</td>" in html
+    assert "<td>88%* (21/24), p 0.82, band 30–70%</td>" in html
     assert "<title>Demo run</title>" in html
 
 

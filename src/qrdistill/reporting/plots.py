@@ -71,25 +71,50 @@ def funnel_plot(per_style: dict[str, dict], path: Path) -> Path:
 
 
 def routing_plot(rows: list[dict], path: Path) -> Path:
-    """Left: selection rate per style and student in the last epoch (the paper's Figure 4).
-    Then one panel per student: how each style's rate changed over the epochs."""
+    """Left: the router's mean gate probability per style and student in the last epoch (the
+    paper's Figure 4), with the band of routed shares a router with no preference would give
+    (grey) and the share actually routed (black dots). Then one panel per student: each style's
+    routed share over the epochs, filled where it leaves the no-preference band."""
     last = max(r["epoch"] for r in rows)
     students, styles = ordered(r["student"] for r in rows), ordered(r["style"] for r in rows)
-    rate = {(r["epoch"], r["style"], r["student"]): r.get("rate") for r in rows}
+    cell = {(r["epoch"], r["style"], r["student"]): r for r in rows}
     fig = Figure(figsize=(5 + 4 * len(students), 4))
     ax = fig.add_subplot(1, 1 + len(students), 1)
-    _grouped_bars(ax, styles, {s: [100 * (rate.get((last, style, s)) or 0) for style in styles] for s in students})
-    ax.set_title(f"Routing rate per style, epoch {last}")
+    width = 0.8 / max(1, len(students))
+    for i, student in enumerate(students):
+        xs = [g + (i - (len(students) - 1) / 2) * width for g in range(len(styles))]
+        here = [cell.get((last, style, student), {}) for style in styles]
+        ax.bar(xs, [100 * (r.get("mean_prob") or 0) for r in here], width, label=f"{student}: mean p")
+        for x, r in zip(xs, here):
+            if r.get("band_low") is not None:  # an I-beam over the bar: the range chance alone gives
+                low, high = 100 * r["band_low"], 100 * r["band_high"]
+                ax.errorbar([x], [(low + high) / 2], yerr=[[(high - low) / 2]], fmt="none", ecolor="0.3",
+                            capsize=5, elinewidth=1.5, zorder=3)
+            if r.get("rate") is not None:
+                ax.plot([x], [100 * r["rate"]], "ko", markersize=4)
+    ax.plot([], [], "ko", markersize=4, label="share routed")
+    ax.errorbar([], [], yerr=[], fmt="none", ecolor="0.3", capsize=5, label="no-preference band (95%)")
+    ax.set_xticks(range(len(styles)))
+    long_names = max(map(len, styles), default=0) > 10
+    ax.set_xticklabels(styles, rotation=20 if long_names else 0, ha="right" if long_names else "center")
+    ax.set_title(f"Routing per style, epoch {last}")
     ax.set_xlabel("reasoning style")
-    ax.set_ylabel("paths routed to the student (%)")
-    ax.set_ylim(0, 105)
+    ax.set_ylabel("gate probability / share routed (%)")
+    ax.set_ylim(0, 112)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
     epochs = sorted({r["epoch"] for r in rows})
     for index, student in enumerate(students):
         ax = fig.add_subplot(1, 1 + len(students), index + 2)
         for style in styles:
-            values = [rate.get((e, style, student)) for e in epochs]
-            ax.plot(epochs, [100 * v if v is not None else math.nan for v in values], marker="o", label=style)
-        ax.set_title(f"Routing to {student} over epochs")
+            here = [cell.get((e, style, student), {}) for e in epochs]
+            values = [100 * r["rate"] if r.get("rate") is not None else math.nan for r in here]
+            line, = ax.plot(epochs, values, label=style)
+            outside = [(e, v) for e, v, r in zip(epochs, values, here) if r.get("outside_band")]
+            inside = [(e, v) for e, v, r in zip(epochs, values, here) if not r.get("outside_band")]
+            ax.plot([e for e, _ in inside], [v for _, v in inside], "o", mfc="white", color=line.get_color())
+            ax.plot([e for e, _ in outside], [v for _, v in outside], "o", color=line.get_color())
+        ax.set_title(f"Share routed to {student} (filled: outside band)")
         ax.set_xlabel("epoch")
         ax.set_ylabel("paths routed (%)")
         ax.set_ylim(0, 105)

@@ -113,8 +113,10 @@ def _routing_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
         latest = {(r["epoch"], r["style"], r["student"]): r for r in rows}
         rows = list(latest.values())
         last = max(r["epoch"] for r in rows)
+        last_rows = [r for r in rows if r["epoch"] == last]
         doc.add(Heading(f"Method {method_dir.name}", 3),
-                tables.routing_table([r for r in rows if r["epoch"] == last], last),
+                tables.routing_table(last_rows, last),
+                Paragraph(tables.routing_verdict(last_rows)),
                 Image(plots.routing_plot(rows, out_dir / f"routing_{method_dir.name}.png"),
                       f"Routing rates of {method_dir.name}"))
     if not found:

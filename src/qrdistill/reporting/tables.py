@@ -77,7 +77,9 @@ def funnel_table(per_style: dict[str, dict], total: dict | None) -> Table:
 
 
 def routing_table(rows: list[dict], epoch: int) -> Table:
-    """Selection rate per style (rows) and student (columns) in one epoch: the paper's Figure 4."""
+    """Per style (rows) and student (columns) in one epoch: the share of paths routed, the mean
+    gate probability, and the band a router with no preference would give at that count (the
+    paper's Figure 4, with the noise it would hide). A * marks a share outside its band."""
     students = ordered(r["student"] for r in rows)
     styles = ordered(r["style"] for r in rows)
     cell = {(r["style"], r["student"]): r for r in rows}
@@ -86,8 +88,31 @@ def routing_table(rows: list[dict], epoch: int) -> Table:
         r = cell.get((style, student))
         if r is None or r.get("rate") is None:
             return MISSING
-        count = f" ({r['count']}/{r['total']})" if r.get("count") is not None and r.get("total") else ""
-        return f"{100 * r['rate']:.1f}%{count}"
+        parts = [f"{100 * r['rate']:.0f}%" + ("*" if r.get("outside_band") else "")]
+        if r.get("count") is not None and r.get("total"):
+            parts[0] += f" ({r['count']}/{r['total']})"
+        if r.get("mean_prob") is not None:
+            parts.append(f"p {r['mean_prob']:.2f}")
+        if r.get("band_low") is not None:
+            parts.append(f"band {100 * r['band_low']:.0f}–{100 * r['band_high']:.0f}%")
+        return ", ".join(parts)
 
     return Table(["style"] + students, [[style] + [text(style, s) for s in students] for style in styles],
-                 f"Share of each style's paths routed to each student, epoch {epoch}")
+                 f"Share of each style's paths routed to each student in epoch {epoch}, the router's mean "
+                 "gate probability p, and the 95% band of shares a router with no preference would give "
+                 "at that count (* = outside the band)")
+
+
+def routing_verdict(rows: list[dict]) -> str:
+    """One sentence: does any (style, student) cell leave the no-preference band?"""
+    outside = [r for r in rows if r.get("outside_band")]
+    if not any(r.get("band_low") is not None for r in rows):
+        return "This run's routing log has no no-preference band; rerun training to get one."
+    if not outside:
+        return ("No (style, student) cell leaves the band that a router with no preference would give "
+                "at these counts: the differences between styles in this table are within chance.")
+    cells = "; ".join(f"{r['style']} → {r['student']} {100 * r['rate']:.0f}% (band "
+                      f"{100 * r['band_low']:.0f}–{100 * r['band_high']:.0f}%)" for r in outside)
+    return (f"{len(outside)} of {len(rows)} (style, student) cells leave the no-preference band, a "
+            f"preference beyond chance at the 95% level (with this many cells, about "
+            f"{0.05 * len(rows):.1f} would by chance alone): {cells}.")

@@ -2,7 +2,7 @@
 
 A small local judge rarely follows an output format, but its next-token distribution after
 "Answer Yes or No" is always there: P(Yes) / (P(Yes) + P(No)) is a calibrated-enough score of
-"sound" that needs no parsing (METHOD.md allows a probability of "sound" as the judge's score).
+"sound" that needs no parsing (docs/METHOD.md, "Stage 2": a probability of "sound" as the judge's score).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The numbers the paper reports (Lei et al., 2025, arXiv 2508.16861; copied from METHOD.md).
+"""The numbers the paper reports (Lei et al., 2025, arXiv 2508.16861; as published).
 
 Shown in reports for reference only, always labelled as the paper's: they were measured with
 7B students and a Gemini teacher, not by this run.

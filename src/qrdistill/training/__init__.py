@@ -1,4 +1,4 @@
-"""Training stage (METHOD.md Stages 3 and 4): several students distilled jointly from the kept
+"""Training stage (docs/METHOD.md, "Routing" and "Peer teaching"): several students distilled jointly from the kept
 teacher paths, with a learned router and peer teaching; baselines and ablations by config.
 
 `train(cfg, paths_path, out_dir, resume=False) -> out_dir`; see `recipe.py` for the loop.

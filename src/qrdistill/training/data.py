@@ -36,7 +36,7 @@ class TrainItem:
     task: str  # "path", or for step_by_step "rationale" / "answer"
     prompt: str  # base prompt, before the student's template
     response: str
-    route_text: str  # what the router's encoder embeds: the reasoning path (METHOD.md Stage 3)
+    route_text: str  # what the router's encoder embeds: the reasoning path (docs/METHOD.md, "Routing")
 
 
 @dataclass

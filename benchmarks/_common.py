@@ -207,4 +207,10 @@ def time_recipe_epoch(recipe, epoch: int) -> dict:
         recipe.optimizer_step(epoch, [(b, batches[b]) for b in window], len(batches))
         recipe.progress["step"] += 1
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "steps": len(windows), "tokens": tokens}
+    # What the routed step really computed this epoch: each student's share of paths and the
+    # tokens it trained on (the recipe's own counters).
+    routing = recipe._routing
+    paths = float(routing["paths"].sum())
+    rates = {n: float(routing["routed"][:, j].sum()) / paths for j, n in enumerate(recipe.names)} if paths else {}
+    recipe._reset_routing()
+    return {"seconds": seconds, "steps": len(windows), "tokens": tokens, "route_rate": rates}

@@ -55,7 +55,8 @@ class RoutingConfig(StrictConfig):
     mode: Literal["learned", "all", "random"] = "learned"
     encoder: str = "minilm"  # packaged alias, sentence-transformers or HF encoder name/folder
     hidden: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    # A small head trained for a few hundred steps: at 1e-3 it barely moves in a short run.
+    lr: float = Field(1e-2, gt=0)
     # Gate temperature (p = sigmoid(logit / tau)), annealed exponentially from start to end:
     # exploration early, decisive routing late.
     tau_start: float = Field(1.0, gt=0)

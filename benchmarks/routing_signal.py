@@ -1,0 +1,148 @@
+"""Does the router find a signal the real students produce? A planted style, per epoch.
+
+    .venv/bin/python benchmarks/routing_signal.py            # 48 paths (8 per style), 4 epochs
+    .venv/bin/python benchmarks/routing_signal.py --small    # 24 paths (4 per style), 3 epochs
+
+Students: the real packaged SmolLM2-135M-Instruct and Gemma-3-270M (float32, LoRA r=8 on q/v).
+Paths: realistic ReasoningPath records (real GSM8K/StrategyQA questions and solutions, templated
+per style, benchmarks/_common.py). The plant: before the joint run, SmolLM2 is fine-tuned alone,
+with qrdistill's own trainer, on the planted style's paths, so it already predicts that style
+well and Gemma does not. Then QR-Distill (learned routing, peer teaching, default settings)
+trains both on every path. If the router follows the students' learning state, the planted
+style goes to SmolLM2 more than to Gemma, beyond the band a router with no preference would
+give; the other styles should show no such gap.
+
+Writes benchmarks/results/routing_signal.json (per-epoch rates and mean probabilities, the
+band, the gap) and routing_signal.png (the planted style against the others, per epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS_DIR, emit, realistic_paths, write_paths, write_results  # noqa: E402
+
+PLANTED = "program"
+KNOWS, OTHER = "smollm2-135m", "gemma3-270m"
+STUDENTS = [{"name": KNOWS, "model": "smollm2-135m-instruct", "lr": 2e-4},
+            {"name": OTHER, "model": "gemma3-270m", "lr": 2e-4}]
+
+
+def teach(paths_file: Path, out: Path, epochs: int) -> Path:
+    """SmolLM2 after learning the planted style's paths (qrdistill's trainer, one student)."""
+    from qrdistill.training import train
+    from qrdistill.training.config import TrainConfig
+
+    cfg = TrainConfig(students=[{**STUDENTS[0], "lr": 1e-3}], method="qr_distill", routing={"mode": "all"},
+                      peer={"enabled": False}, epochs=epochs, batch_size=4, max_length=512, progress=False,
+                      checkpoint_every=10_000, seed=0)
+    return train(cfg, paths_file, out) / "students" / KNOWS
+
+
+def planted_gap(rows: list[dict], epoch: int, style: str) -> float:
+    rate = {r["student"]: r["rate"] for r in rows if r["epoch"] == epoch and r["style"] == style}
+    return rate[KNOWS] - rate[OTHER]
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    epochs = sorted({r["epoch"] for r in rows})
+    fig = Figure(figsize=(11, 4))
+    for index, (key, label) in enumerate((("rate", "share of paths routed"), ("mean_prob", "mean gate probability"))):
+        ax = fig.add_subplot(1, 2, index + 1)
+        for student, colour in ((KNOWS, "tab:blue"), (OTHER, "tab:orange")):
+            planted = [next(r[key] for r in rows if r["epoch"] == e and r["style"] == PLANTED and r["student"] == student)
+                       for e in epochs]
+            others = [sum(r[key] for r in rows if r["epoch"] == e and r["style"] != PLANTED and r["student"] == student)
+                      / sum(1 for r in rows if r["epoch"] == e and r["style"] != PLANTED and r["student"] == student)
+                      for e in epochs]
+            ax.plot(epochs, planted, "o-", color=colour, label=f"{student}: planted style ({PLANTED})")
+            ax.plot(epochs, others, "s--", color=colour, alpha=0.6, label=f"{student}: other styles (mean)")
+        if key == "rate":  # the no-preference band of the planted cells, per student
+            for student, colour in ((KNOWS, "tab:blue"), (OTHER, "tab:orange")):
+                cells = [next(r for r in rows if r["epoch"] == e and r["style"] == PLANTED and r["student"] == student)
+                         for e in epochs]
+                ax.fill_between(epochs, [c["band_low"] for c in cells], [c["band_high"] for c in cells],
+                                color=colour, alpha=0.12)
+        ax.set_title(f"{label} per epoch (shaded: no-preference band)" if key == "rate" else f"{label} per epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1.05)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--epochs", type=int, default=None, help="joint epochs (default 4, --small 3)")
+    args = parser.parse_args()
+    per_style = 4 if args.small else 8
+    epochs = args.epochs or (3 if args.small else 4)
+
+    from qrdistill.training import train
+    from qrdistill.training.config import TrainConfig
+    from qrdistill.utils.io import read_jsonl
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-routing-"))
+    paths = realistic_paths(6 * per_style)  # six styles in turn
+    paths_file = write_paths(paths, tmp / "paths.jsonl")
+    planted_file = write_paths([p for p in paths if p["style"] == PLANTED], tmp / "planted.jsonl")
+
+    start = time.perf_counter()
+    knows = teach(planted_file, tmp / "teach", epochs=5)
+    teach_s = time.perf_counter() - start
+    students = [{**STUDENTS[0], "model": str(knows)}, STUDENTS[1]]
+    cfg = TrainConfig(students=students, method="qr_distill", epochs=epochs, batch_size=4, max_length=512,
+                      progress=True, checkpoint_every=10_000, seed=0,
+                      routing={"cache_dir": str(tmp / "emb")})
+    start = time.perf_counter()
+    out = train(cfg, paths_file, tmp / "joint")
+    joint_s = time.perf_counter() - start
+    rows = read_jsonl(out / "routing.jsonl")
+    last = max(r["epoch"] for r in rows)
+    styles = sorted({r["style"] for r in rows})
+    gaps = {e: {s: round(planted_gap(rows, e, s), 3) for s in styles} for e in sorted({r["epoch"] for r in rows})}
+    for epoch, by_style in gaps.items():
+        emit({"epoch": epoch, "gap_knows_minus_other": by_style})
+    planted_last = [r for r in rows if r["epoch"] == last and r["style"] == PLANTED]
+    other_gaps = [abs(g) for s, g in gaps[last].items() if s != PLANTED]
+    figures = {
+        "planted_style_gap_last_epoch": {
+            "value": gaps[last][PLANTED], "unit": f"share routed to {KNOWS} minus share routed to {OTHER}",
+            "target": ">= 0.3", "met": gaps[last][PLANTED] >= 0.3},
+        "planted_cells_outside_no_preference_band": {
+            "value": sum(r["outside_band"] for r in planted_last), "unit": "cells of 2", "target": ">= 1",
+            "met": any(r["outside_band"] for r in planted_last)},
+        "largest_gap_other_styles_last_epoch": {
+            "value": max(other_gaps), "unit": "absolute gap", "target": "none (context: chance at this count)",
+            "met": None},
+        "unrouted_share_max": {"value": max(r["unrouted_share"] for r in rows), "unit": "share of paths",
+                               "target": "== 0", "met": max(r["unrouted_share"] for r in rows) == 0},
+    }
+    picture = plot(rows, RESULTS_DIR / ("routing_signal_small.png" if args.small else "routing_signal.png"))
+    write_results("routing_signal_small" if args.small else "routing_signal", {
+        "figures": figures,
+        "models": "real packaged SmolLM2-135M-Instruct (taught the planted style first) + Gemma-3-270M, "
+                  "float32, LoRA r=8 alpha=16 on q_proj/v_proj",
+        "data": f"{len(paths)} realistic paths, {per_style} per style; planted style: {PLANTED}",
+        "plant": f"{KNOWS} fine-tuned alone (qrdistill trainer, LoRA, lr 1e-3, 5 epochs) on the {per_style} "
+                 f"{PLANTED} paths, merged, then used as the joint run's first student",
+        "config": cfg.model_dump(mode="json"), "teach_s": round(teach_s, 1), "joint_s": round(joint_s, 1),
+        "gap_per_epoch": gaps, "routing": rows, "plot": str(picture.relative_to(RESULTS_DIR.parent.parent))})
+
+
+if __name__ == "__main__":
+    main()

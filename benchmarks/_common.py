@@ -84,10 +84,13 @@ def median(values) -> float:
 
 
 def busy_processes(threshold: float = 50.0) -> list[str]:
-    """Other processes using more than `threshold` % CPU (ps), excluding this one."""
+    """Other processes using more than `threshold` % CPU (ps), excluding this one, its parent and
+    the `ps` that is asking (a just-started ps reports itself at up to 100 %)."""
     try:
-        out = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], capture_output=True,
-                             text=True, timeout=10).stdout.splitlines()[1:]
+        with subprocess.Popen(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) as proc:
+            out = proc.communicate(timeout=10)[0].splitlines()[1:]
+            mine = {os.getpid(), os.getppid(), proc.pid}
     except (OSError, subprocess.SubprocessError):
         return []
     busy = []
@@ -96,16 +99,19 @@ def busy_processes(threshold: float = 50.0) -> list[str]:
         if len(parts) < 3:
             continue
         pid, pcpu, args = parts
-        if int(pid) in (os.getpid(), os.getppid()) or float(pcpu) < threshold:
+        if int(pid) in mine or float(pcpu) < threshold:
             continue
         busy.append(f"{pid} {pcpu}% {args[:100]}")
     return busy
 
 
-def wait_for_quiet_cpu(max_wait_s: float | None = None, poll_s: float = 30) -> dict:
+def wait_for_quiet_cpu(max_wait_s: float | None = None, poll_s: float = 30, device: str = "cpu") -> dict:
     """Before timing: wait (up to max_wait_s, default $BENCH_MAX_WAIT_S or 600) until no other
     process is busy on the CPU. Returns what was seen, for the results file (timings taken under
-    load say so: the ratios alternate the sides, so they suffer less than the absolute times)."""
+    load say so: the ratios alternate the sides, so they suffer less than the absolute times).
+    Skipped for device "cuda": the timed work runs on the GPU."""
+    if device == "cuda":
+        return {"skipped": "timings on the GPU", "load_average_1m": round(os.getloadavg()[0], 2)}
     if max_wait_s is None:
         max_wait_s = float(os.environ.get("BENCH_MAX_WAIT_S", "600"))
     waited = 0.0

@@ -2,7 +2,7 @@
 Face `Trainer` + peft on the same shapes, data, LoRA config, batch and precision; and two
 students trained jointly by QR-Distill against each trained alone.
 
-    PYTHONPATH=src python benchmarks/gpu_throughput.py            # CUDA GPU, about 3-5 min on an H200
+    PYTHONPATH=src python benchmarks/gpu_throughput.py            # CUDA GPU; estimated 2-4 min on an H200 (not yet run)
     PYTHONPATH=src python benchmarks/gpu_throughput.py --quick    # the 1.5B shape only, fewer steps
     PYTHONPATH=src python benchmarks/gpu_throughput.py --small    # tiny shapes on CPU, a minute (CI)
 

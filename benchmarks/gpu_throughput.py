@@ -471,6 +471,7 @@ def _run(run) -> dict:
         write_results(name, full, path=out_file)
         return full
 
+    report(partial=True)  # the set-up is on disk before the first timed step
     log(f"timing {len(sides)} sides x {args.rounds} rounds ({warm} warm + {steps} timed steps per call)")
     for rnd in range(args.rounds):
         order = sides if rnd % 2 == 0 else sides[::-1]

@@ -62,11 +62,11 @@ def command_line() -> str:
     return " ".join([".venv/bin/python", *sys.argv])
 
 
-def write_results(name: str, report: dict, packages=DEFAULT_PACKAGES) -> Path:
-    """benchmarks/results/NAME.json with the machine, versions and command first."""
+def write_results(name: str, report: dict, packages=DEFAULT_PACKAGES, path: Path | None = None) -> Path:
+    """benchmarks/results/NAME.json (or `path`) with the machine, versions and command first."""
     full = {"benchmark": name, "command": command_line(), "machine": machine_info(),
             "versions": versions(packages), **report}
-    path = RESULTS_DIR / f"{name}.json"
+    path = Path(path) if path else RESULTS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(full, indent=2) + "\n")
     print(f"wrote {path}", file=sys.stderr)
@@ -84,10 +84,13 @@ def median(values) -> float:
 
 
 def busy_processes(threshold: float = 50.0) -> list[str]:
-    """Other processes using more than `threshold` % CPU (ps), excluding this one."""
+    """Other processes using more than `threshold` % CPU (ps), excluding this one, its parent and
+    the `ps` that is asking (a just-started ps reports itself at up to 100 %)."""
     try:
-        out = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], capture_output=True,
-                             text=True, timeout=10).stdout.splitlines()[1:]
+        with subprocess.Popen(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) as proc:
+            out = proc.communicate(timeout=10)[0].splitlines()[1:]
+            mine = {os.getpid(), os.getppid(), proc.pid}
     except (OSError, subprocess.SubprocessError):
         return []
     busy = []
@@ -96,16 +99,19 @@ def busy_processes(threshold: float = 50.0) -> list[str]:
         if len(parts) < 3:
             continue
         pid, pcpu, args = parts
-        if int(pid) in (os.getpid(), os.getppid()) or float(pcpu) < threshold:
+        if int(pid) in mine or float(pcpu) < threshold:
             continue
         busy.append(f"{pid} {pcpu}% {args[:100]}")
     return busy
 
 
-def wait_for_quiet_cpu(max_wait_s: float | None = None, poll_s: float = 30) -> dict:
+def wait_for_quiet_cpu(max_wait_s: float | None = None, poll_s: float = 30, device: str = "cpu") -> dict:
     """Before timing: wait (up to max_wait_s, default $BENCH_MAX_WAIT_S or 600) until no other
     process is busy on the CPU. Returns what was seen, for the results file (timings taken under
-    load say so: the ratios alternate the sides, so they suffer less than the absolute times)."""
+    load say so: the ratios alternate the sides, so they suffer less than the absolute times).
+    Skipped for device "cuda": the timed work runs on the GPU."""
+    if device == "cuda":
+        return {"skipped": "timings on the GPU", "load_average_1m": round(os.getloadavg()[0], 2)}
     if max_wait_s is None:
         max_wait_s = float(os.environ.get("BENCH_MAX_WAIT_S", "600"))
     waited = 0.0
@@ -214,3 +220,88 @@ def time_recipe_epoch(recipe, epoch: int) -> dict:
     rates = {n: float(routing["routed"][:, j].sum()) / paths for j, n in enumerate(recipe.names)} if paths else {}
     recipe._reset_routing()
     return {"seconds": seconds, "steps": len(windows), "tokens": tokens, "route_rate": rates}
+
+
+def time_recipe_steps(recipe, epoch: int, steps: int, warm: int = 0, sync=None) -> dict:
+    """`warm` untimed then `steps` timed optimizer steps of qrdistill's loop, exactly as
+    `Recipe.run` takes them (same batches, windows and `optimizer_step`), from the start of
+    `epoch`'s batch order. `sync` (e.g. torch.cuda.synchronize) is called around the timed part.
+    Returns seconds, steps and the tokens (padding included) each student processed."""
+    from qrdistill.training.data import epoch_batches
+
+    batches = epoch_batches(recipe.lengths, recipe.global_batch, recipe.cfg.seed, epoch)
+    accum = recipe.cfg.grad_accum
+    windows = [list(range(i, min(i + accum, len(batches)))) for i in range(0, len(batches), accum)]
+    if len(windows) < warm + steps:
+        raise ValueError(f"{len(windows)} optimizer steps per epoch, {warm} + {steps} asked")
+    sync = sync or (lambda: None)
+    for window in windows[:warm]:
+        recipe.optimizer_step(epoch, [(b, batches[b]) for b in window], len(batches))
+        recipe.progress["step"] += 1
+    timed = windows[warm:warm + steps]
+    tokens = {n: sum(max(len(recipe.data.encoded[n][i].input_ids) for i in batches[b]) * len(batches[b])
+                     for w in timed for b in w) for n in recipe.names}
+    sync()
+    start = time.perf_counter()
+    for window in timed:
+        recipe.optimizer_step(epoch, [(b, batches[b]) for b in window], len(batches))
+        recipe.progress["step"] += 1
+    sync()
+    return {"seconds": time.perf_counter() - start, "steps": steps, "tokens": tokens}
+
+
+# --------------------------------------------------------------------------- the HF Trainer baseline
+def hf_lora_trainer(model_path, encoded, tokenizer, out_dir: Path, *, lora: dict, batch_size: int, lr: float,
+                    dtype: str = "float32", use_cpu: bool = True, max_steps: int = -1,
+                    sampling: str | None = None, attn_implementation: str | None = None,
+                    gradient_checkpointing: bool = False, callbacks=()):
+    """Hugging Face `Trainer` + peft LoRA on the model at `model_path`, fed exactly qrdistill's
+    tokenised items (`encoded`: input_ids/labels), padded dynamically by DataCollatorForSeq2Seq.
+    `lora`: LoraConfig keyword arguments. dtype bfloat16/float16: the model is loaded in that type
+    and the Trainer runs its mixed precision (bf16=True / fp16=True, i.e. autocast; LoRA weights
+    fp32), which is how qrdistill's `precision` works too. `sampling`: the Trainer's
+    train_sampling_strategy (e.g. "group_by_length"), None for its default."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    kwargs = {"dtype": getattr(torch, dtype)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
+    if gradient_checkpointing:  # the usual peft recipe: non-reentrant, inputs requiring grad
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
+    rows = [{"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e.input_ids)}
+            for e in encoded]
+
+    class Rows(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(rows)
+
+        def __getitem__(self, i):
+            return rows[i]
+
+    extra = {"train_sampling_strategy": sampling} if sampling else {}
+    args = TrainingArguments(output_dir=str(out_dir), per_device_train_batch_size=batch_size, num_train_epochs=1,
+                             max_steps=max_steps, learning_rate=lr, lr_scheduler_type="linear", weight_decay=0.0,
+                             max_grad_norm=1.0, logging_steps=10_000, save_strategy="no", report_to="none",
+                             disable_tqdm=True, use_cpu=use_cpu, dataloader_num_workers=0, seed=0,
+                             bf16=dtype == "bfloat16", fp16=dtype == "float16", remove_unused_columns=False,
+                             **extra)
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    return Trainer(model=model, args=args, train_dataset=Rows(), data_collator=collator, callbacks=list(callbacks))
+
+
+HF_ARGS_REPORTED = ("per_device_train_batch_size", "learning_rate", "lr_scheduler_type", "max_grad_norm",
+                    "weight_decay", "train_sampling_strategy", "num_train_epochs", "max_steps", "optim", "seed",
+                    "bf16", "fp16")
+
+
+def hf_args_summary(trainer) -> dict:
+    return {k: v for k, v in trainer.args.to_dict().items() if k in HF_ARGS_REPORTED}

@@ -26,35 +26,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (emit, make_recipe, median, realistic_paths, time_recipe_epoch,  # noqa: E402
-                     wait_for_quiet_cpu, write_paths, write_results)
+from _common import (emit, hf_args_summary, hf_lora_trainer, make_recipe, median,  # noqa: E402
+                     realistic_paths, time_recipe_epoch, wait_for_quiet_cpu, write_paths, write_results)
 
 MODEL = "smollm2-135m-instruct"
 
 
 def hf_trainer(recipe, out_dir: Path, batch_size: int, lr: float):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainerCallback,
-                              TrainingArguments)
+    from transformers import TrainerCallback
 
     from qrdistill.models import resolve_model
-
-    name = recipe.names[0]
-    tokenizer = recipe.tokenizers[name]
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(MODEL), dtype=torch.float32)
-    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"],
-                      task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
-    rows = [{"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e.input_ids)}
-            for e in recipe.data.encoded[name]]
-
-    class Rows(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(rows)
-
-        def __getitem__(self, i):
-            return rows[i]
 
     class EpochTimer(TrainerCallback):
         seconds: list[float] = []
@@ -65,14 +46,12 @@ def hf_trainer(recipe, out_dir: Path, batch_size: int, lr: float):
         def on_epoch_end(self, args, state, control, **kwargs):
             EpochTimer.seconds.append(time.perf_counter() - self.start)
 
-    args = TrainingArguments(output_dir=str(out_dir), per_device_train_batch_size=batch_size, num_train_epochs=1,
-                             learning_rate=lr, lr_scheduler_type="linear", weight_decay=0.0, max_grad_norm=1.0,
-                             logging_steps=10_000, save_strategy="no", report_to="none", disable_tqdm=True,
-                             use_cpu=True, dataloader_num_workers=0, seed=0,
-                             train_sampling_strategy="group_by_length", remove_unused_columns=False)
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-    trainer = Trainer(model=model, args=args, train_dataset=Rows(), data_collator=collator,
-                      callbacks=[EpochTimer()])
+    name = recipe.names[0]
+    trainer = hf_lora_trainer(resolve_model(MODEL), recipe.data.encoded[name], recipe.tokenizers[name], out_dir,
+                              lora={"r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
+                                    "target_modules": ["q_proj", "v_proj"]},
+                              batch_size=batch_size, lr=lr, dtype="float32", use_cpu=True,
+                              sampling="group_by_length", callbacks=[EpochTimer()])
     return trainer, EpochTimer
 
 
@@ -127,10 +106,7 @@ def main() -> None:
         "model": "real packaged SmolLM2-135M-Instruct, float32, LoRA r=8 alpha=16 dropout=0.05 on q_proj/v_proj",
         "data": f"{n_paths} realistic paths (real GSM8K/StrategyQA questions + real solutions, templated)",
         "config": {"qrdistill": cfg.model_dump(mode="json"),
-                   "hf_trainer": {k: v for k, v in trainer.args.to_dict().items()
-                                  if k in ("per_device_train_batch_size", "learning_rate", "lr_scheduler_type",
-                                           "max_grad_norm", "weight_decay", "train_sampling_strategy",
-                                           "num_train_epochs", "optim", "seed")}},
+                   "hf_trainer": hf_args_summary(trainer)},
         "quiet_cpu": quiet, "rounds": rounds, "result": result})
 
 

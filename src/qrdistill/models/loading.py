@@ -26,6 +26,64 @@ def _torch_dtype(dtype: str):
     return value if value == "auto" else getattr(torch, value)
 
 
+_PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def resolve_precision(precision: str, device: str | None = None):
+    """torch dtype for a training precision: bf16 | fp16 | fp32, or auto = bf16 on a CUDA GPU that
+    supports it, fp32 otherwise (CPU, MPS, pre-Ampere GPUs). `device`: the training device type
+    ("cuda", "cpu", ...); default: CUDA when it is available."""
+    import torch
+
+    if precision == "auto":
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        use_bf16 = device == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if use_bf16 else torch.float32
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision '{precision}' is not supported; use auto, {', '.join(_PRECISIONS)}")
+    return getattr(torch, _PRECISIONS[precision])
+
+
+def flash_attention_available() -> tuple[bool, str]:
+    """(usable, why not): flash-attn installed, importable by transformers, and a CUDA GPU."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("flash_attn") is None:
+        return False, "the flash-attn package is not installed (pip install flash-attn --no-build-isolation)"
+    if not torch.cuda.is_available():
+        return False, "flash_attention_2 needs a CUDA GPU"
+    from transformers.utils import is_flash_attn_2_available
+
+    if not is_flash_attn_2_available():
+        return False, "transformers cannot use the installed flash-attn (version or GPU not supported)"
+    return True, ""
+
+
+def resolve_attn_implementation(choice: str, dtype) -> str | None:
+    """What to pass as `attn_implementation`: auto = flash_attention_2 when it can run (installed,
+    CUDA, bf16/fp16), else None (transformers' default: sdpa where the model supports it).
+    An explicit flash_attention_2 that cannot run raises ValueError saying why."""
+    import torch
+
+    if choice in ("sdpa", "eager"):
+        return choice
+    half = dtype in (torch.bfloat16, torch.float16)
+    usable, why = flash_attention_available()
+    if choice == "flash_attention_2":
+        if not usable:
+            raise ValueError(f"attn_implementation: flash_attention_2 cannot run here: {why}; "
+                             "use attn_implementation: auto or sdpa")
+        if not half:
+            raise ValueError("attn_implementation: flash_attention_2 needs precision bf16 or fp16")
+        return choice
+    if choice != "auto":
+        raise ValueError(f"attn_implementation '{choice}' is not supported; use auto, sdpa, "
+                         "flash_attention_2 or eager")
+    return "flash_attention_2" if usable and half else None
+
+
 def load_tokenizer(name: str, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -36,9 +94,11 @@ def load_tokenizer(name: str, *, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_causal_lm(name: str, *, dtype: str = "float32", device: str | None = None,
-                   trust_remote_code: bool = False, quantization_config=None):
-    """Load (model, tokenizer). `name`: packaged alias, local folder or hub id."""
+def load_causal_lm(name: str, *, dtype="float32", device: str | None = None,
+                   trust_remote_code: bool = False, quantization_config=None,
+                   attn_implementation: str | None = None):
+    """Load (model, tokenizer). `name`: packaged alias, local folder or hub id; `dtype`: a name
+    (float32, bf16, ...) or a torch dtype; `attn_implementation`: None for transformers' default."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_model(name)
@@ -47,7 +107,10 @@ def load_causal_lm(name: str, *, dtype: str = "float32", device: str | None = No
         raise FileNotFoundError(
             f"model '{name}' is neither a local folder, a hub id (owner/name) nor a packaged alias ({known})"
         )
-    kwargs = {"dtype": _torch_dtype(dtype), "trust_remote_code": trust_remote_code}
+    kwargs = {"dtype": dtype if not isinstance(dtype, str) else _torch_dtype(dtype),
+              "trust_remote_code": trust_remote_code}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

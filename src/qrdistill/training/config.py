@@ -38,10 +38,26 @@ class StudentConfig(StrictConfig):
     model: str  # packaged alias, local folder or hub id
     lr: float = Field(2e-4, gt=0)
     lora: LoraSettings = Field(default_factory=LoraSettings)
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # Precision and memory switches, applied when the student is loaded (training/students.py).
+    # auto: bf16 on a CUDA GPU that supports it, else fp32. bf16/fp16: frozen base weights in that
+    # type, LoRA weights (and their optimizer state) in fp32, forward under autocast.
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    gradient_checkpointing: bool = False  # recompute activations in backward (non-reentrant)
+    # auto: flash_attention_2 when flash-attn is installed and usable (CUDA, bf16/fp16), else
+    # the library default (sdpa). An explicit choice that cannot run is a config error.
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
+    compile: bool = False  # torch.compile the student in place (Module.compile: same state dict keys)
     trust_remote_code: bool = False
     frozen: bool = False  # still runs forward (peer for others, router signal), never updated
     load_in_4bit: bool = False  # QLoRA; needs bitsandbytes and CUDA
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "dtype" in data:
+            raise ValueError("students[].dtype was replaced by 'precision' (auto | bf16 | fp16 | fp32; "
+                             "auto is bf16 on a CUDA GPU, fp32 on CPU)")
+        return data
 
     @field_validator("name")
     @classmethod

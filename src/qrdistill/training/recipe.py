@@ -29,7 +29,7 @@ from qrdistill.training.objective import QRDistillObjective
 from qrdistill.training.router import embed_texts, logistic_noise, random_gates, step_generator, tau_at
 from qrdistill.training.students import load_student
 from qrdistill.utils.config import ConfigError
-from qrdistill.utils.io import atomic_open, iter_jsonl, write_json
+from qrdistill.utils.io import atomic_open, iter_jsonl, repair_torn_tail, write_json
 
 
 class TrainingDiverged(RuntimeError):
@@ -57,6 +57,7 @@ class Recipe:
         loaded = [load_student(s) for s in cfg.students]
         self.tokenizers = {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)}
         self.data: TrainData = build_data(paths_path, cfg, self.tokenizers)
+        self.fingerprint = checkpoint.fingerprint(cfg, paths_path)  # config + data; checked on resume
         self.lengths = self.data.lengths()
         self.chars = torch.tensor([len(i.response) for i in self.data.items], dtype=torch.float32)
         self.styles = sorted(set(i.style for i in self.data.items))
@@ -260,7 +261,7 @@ class Recipe:
     # ----------------------------------------------------------------------------- state
     def _start_or_resume(self) -> None:
         self.last_row, self.last_routing = None, []
-        found = checkpoint.latest(self.ckpt_dir) if self.resume else None
+        found = checkpoint.resumable(self.ckpt_dir, self.fingerprint) if self.resume else None
         if found is None:
             if self.acc.is_main_process:  # a fresh run never mixes with an older one's files
                 shutil.rmtree(self.ckpt_dir, ignore_errors=True)
@@ -287,6 +288,7 @@ class Recipe:
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             progress = {"position": self.progress, "last_row": self.last_row,
+                        "fingerprint": self.fingerprint,
                         "log": {k: v.tolist() if torch.is_tensor(v) else v for k, v in self._log.items()},
                         "routing": {k: v.tolist() for k, v in self._routing.items()}}
             checkpoint.commit(self.ckpt_dir, step, self.acc.unwrap_model(self.model), self.optimizer,
@@ -305,6 +307,7 @@ class Recipe:
                 "method": self.cfg.method,
                 "effective": {"routing_mode": self.cfg.effective_routing_mode, "peer": self.cfg.peer_active},
                 "config": self.cfg.model_dump(mode="json"),
+                "fingerprint": {k: self.fingerprint[k] for k in ("sha256", "data")},
                 "counts": self.data.counts,
                 "world_size": self.acc.num_processes,
                 "steps": self.progress["step"],
@@ -358,6 +361,7 @@ def _append_jsonl(path: Path, row: dict) -> None:
 def _truncate_jsonl(path: Path, keep) -> None:
     if not path.exists():
         return
+    repair_torn_tail(path)  # a crash mid-append may have cut the last row short
     rows = [r for _, r in iter_jsonl(path) if keep(r)]
     with atomic_open(path) as handle:
         handle.writelines(json.dumps(r) + "\n" for r in rows)

@@ -10,6 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 
+from served_model import examples_path, proxy, served_model  # noqa: E402,F401 - shared fixtures
+
 
 @pytest.fixture
 def cli(capsys):

@@ -99,3 +99,26 @@ def test_torn_metrics_row_is_repaired_on_resume(tmp_path, paths_file, make_confi
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
     assert read_jsonl(out / "metrics.jsonl") == read_jsonl(full / "metrics.jsonl")
     assert _same(_weights(out), _weights(full))
+
+
+def test_killed_while_exporting_after_the_last_checkpoint_resumes_to_the_same_summary(
+        tmp_path, paths_file, make_config, monkeypatch):
+    from qrdistill.training import recipe
+
+    cfg = make_config(epochs=1, checkpoint_every=2, max_steps=3)
+    full = train(cfg, paths_file, tmp_path / "full")
+    original = recipe.export_student
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("simulated crash while exporting")
+
+    monkeypatch.setattr(recipe, "export_student", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, paths_file, tmp_path / "run")
+    assert read_json(tmp_path / "run" / "checkpoints" / "latest.json")["step"] == 3  # the final one
+    monkeypatch.setattr(recipe, "export_student", original)
+    out = train(cfg, paths_file, tmp_path / "run", resume=True)
+    want, got = read_json(full / "summary.json"), read_json(out / "summary.json")
+    assert got["routing_last_epoch"] == want["routing_last_epoch"] != []
+    assert {k: v for k, v in got.items() if k != "students"} == {k: v for k, v in want.items() if k != "students"}
+    assert _same(_weights(out), _weights(full))

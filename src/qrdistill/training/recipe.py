@@ -275,6 +275,7 @@ class Recipe:
             self._log = {k: torch.tensor(v) if isinstance(v, list) else v for k, v in progress["log"].items()}
             self._routing = {k: torch.tensor(v) for k, v in progress["routing"].items()}
             self.last_row = progress["last_row"]
+            self.last_routing = progress.get("last_routing", [])  # summary.json's routing_last_epoch
             if self.acc.is_main_process:  # drop rows logged after the checkpoint
                 _truncate_jsonl(self.out / "metrics.jsonl", lambda r: r["step"] <= self.progress["step"])
                 _truncate_jsonl(self.out / "routing.jsonl", lambda r: r["epoch"] < self.progress["epoch"])
@@ -288,7 +289,7 @@ class Recipe:
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             progress = {"position": self.progress, "last_row": self.last_row,
-                        "fingerprint": self.fingerprint,
+                        "fingerprint": self.fingerprint, "last_routing": self.last_routing,
                         "log": {k: v.tolist() if torch.is_tensor(v) else v for k, v in self._log.items()},
                         "routing": {k: v.tolist() for k, v in self._routing.items()}}
             checkpoint.commit(self.ckpt_dir, step, self.acc.unwrap_model(self.model), self.optimizer,

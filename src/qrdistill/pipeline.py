@@ -120,8 +120,8 @@ def _marker(folder: Path) -> Path:
 
 
 def _why_not_done(folder: Path, fingerprint: str) -> str | None:
-    """None when the stage in `folder` finished with this fingerprint and its outputs are intact;
-    otherwise why not (None-marker and changed-config cases return a reason too)."""
+    """None when the stage in `folder` finished with this fingerprint and every output its marker
+    recorded is there with the same size (and sha256); otherwise the reason, for the console."""
     marker = _marker(folder)
     if not marker.exists():
         return "not run yet"

@@ -145,7 +145,7 @@ def test_sigkill_at_seeded_points_then_rerun_matches_an_uninterrupted_run(served
         sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 8, "seed": 0}
         return {request_key("openai", served_model.model, body["messages"][0]["content"], sampling, 0)}
 
-    points, repeated, in_flight_again = [], 0, 0
+    points, repeated = [], 0
     for stage, at in schedule():
         asked_before = len(proxy.completions())
         finished_before = cached_keys(crashed_run)

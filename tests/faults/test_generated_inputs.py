@@ -186,7 +186,7 @@ def random_reply(rng: random.Random) -> Reply:
     return Reply(body, status=status, content_type=content_type, headers=headers)
 
 
-def test_generated_server_answers_end_in_a_retry_or_a_one_line_error(monkeypatch):
+def test_stub_generated_server_answers_end_in_a_retry_or_a_one_line_error(monkeypatch):
     monkeypatch.setattr(backends, "pause", lambda seconds: None)
     rng = random.Random(303)
     stub = RawStubServer([])

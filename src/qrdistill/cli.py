@@ -12,7 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-err_console = Console(stderr=True)
+# Errors are one line, never wrapped at the terminal's width (a log or a test reads them whole).
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+class UsageError(ValueError):
+    """A command-line argument that cannot work; exit status 2 like every other user error."""
 
 STAGE_HELP = {
     "generate": "stage 1: teacher writes one reasoning path per style per question",
@@ -63,7 +68,7 @@ def cmd_stage(args) -> int:
     if getattr(args, "method", None):
         missing = [m for m in args.method if m not in cfg.methods]
         if missing:
-            raise SystemExit(f"error: --method {', '.join(missing)} is not in the config's methods "
+            raise UsageError(f"--method {', '.join(missing)} is not in the config's methods "
                              f"({', '.join(cfg.methods)})")
         cfg.methods = {m: cfg.methods[m] for m in args.method}
     pipeline = Pipeline(cfg, from_stage=args.command if args.force else None,
@@ -78,7 +83,8 @@ def cmd_report(args) -> int:
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
-        raise SystemExit(f"error: run directory {run_dir} does not exist")
+        raise UsageError(f"run directory {run_dir} " + ("is not a directory" if run_dir.exists()
+                                                         else "does not exist"))
     console.print(f"Report: {build_report(run_dir, Path(args.out) if args.out else None)}")
     return 0
 
@@ -164,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from qrdistill.training import TrainingDiverged
     from qrdistill.utils.config import ConfigError
     from qrdistill.utils.io import DataError
+    from qrdistill.utils.lock import LockHeld
 
     args = build_parser().parse_args(argv)
     # Our own messages at INFO; the libraries' only when something is wrong (or with -v).
@@ -174,12 +181,25 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     try:
         return args.func(args)
-    except (ConfigError, DataError, PipelineError, BackendError, TrainingDiverged, FileNotFoundError) as err:
-        err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
+    except (ConfigError, DataError, PipelineError, BackendError, TrainingDiverged, LockHeld,
+            UsageError) as err:
+        _error(err)
+        return 2
+    except OSError as err:  # a folder where a file belongs, a file where a folder belongs, no permission
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        _error(f"{where}{err.strerror or err}")
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted: rerun the same command to continue where it stopped")
         return 130
+
+
+def _error(err) -> None:
+    """One line on stderr, whatever the message holds."""
+    from rich.markup import escape
+
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    err_console.print(f"[bold red]error:[/bold red] {escape(text)}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 Each stage reads the artifacts of the one before from the run directory and writes its own
 (docs/ARCHITECTURE.md). A stage that finished is recorded with a fingerprint of its config and
-of its inputs; a rerun skips it while the fingerprint still matches, and redoes it (and, through
-the chained fingerprints, everything after it) when something it depends on changed. Within a
+of its inputs, and with the size and sha256 of each output it wrote; a rerun skips it while the
+fingerprint still matches and its outputs are still there unchanged, and redoes it (and, through
+the chained fingerprints, everything after it) when something it depends on changed. One process
+at a time writes to a run directory (a lock file names the holder; see qrdistill.utils.lock). Within a
 stage, work is resumable on its own terms: generation and judging cache every finished request,
 training resumes from its last checkpoint, evaluation skips finished models.
 """
@@ -23,7 +25,8 @@ from rich.console import Console
 from qrdistill.config import RunConfig
 from qrdistill.methods import method_train_config
 from qrdistill.utils.config import dump_yaml
-from qrdistill.utils.io import atomic_open, read_json, write_json
+from qrdistill.utils.io import DataError, atomic_open, read_json, write_json
+from qrdistill.utils.lock import RunLock
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -80,19 +83,82 @@ def _marker(folder: Path) -> Path:
     return folder / ".stage.json"
 
 
-def _is_done(folder: Path, fingerprint: str) -> bool:
+# Files above this size are checked by size only (hashing a multi-GB model on every rerun would
+# cost more than it protects); smaller ones by size and sha256.
+HASH_LIMIT_BYTES = 256 * 2**20
+
+# What each stage writes, as globs under its folder: the marker records each file's size and hash.
+OUTPUTS = {
+    "data": ("*.jsonl",),
+    "generate": ("paths.jsonl", "usage.json"),
+    "filter": ("judged.jsonl", "kept.jsonl", "funnel.json"),
+    "train": ("summary.json", "metrics.jsonl", "students/**/*"),
+    "evaluate": ("predictions.jsonl", "summary.json"),
+}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _describe(path: Path) -> dict:
+    size = path.stat().st_size
+    return {"size": size, "sha256": _sha256(path) if size <= HASH_LIMIT_BYTES else None}
+
+
+def _outputs(folder: Path, stage: str) -> dict[str, dict]:
+    files = sorted({p for pattern in OUTPUTS[stage] for p in folder.glob(pattern) if p.is_file()})
+    return {str(p.relative_to(folder)): _describe(p) for p in files}
+
+
+def _marker(folder: Path) -> Path:
+    return folder / ".stage.json"
+
+
+def _why_not_done(folder: Path, fingerprint: str) -> str | None:
+    """None when the stage in `folder` finished with this fingerprint and every output its marker
+    recorded is there with the same size (and sha256); otherwise the reason, for the console."""
     marker = _marker(folder)
-    return marker.exists() and read_json(marker).get("fingerprint") == fingerprint
+    if not marker.exists():
+        return "not run yet"
+    try:
+        recorded = read_json(marker)
+    except DataError:
+        return "its marker is damaged"
+    if not isinstance(recorded, dict) or recorded.get("fingerprint") != fingerprint:
+        return "its config or inputs changed"
+    outputs = recorded.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        return "its marker records no outputs"
+    for name, expected in outputs.items():
+        path = folder / name
+        if not path.is_file():
+            return f"output {name} is missing"
+        if path.stat().st_size != expected.get("size"):
+            return f"output {name} changed size"
+        if expected.get("sha256") is not None and _sha256(path) != expected["sha256"]:
+            return f"output {name} changed"
+    return None
 
 
-def _mark_done(folder: Path, fingerprint: str) -> None:
-    write_json(_marker(folder), {"fingerprint": fingerprint})
+def _is_done(folder: Path, fingerprint: str) -> bool:
+    return _why_not_done(folder, fingerprint) is None
+
+
+def _mark_done(folder: Path, fingerprint: str, stage: str) -> None:
+    write_json(_marker(folder), {"fingerprint": fingerprint, "outputs": _outputs(folder, stage)})
 
 
 class Pipeline:
     def __init__(self, cfg: RunConfig, *, from_stage: str | None = None, threshold: float | None = None):
         if from_stage is not None and from_stage not in STAGES:
-            raise ValueError(f"--from {from_stage!r}: choose one of {', '.join(STAGES)}")
+            raise PipelineError(f"--from {from_stage!r}: choose one of {', '.join(STAGES)}")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:  # before any stage runs
+            raise PipelineError(f"--threshold {threshold}: must be in [0, 1] (judge scores are normalised)")
         self.cfg = cfg
         self.layout = RunLayout(Path(cfg.run_dir))
         self.force_from = STAGES.index(from_stage) if from_stage else len(STAGES)
@@ -107,10 +173,13 @@ class Pipeline:
     # -- bookkeeping -------------------------------------------------------------------------
     def _should_skip(self, stage: str, folder: Path, fingerprint: str) -> bool:
         forced = STAGES.index(stage) >= self.force_from
-        if not forced and _is_done(folder, fingerprint):
+        why = _why_not_done(folder, fingerprint)
+        if not forced and why is None:
             if self.is_main:
                 console.print(f"[dim]- {stage}: up to date ({folder}), skipped[/dim]")
             return True
+        if not forced and self.is_main and _marker(folder).exists():
+            console.print(f"- {stage}: redoing it, {why} ({folder})")
         if self.world_size > 1 and stage != "train":
             raise PipelineError(
                 f"stage '{stage}' is not up to date, and under several processes only training runs: "
@@ -118,9 +187,9 @@ class Pipeline:
                 "first, then `accelerate launch -m qrdistill train CONFIG`")
         return False
 
-    def _mark_done(self, folder: Path, fingerprint: str) -> None:
+    def _mark_done(self, folder: Path, fingerprint: str, stage: str) -> None:
         if self.is_main:
-            _mark_done(folder, fingerprint)
+            _mark_done(folder, fingerprint, stage)
 
     def _header(self, stage: str, what: str) -> None:
         console.rule(f"[bold]{stage}[/bold]: {what}")
@@ -136,7 +205,7 @@ class Pipeline:
         paths = prepare_splits(self.cfg.data, self.layout.data)
         for split, path in paths.items():
             console.print(f"  {split}: {sum(1 for _ in open(path, encoding='utf-8'))} questions -> {path}")
-        self._mark_done(self.layout.data, fp)
+        self._mark_done(self.layout.data, fp, "data")
 
     def run_generate(self) -> None:
         from qrdistill.teacher import generate_paths
@@ -147,7 +216,7 @@ class Pipeline:
             return
         self._header("generate", "teacher reasoning paths, one per style")
         generate_paths(self.cfg.generate, self.layout.data / "train.jsonl", self.layout.generate)
-        self._mark_done(self.layout.generate, fp)
+        self._mark_done(self.layout.generate, fp, "generate")
 
     def run_filter(self) -> None:
         from qrdistill.quality import filter_paths, funnel_table
@@ -159,7 +228,7 @@ class Pipeline:
         self._header("filter", "answer check and LLM judge")
         filter_paths(self.cfg.filter, self.layout.paths, self.layout.filter, threshold=self.threshold)
         console.print(funnel_table(read_json(self.layout.filter / "funnel.json")))
-        self._mark_done(self.layout.filter, fp)
+        self._mark_done(self.layout.filter, fp, "filter")
 
     def run_train(self) -> None:
         from qrdistill.training import train
@@ -179,7 +248,7 @@ class Pipeline:
                 shutil.rmtree(out)
             train(train_cfg, self.layout.kept if filtered else self.layout.paths, out,
                   resume=(out / "checkpoints").exists())
-            self._mark_done(out, fp)
+            self._mark_done(out, fp, "train")
 
     def eval_models(self):
         from qrdistill.evaluation import EvalModel
@@ -206,7 +275,7 @@ class Pipeline:
             return
         self._header("evaluate", "each student alone on the test split")
         evaluate(self.cfg.evaluate, self.layout.data / "test.jsonl", self.eval_models(), self.layout.evaluate)
-        self._mark_done(self.layout.evaluate, fp)
+        self._mark_done(self.layout.evaluate, fp, "evaluate")
 
     def run_report(self) -> Path:
         from qrdistill.reporting import build_report
@@ -216,6 +285,12 @@ class Pipeline:
 
     # -- the whole run -------------------------------------------------------------------------
     def run(self, stages: tuple[str, ...] = STAGES) -> Path | None:
+        if not self.is_main:  # the main process holds the run directory's lock for all of them
+            return self._run(stages)
+        with RunLock(self.layout.root):
+            return self._run(stages)
+
+    def _run(self, stages: tuple[str, ...]) -> Path | None:
         self.layout.root.mkdir(parents=True, exist_ok=True)
         if self.is_main:
             with atomic_open(self.layout.root / "config.yaml") as handle:

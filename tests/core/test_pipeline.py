@@ -140,3 +140,25 @@ def test_cli_server_down_is_a_one_line_error(tmp_path, tiny_students, capsys):
     err = capsys.readouterr().err
     assert "error:" in err and str(port) in err and "Traceback" not in err
     assert not (tmp_path / "run" / "generate" / "paths.jsonl").exists()
+
+
+def test_a_stage_whose_outputs_are_gone_or_changed_is_redone(finished_run):
+    config, run = finished_run
+    assert main(["run", str(config)]) == 0  # settle: every stage up to date
+    paths = (run / "generate" / "paths.jsonl").read_bytes()
+    summary = (run / "evaluate" / "summary.json").read_bytes()
+    before = stage_markers(run)
+    (run / "generate" / "paths.jsonl").unlink()
+    (run / "evaluate" / "summary.json").unlink()
+    with (run / "filter" / "kept.jsonl").open("a") as handle:  # same fingerprint, other content
+        handle.write("{}\n")
+    assert main(["run", str(config)]) == 0
+    after = stage_markers(run)
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed == {"generate/.stage.json", "filter/.stage.json", "evaluate/.stage.json"}
+    assert (run / "generate" / "paths.jsonl").read_bytes() == paths  # from the request cache
+    assert (run / "evaluate" / "summary.json").read_bytes() == summary
+    assert len((run / "filter" / "kept.jsonl").read_text().splitlines()) == 8
+    marker = json.loads((run / "generate" / ".stage.json").read_text())
+    assert set(marker["outputs"]) == {"paths.jsonl", "usage.json"}
+    assert marker["outputs"]["paths.jsonl"]["size"] == len(paths)

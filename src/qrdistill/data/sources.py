@@ -233,8 +233,15 @@ def convert_records(
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[str, int, dict[str, Any] | _BadRecord]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:  # decoded line by line: a bad byte is named by its line
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield str(path), line_number, _BadRecord(
+                    None, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+                    "save the file as UTF-8")
+                continue
             if not line.strip():
                 continue
             try:
@@ -256,6 +263,15 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, int, dict[str, Any] | _Bad
 
 
 def _csv_records(path: Path) -> Iterator[tuple[str, int, dict[str, Any] | _BadRecord]]:
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        # Quoted cells may span lines, so a CSV cannot be cut into records before it is decoded:
+        # a bad byte stops the load (with or without skip_bad_lines), naming its line.
+        line = raw[:err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); "
+                        "save the file as UTF-8") from None
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         start = 2  # line 1 is the header
@@ -283,6 +299,8 @@ def load_local(
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found (data.source.path)")
+    if not path.is_file():
+        raise DataError(f"{path}: is a directory, not a data file (data.source.path)")
     readers = {".jsonl": _jsonl_records, ".csv": _csv_records}
     if path.suffix.lower() not in readers:
         raise DataError(f"{path}: unsupported file type '{path.suffix}'; use .jsonl or .csv")

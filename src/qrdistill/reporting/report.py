@@ -16,7 +16,7 @@ from qrdistill.reporting import plots, tables
 from qrdistill.reporting.config import ReportConfig
 from qrdistill.reporting.document import Code, Document, Heading, Image, Paragraph, to_html, to_markdown
 from qrdistill.reporting.paper import FULL_METHOD, TABLE1, TABLE1_TASKS, TABLE2, TABLE2_TASKS, is_ablation
-from qrdistill.utils.config import validate_config
+from qrdistill.utils.config import ConfigError, validate_config
 from qrdistill.utils.io import DataError, atomic_open, read_json, read_jsonl
 
 VERSIONED_PACKAGES = ("torch", "transformers", "peft", "accelerate")
@@ -158,11 +158,31 @@ def _config_section(doc: Document, run_dir: Path, config_text: str | None) -> No
     doc.add(tables.Table(["package", "version"], _versions(), "Versions of the environment that built this report"))
 
 
-def _report_config(config_text: str | None) -> ReportConfig:
+def _report_config(config_text: str | None, config_path: Path) -> ReportConfig:
     """The run's own `report` section, else the defaults."""
-    data = yaml.safe_load(config_text) if config_text else None
+    try:
+        data = yaml.safe_load(config_text) if config_text else None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{config_path}:{mark.line + 1}" if mark is not None else str(config_path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or 'parse error'}); "
+                          "fix or remove it (the report reads its `report` section)") from None
     section = data.get("report") if isinstance(data, dict) else None
     return validate_config(ReportConfig, section or {}, "config.yaml: report")
+
+
+def _guarded(section, doc: Document, run_dir: Path, out_dir: Path, *args) -> None:
+    """Render one section; an artifact of an unexpected shape (a hand-edited or foreign file) is
+    named in the report, like a damaged one, instead of stopping it."""
+    try:
+        if section is _config_section:
+            section(doc, run_dir, *args)
+        else:
+            section(doc, run_dir, out_dir, *args)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as err:
+        doc.add(Paragraph(f"Could not render this section: an artifact has an unexpected shape "
+                          f"({type(err).__name__}: {str(err)[:120]}); rerun the stage that wrote it.",
+                          note=True))
 
 
 def build_report(run_dir: Path, out_dir: Path | None = None, *, cfg: ReportConfig | None = None) -> Path:
@@ -174,16 +194,21 @@ def build_report(run_dir: Path, out_dir: Path | None = None, *, cfg: ReportConfi
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.yaml"
-    config_text = config_path.read_text(encoding="utf-8") if config_path.exists() else None
-    cfg = cfg or _report_config(config_text)
+    config_text = None
+    if config_path.exists():
+        try:
+            config_text = config_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{config_path}: not UTF-8 text; fix or remove it") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{config_path}: is a directory, not the run's config") from None
+    cfg = cfg or _report_config(config_text, config_path)
 
     doc = Document(cfg.title)
     doc.add(Paragraph(f"Run directory: {run_dir.resolve()}"))
-    _accuracy_section(doc, run_dir, out_dir, cfg)
-    _funnel_section(doc, run_dir, out_dir)
-    _routing_section(doc, run_dir, out_dir)
-    _training_section(doc, run_dir, out_dir)
-    _config_section(doc, run_dir, config_text)
+    for section, args in ((_accuracy_section, (cfg,)), (_funnel_section, ()), (_routing_section, ()),
+                          (_training_section, ()), (_config_section, (config_text,))):
+        _guarded(section, doc, run_dir, out_dir, *args)
 
     with atomic_open(out_dir / "report.md") as handle:
         handle.write(to_markdown(doc))

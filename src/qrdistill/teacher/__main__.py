@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BackendError, ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to continue where it stopped", file=sys.stderr)
+        return 130
     return 0
 
 

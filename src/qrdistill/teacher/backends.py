@@ -8,15 +8,16 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import itertools
+import json
 import logging
 import os
+import queue
 import random
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from qrdistill.models import Generation
@@ -36,6 +37,20 @@ RETRYABLE_STATUS = {408, 409, 429} | set(range(500, 600))
 
 class BackendError(RuntimeError):
     """A backend could not be used or a request failed for good; the message says which and why."""
+
+
+class BadAnswer(Exception):
+    """An HTTP 200 that is not a usable chat completion (not JSON, no choices, an error body, an
+    empty or null completion), or an answer not complete within the whole-request deadline.
+    Retried like a 5xx; the message says what was wrong."""
+
+
+class Cancelled(Exception):
+    """The run was interrupted (Ctrl-C) or failed elsewhere: stop this request's retries."""
+
+
+# The cancel event of the run a worker thread belongs to, read by `pause` and the body reader.
+_worker = threading.local()
 
 
 @dataclass(frozen=True)
@@ -75,9 +90,13 @@ class OpenAIBackend:
 
     Every attempt takes the next of the reachable `base_urls` in turn, so a retry usually lands
     on another endpoint and one endpoint going down costs retries, not the run. Timeouts,
-    connection errors, 408/409/429 and 5xx are retried with exponential backoff and jitter (or
-    after the server's Retry-After); other errors (bad request, wrong key, unknown model) fail
-    at once.
+    connection errors, 408/409/429, 5xx and malformed answers (a 200 that is not JSON, has no
+    choices, carries an error, or holds an empty or null completion) are retried with exponential
+    backoff and jitter (or after the server's Retry-After, capped at `backoff_max_s`); other errors
+    (bad request, wrong key, unknown model) fail at once. `request_timeout_s` is a deadline for the
+    whole request, body included (a server trickling its answer cannot hold a request longer).
+    Requests run on daemon threads, so an interrupt (Ctrl-C) returns at once, without waiting for
+    what is in flight.
     """
 
     def __init__(self, cfg: BackendConfig):
@@ -118,7 +137,7 @@ class OpenAIBackend:
     def _backoff_s(self, attempt: int, err: Exception) -> float:
         retry_after = _retry_after_s(err)
         if retry_after is not None:
-            return retry_after
+            return min(retry_after, self.cfg.backoff_max_s)  # a server cannot stall the run
         ceiling = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter spreads out synchronized retries
 
@@ -130,15 +149,13 @@ class OpenAIBackend:
             with self._lock:
                 client = self._clients[next(self._next_client)]
             try:
-                response = client.chat.completions.create(
-                    model=self.cfg.model, messages=[{"role": "user", "content": request.prompt}],
-                    temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                    max_tokens=self.cfg.max_tokens,
-                    **({"seed": request.seed} if request.seed is not None else {}))
-            except (openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError) as err:
+                return self._attempt(client, request)
+            except (openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError,
+                    BadAnswer) as err:
                 status = getattr(err, "status_code", None)
                 reason = self._scrub(f"{type(err).__name__}" + (f" HTTP {status}" if status else "")
                                      + f": {err}")
+                reason = " ".join(reason.split())  # one line, whatever the server wrote
                 if status is not None and status not in RETRYABLE_STATUS:
                     raise BackendError(f"{request.label}: {client.base_url} refused the request "
                                        f"({reason})") from None
@@ -149,35 +166,129 @@ class OpenAIBackend:
                 log.info("%s: %s; retry %d/%d in %.1fs", request.label, reason, attempt + 1,
                          self.cfg.max_retries, delay)
                 pause(delay)
+                _check_cancelled()
                 continue
-            usage = response.usage
-            return Generation(text=response.choices[0].message.content or "",
-                              prompt_tokens=usage.prompt_tokens if usage else 0,
-                              completion_tokens=usage.completion_tokens if usage else 0)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _attempt(self, client, request: Request) -> Generation:
+        """One request to one endpoint: the answer, checked, within the whole-request deadline."""
+        try:  # the HTTP library under the openai client (httpx2 in recent releases)
+            import httpx2 as httpx
+        except ImportError:
+            import httpx
+
+        deadline = time.monotonic() + self.cfg.request_timeout_s
+        with client.chat.completions.with_streaming_response.create(
+                model=self.cfg.model, messages=[{"role": "user", "content": request.prompt}],
+                temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_tokens,
+                **({"seed": request.seed} if request.seed is not None else {})) as response:
+            body = bytearray()
+            try:
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    _check_cancelled()
+                    if time.monotonic() > deadline:
+                        raise BadAnswer(f"no complete answer within request_timeout_s="
+                                        f"{self.cfg.request_timeout_s:g}s (the body was still arriving, "
+                                        f"{len(body)} bytes so far)")
+            except httpx.TimeoutException:
+                raise BadAnswer(f"the body stopped arriving for request_timeout_s="
+                                f"{self.cfg.request_timeout_s:g}s ({len(body)} bytes so far)") from None
+            except httpx.TransportError as err:
+                raise BadAnswer(f"the connection broke while the answer arrived ({type(err).__name__}: "
+                                f"{err}; {len(body)} bytes so far)") from None
+            content_type = response.headers.get("content-type", "")
+        return parse_completion(bytes(body), content_type)
 
     def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
         """Yield results as they finish. At most `concurrency` requests are in flight, so a
-        failure or an interrupt leaves little unfinished work behind."""
+        failure or an interrupt leaves little unfinished work behind; the requests run on daemon
+        threads that a failure or an interrupt cancels (they stop at their next retry or chunk,
+        and never hold up the process's exit)."""
         pending = iter(requests)
-        pool = ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="teacher")
-        in_flight = {}
+        finished: queue.Queue = queue.Queue()
+        cancel = threading.Event()
+
+        def work(request: Request) -> None:
+            _worker.cancel = cancel
+            try:
+                finished.put((request, self.complete(request), None))
+            except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+                finished.put((request, None, err))
+
+        def start(request: Request) -> None:
+            threading.Thread(target=work, args=(request,), daemon=True, name="teacher").start()
+
+        in_flight = 0
         try:
             for request in itertools.islice(pending, self.cfg.concurrency):
-                in_flight[pool.submit(self.complete, request)] = request
+                start(request)
+                in_flight += 1
             while in_flight:
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    request = in_flight.pop(future)
-                    yield request, future.result()
-                    for new in itertools.islice(pending, 1):
-                        in_flight[pool.submit(self.complete, new)] = new
+                try:
+                    request, generation, error = finished.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                in_flight -= 1
+                if error is not None:
+                    raise error
+                yield request, generation
+                for new in itertools.islice(pending, 1):
+                    start(new)
+                    in_flight += 1
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            cancel.set()
+
+
+def parse_completion(body: bytes, content_type: str) -> Generation:
+    """A chat completion's text and token counts from a 200's body; BadAnswer says what is wrong."""
+    if "json" not in content_type.lower():
+        raise BadAnswer(f"HTTP 200 with Content-Type {content_type or 'none'!r}, not JSON "
+                        f"(body starts {body[:60]!r})")
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadAnswer(f"HTTP 200 whose body is not valid JSON ({err}; body starts {body[:60]!r})") from None
+    if not isinstance(payload, dict):
+        raise BadAnswer(f"HTTP 200 whose JSON is a {type(payload).__name__}, not a chat completion object")
+    if payload.get("error") is not None:
+        error = payload["error"]
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise BadAnswer(f"HTTP 200 carrying an error: {str(message)[:200]}")
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise BadAnswer(f"HTTP 200 with {'empty' if choices == [] else 'no'} choices")
+    first = choices[0]
+    message = first.get("message") if isinstance(first, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str) or not content.strip():
+        what = "null" if content is None else repr(content)[:40]
+        raise BadAnswer(f"an empty completion (content {what}, finish_reason "
+                        f"{first.get('finish_reason') if isinstance(first, dict) else None!r})")
+    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+
+    def count(key: str) -> int:
+        value = usage.get(key)
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    return Generation(text=content, prompt_tokens=count("prompt_tokens"),
+                      completion_tokens=count("completion_tokens"))
+
+
+def _check_cancelled() -> None:
+    cancel = getattr(_worker, "cancel", None)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled")
 
 
 def pause(seconds: float) -> None:
-    """Wait between retries (one place, so tests can record the delays instead of waiting)."""
-    time.sleep(seconds)
+    """Wait between retries (one place, so tests can record the delays instead of waiting); a
+    cancelled run's worker wakes at once."""
+    cancel = getattr(_worker, "cancel", None)
+    if cancel is None:
+        time.sleep(seconds)
+    else:
+        cancel.wait(seconds)
 
 
 def _retry_after_s(err: Exception) -> float | None:

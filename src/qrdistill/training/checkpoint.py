@@ -5,10 +5,19 @@ router, peer modules and the router's running-mean buffer: not the frozen base w
 optimizer and scheduler, every rank's RNG states and the data position (`progress.json`). It is
 assembled in a hidden temp folder and renamed into place, then `latest.json` is replaced
 atomically: a crash at any moment leaves the previous checkpoint intact and pointed to.
+
+Every checkpoint carries the fingerprint of what shapes training (`fingerprint`): the TrainConfig
+without the keys that change neither the weights nor metrics.jsonl (COSMETIC_KEYS), and the
+sha256 of the paths file. `resumable` hands back the latest checkpoint only when its fingerprint
+is the current one; otherwise it logs a warning naming what changed and the stage retrains from
+scratch. A run is never resumed silently on another config or other data.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -16,7 +25,80 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qrdistill.utils.io import atomic_open, read_json, write_json
+from qrdistill.utils.io import DataError, atomic_open, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+# Keys of TrainConfig that change neither the trained weights nor the rows of metrics.jsonl and
+# routing.jsonl: a resume may differ in them. Everything else (learning rates, epochs, max_steps,
+# schedule, seed, LoRA, routing, peer, log_every, ...) is part of the fingerprint.
+COSMETIC_KEYS = ("progress", "report_to", "checkpoint_every", "checkpoint_keep", "routing.cache_dir")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(cfg, paths_path: Path) -> dict:
+    """What a checkpoint was made from: {"sha256", "config" (shaping keys only), "data"}."""
+    config = cfg.model_dump(mode="json")
+    for key in COSMETIC_KEYS:
+        *parents, last = key.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(last, None)
+    data = {"sha256": _file_sha256(Path(paths_path)), "size": Path(paths_path).stat().st_size}
+    blob = json.dumps({"config": config, "data": data["sha256"]}, sort_keys=True).encode()
+    return {"sha256": hashlib.sha256(blob).hexdigest(), "config": config, "data": data}
+
+
+def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changes(a, b, f"{name}.")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b)):
+                if isinstance(x, dict) and isinstance(y, dict):
+                    keys += _changes(x, y, f"{name}.{i}.")
+                elif x != y:
+                    keys.append(f"{name}.{i}")
+        elif a != b:
+            keys.append(name)
+    return keys
+
+
+def resumable(root: Path, current: dict) -> Path | None:
+    """The latest checkpoint under `root` if it was made from exactly `current` (a `fingerprint`),
+    else None. A checkpoint from another config or other data is not resumed: a warning says what
+    changed, and the caller starts from scratch (which removes the old checkpoints)."""
+    found = latest(root)
+    if found is None:
+        return None
+    try:
+        saved = read_json(found / "progress.json").get("fingerprint")
+    except DataError:
+        saved = None
+    if saved is not None and saved.get("sha256") == current["sha256"]:
+        return found
+    if saved is None:
+        why = "it records no fingerprint (made by an older version)"
+    else:
+        changed = _changes(saved.get("config", {}), current["config"])
+        if saved.get("data", {}).get("sha256") != current["data"]["sha256"]:
+            changed.append("the training data (paths file)")
+        why = f"changed since: {', '.join(changed) or 'unknown'}"
+    log.warning("not resuming %s: it was made with another config or other data (%s); "
+                "training from scratch", found, why)
+    return None
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

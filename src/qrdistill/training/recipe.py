@@ -32,7 +32,7 @@ from qrdistill.training.router import (embed_texts, logistic_noise, no_preferenc
                                        step_generator, tau_at)
 from qrdistill.training.students import load_student
 from qrdistill.utils.config import ConfigError
-from qrdistill.utils.io import atomic_open, iter_jsonl, write_json
+from qrdistill.utils.io import atomic_open, iter_jsonl, repair_torn_tail, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class Recipe:
         self.tokenizers = {s.name: load_tokenizer(s.model, trust_remote_code=s.trust_remote_code)
                            for s in self.cfg.students}
         self.data: TrainData = build_data(paths_path, self.cfg, self.tokenizers)
+        self.fingerprint = checkpoint.fingerprint(self.cfg, paths_path)  # config + data; checked on resume
         self.lengths = self.data.lengths()
         self.chars = torch.tensor([len(i.response) for i in self.data.items], dtype=torch.float32)
         self.styles = sorted(set(i.style for i in self.data.items))
@@ -314,7 +315,7 @@ class Recipe:
     # ----------------------------------------------------------------------------- state
     def _start_or_resume(self) -> None:
         self.last_row, self.last_routing = None, []
-        found = checkpoint.latest(self.ckpt_dir) if self.resume else None
+        found = checkpoint.resumable(self.ckpt_dir, self.fingerprint) if self.resume else None
         if found is None:
             if self.acc.is_main_process:  # a fresh run never mixes with an older one's files
                 shutil.rmtree(self.ckpt_dir, ignore_errors=True)
@@ -328,6 +329,7 @@ class Recipe:
             self._log = _tensors_from_json(progress["log"])
             self._routing = _tensors_from_json(progress["routing"])
             self.last_row = progress["last_row"]
+            self.last_routing = progress.get("last_routing", [])  # summary.json's routing_last_epoch
             if self.acc.is_main_process:  # drop rows logged after the checkpoint
                 _truncate_jsonl(self.out / "metrics.jsonl", lambda r: r["step"] <= self.progress["step"])
                 _truncate_jsonl(self.out / "routing.jsonl", lambda r: r["epoch"] < self.progress["epoch"])
@@ -341,6 +343,7 @@ class Recipe:
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             progress = {"position": self.progress, "last_row": self.last_row,
+                        "fingerprint": self.fingerprint, "last_routing": self.last_routing,
                         "log": _tensors_to_json(self._log), "routing": _tensors_to_json(self._routing)}
             checkpoint.commit(self.ckpt_dir, step, self.acc.unwrap_model(self.model), self.optimizer,
                               self.scheduler, progress, self.cfg.checkpoint_keep)
@@ -358,6 +361,7 @@ class Recipe:
                 "method": self.cfg.method,
                 "effective": {"routing_mode": self.cfg.effective_routing_mode, "peer": self.cfg.peer_active},
                 "config": self.cfg.model_dump(mode="json"),
+                "fingerprint": {k: self.fingerprint[k] for k in ("sha256", "data")},
                 "counts": self.data.counts,
                 "world_size": self.acc.num_processes,
                 "steps": self.progress["step"],
@@ -419,6 +423,7 @@ def _append_jsonl(path: Path, row: dict) -> None:
 def _truncate_jsonl(path: Path, keep) -> None:
     if not path.exists():
         return
+    repair_torn_tail(path)  # a crash mid-append may have cut the last row short
     rows = [r for _, r in iter_jsonl(path) if keep(r)]
     with atomic_open(path) as handle:
         handle.writelines(json.dumps(r) + "\n" for r in rows)

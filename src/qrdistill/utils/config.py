@@ -104,7 +104,7 @@ def _first_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> str:
-    lines = [f"{source}: invalid configuration"]
+    lines = []
     for item in err.errors():
         key = ".".join(str(p) for p in item["loc"])
         if item["type"] == "extra_forbidden":
@@ -121,8 +121,8 @@ def format_validation_error(err: ValidationError, model: type[BaseModel], source
             value = item.get("input")
             if not isinstance(value, (dict, list)):  # a whole section is too long to echo back
                 msg += f" (got {value!r:.80})"
-        lines.append(f"  - {msg}")
-    return "\n".join(lines)
+        lines.append(msg)
+    return f"{source}: invalid configuration: " + "; ".join(lines)
 
 
 def validate_config(model: type[T], data: dict, source: str = "config") -> T:
@@ -136,10 +136,22 @@ def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    if not path.is_file():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); "
+                          "save the config as UTF-8") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML ({problem})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     return data

@@ -8,6 +8,7 @@ would trust. Reads report the file, line and field of any bad record.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -16,8 +17,42 @@ from pathlib import Path
 from typing import Any, TextIO
 
 
+log = logging.getLogger(__name__)
+
+
 class DataError(ValueError):
     """Bad input data. The message names the file, line and field, and says what to do."""
+
+
+def repair_torn_tail(path: str | os.PathLike) -> bool:
+    """Cut a torn last line off one of our own append-only JSONL files; True if it repaired one.
+
+    Rows are appended one `write` at a time, so a crash (or a full disk) can leave only a prefix
+    of the last row, without its newline. Such a tail is removed (or, if it is a whole JSON
+    object that only lacks its newline, completed) and the repair is logged. Lines before it are
+    left alone: damage there is not a torn tail and is reported by the reader.
+    """
+    path = Path(path)
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if not data or data.endswith(b"\n"):
+            return False
+        start = data.rfind(b"\n") + 1
+        tail = data[start:]
+        try:
+            whole = isinstance(json.loads(tail.decode("utf-8")), dict)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            whole = False
+        if whole:
+            handle.write(b"\n")
+        else:
+            handle.truncate(start)
+        handle.flush()
+        os.fsync(handle.fileno())
+    line = data.count(b"\n") + 1
+    log.warning("%s:%d: repaired a torn last line left by an interrupted run (%s, %d bytes)", path, line,
+                "completed its newline" if whole else "removed it", len(tail))
+    return True
 
 
 @contextmanager
@@ -50,6 +85,11 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a JSON file") from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[:err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text; fix or remove this file") from None
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
 
@@ -72,8 +112,15 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    if not path.is_file():
+        raise DataError(f"{path}: is a directory, not a JSONL file")
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[err.start]:02x} at "
+                                f"column {err.start + 1}); fix or remove this line") from None
             if not line.strip():
                 continue
             try:

@@ -1,0 +1,49 @@
+"""Fixtures of the fault suite: a tiny run config (tiny students, hf teacher) and a CLI runner that
+returns (exit status, stderr lines)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+
+from served_model import examples_path, proxy, served_model  # noqa: E402,F401 - shared fixtures
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `qrdistill ARGS` in this process: (exit status, the non-empty lines of stderr)."""
+    from qrdistill.cli import main
+
+    def run(*args: str) -> tuple[int, list[str]]:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err
+        return code, [line for line in err.splitlines() if line.strip()]
+
+    return run
+
+
+def subprocess_env() -> dict:
+    """The environment for a `python -m qrdistill` child: this checkout's sources first."""
+    import os
+
+    import qrdistill
+
+    src = str(Path(qrdistill.__file__).resolve().parents[1])
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+
+
+def assert_one_line_error(code: int, lines: list[str], *fragments: str) -> str:
+    """Exit status 2; the error is one line, the last on stderr, starting with 'error:' and holding
+    `fragments` (lines before it are the stages' progress headers); no traceback anywhere."""
+    assert code == 2, (code, lines)
+    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], lines
+    assert not any("Traceback" in line for line in lines), lines
+    for fragment in fragments:
+        assert fragment in lines[-1], (fragment, lines[-1])
+    return lines[-1]

@@ -1,0 +1,86 @@
+"""RawStubServer: a STUB OpenAI-compatible endpoint (not a model) that answers POSTs with raw,
+scripted bytes. Only for answers a real server cannot be made to give: a 200 whose body is not
+JSON, has no choices, is text/plain, carries an error or a null completion, a Retry-After of
+minutes, a body trickled byte by byte, a request that never gets an answer."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Reply:
+    body: bytes = b""
+    status: int = 200
+    content_type: str | None = "application/json"
+    headers: dict = field(default_factory=dict)
+    trickle_s: float = 0.0  # seconds between bytes of the body
+    hang_s: float = 0.0  # wait this long before answering at all
+
+    @classmethod
+    def completion(cls, text: str | None, **kw) -> Reply:
+        payload = {"id": "stub", "object": "chat.completion", "created": 0, "model": "stub",
+                   "choices": [{"index": 0, "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": text}}],
+                   "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+        return cls(json.dumps(payload).encode(), **kw)
+
+
+class RawStubServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, script: list[Reply], default: Reply | None = None):
+        self.script = list(script)
+        self.default = default or Reply.completion("The answer is \\boxed{5}.")
+        self.posts = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with server.lock:
+                    server.posts += 1
+                    reply = server.script.pop(0) if server.script else server.default
+                try:
+                    if reply.hang_s:
+                        time.sleep(reply.hang_s)
+                    self.send_response(reply.status)
+                    if reply.content_type:
+                        self.send_header("Content-Type", reply.content_type)
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    if reply.trickle_s:
+                        for i in range(len(reply.body)):
+                            self.wfile.write(reply.body[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.trickle_s)
+                    else:
+                        self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()

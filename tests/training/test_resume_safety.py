@@ -1,0 +1,124 @@
+"""Resume is safe: a checkpoint made from another config or other data is never resumed silently,
+and a torn last row in metrics.jsonl (a crash mid-append) is repaired on resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from qrdistill.training import train
+from qrdistill.training import checkpoint
+from qrdistill.training.recipe import Recipe
+from qrdistill.utils.io import read_json, read_jsonl, write_jsonl
+
+
+def _weights(out) -> dict[str, torch.Tensor]:
+    return {f"{name}/{k}": v for name in ("llama", "qwen")
+            for k, v in load_file(out / "students" / name / "model.safetensors").items()}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def crash_after_step_2(monkeypatch):
+    """Training stops (as if killed) on the 3rd optimizer step, after the checkpoint at step 2."""
+    original = Recipe.optimizer_step
+
+    def crash(self, *args, **kwargs):
+        if self.progress["step"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Recipe, "optimizer_step", crash)
+    return lambda: monkeypatch.setattr(Recipe, "optimizer_step", original)
+
+
+def test_changed_config_is_retrained_from_scratch_not_resumed(tmp_path, paths_file, make_config,
+                                                               crash_after_step_2, caplog):
+    old = make_config(epochs=1, checkpoint_every=2, max_steps=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(old, paths_file, tmp_path / "run")
+    assert read_json(tmp_path / "run" / "checkpoints" / "latest.json")["step"] == 2
+    crash_after_step_2()
+
+    new = make_config(epochs=1, checkpoint_every=2, max_steps=3)
+    new.students[0].lr = 5e-3
+    with caplog.at_level(logging.WARNING, logger="qrdistill.training.checkpoint"):
+        out = train(new, paths_file, tmp_path / "run", resume=True)
+    warnings = [r.getMessage() for r in caplog.records if "not resuming" in r.getMessage()]
+    assert len(warnings) == 1 and "students.0.lr" in warnings[0] and "from scratch" in warnings[0]
+    fresh = train(new, paths_file, tmp_path / "fresh")
+    assert _same(_weights(out), _weights(fresh))  # exactly what a fresh run on the new config gives
+    assert read_jsonl(out / "metrics.jsonl") == read_jsonl(fresh / "metrics.jsonl")
+    summary = read_json(out / "summary.json")
+    assert summary["config"]["students"][0]["lr"] == 5e-3
+    assert summary["fingerprint"]["sha256"] == checkpoint.fingerprint(new, paths_file)["sha256"]
+
+
+def test_changed_data_is_retrained_and_cosmetic_keys_still_resume(tmp_path, paths_file, make_config,
+                                                                 crash_after_step_2, caplog):
+    cfg = make_config(epochs=1, checkpoint_every=2, max_steps=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, paths_file, tmp_path / "run")
+    crash_after_step_2()
+    # Only cosmetic keys differ: the checkpoint is resumed (the run is exactly the uninterrupted one).
+    cosmetic = make_config(epochs=1, checkpoint_every=1, max_steps=3, checkpoint_keep=5)
+    fp_old, fp_new = checkpoint.fingerprint(cfg, paths_file), checkpoint.fingerprint(cosmetic, paths_file)
+    assert fp_old["sha256"] == fp_new["sha256"]
+    assert checkpoint.resumable(tmp_path / "run" / "checkpoints", fp_new) is not None
+
+    rows = [json.loads(line) for line in paths_file.read_text().splitlines()]
+    rows[0]["text"] += " (edited)"
+    edited = tmp_path / "edited.jsonl"
+    write_jsonl(edited, rows)
+    with caplog.at_level(logging.WARNING, logger="qrdistill.training.checkpoint"):
+        assert checkpoint.resumable(tmp_path / "run" / "checkpoints",
+                                    checkpoint.fingerprint(cfg, edited)) is None
+    assert "the training data (paths file)" in caplog.text
+
+
+def test_torn_metrics_row_is_repaired_on_resume(tmp_path, paths_file, make_config, crash_after_step_2,
+                                                caplog):
+    cfg = make_config(epochs=1, checkpoint_every=2, max_steps=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, paths_file, tmp_path / "run")
+    crash_after_step_2()
+    full = train(cfg, paths_file, tmp_path / "full")
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    with metrics.open("a") as handle:  # what a kill in the middle of appending row 3 leaves
+        handle.write('{"step": 3, "epoch": 0.75, "objec')
+    with caplog.at_level(logging.WARNING, logger="qrdistill.utils.io"):
+        out = train(cfg, paths_file, tmp_path / "run", resume=True)
+    assert "metrics.jsonl:3: repaired a torn last line" in caplog.text
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
+    assert read_jsonl(out / "metrics.jsonl") == read_jsonl(full / "metrics.jsonl")
+    assert _same(_weights(out), _weights(full))
+
+
+def test_killed_while_exporting_after_the_last_checkpoint_resumes_to_the_same_summary(
+        tmp_path, paths_file, make_config, monkeypatch):
+    from qrdistill.training import recipe
+
+    cfg = make_config(epochs=1, checkpoint_every=2, max_steps=3)
+    full = train(cfg, paths_file, tmp_path / "full")
+    original = recipe.export_student
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("simulated crash while exporting")
+
+    monkeypatch.setattr(recipe, "export_student", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, paths_file, tmp_path / "run")
+    assert read_json(tmp_path / "run" / "checkpoints" / "latest.json")["step"] == 3  # the final one
+    monkeypatch.setattr(recipe, "export_student", original)
+    out = train(cfg, paths_file, tmp_path / "run", resume=True)
+    want, got = read_json(full / "summary.json"), read_json(out / "summary.json")
+    assert got["routing_last_epoch"] == want["routing_last_epoch"] != []
+    assert {k: v for k, v in got.items() if k != "students"} == {k: v for k, v in want.items() if k != "students"}
+    assert _same(_weights(out), _weights(full))

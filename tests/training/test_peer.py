@@ -29,7 +29,7 @@ def _setup(cfg, paths_file):
     loaded = [load_student(s) for s in cfg.students]
     toks = {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)}
     data = build_data(paths_file, cfg, toks)
-    model = QRDistillObjective([m for m, _ in loaded], cfg, embed_dim=8, n_paths=len(data))
+    model = QRDistillObjective([m for m, _ in loaded], cfg, embed_dim=8)
     return model, data, toks
 
 
@@ -58,7 +58,7 @@ def test_students_with_different_tokenizers_are_compared_per_path_not_per_positi
     model.eval()
     idx = [0, 1, 2, 3]
     run = lambda order, pad=None: model(_inputs(data, toks, order, extra_pad=pad),  # noqa: E731
-                                        items=torch.tensor(order), chars=torch.full((4,), 50.0),
+                                        chars=torch.full((4,), 50.0),
                                         fixed_gates=torch.ones(4, 2))
     with torch.no_grad():
         base, padded = run(idx), run(idx, pad="qwen")
@@ -79,16 +79,16 @@ def test_peer_terms_use_only_rows_that_several_students_computed(tiny_students, 
     model.eval()
     gates = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
     with torch.no_grad():
-        sparse = model(_inputs(data, toks, [0, 1, 2, 3]), items=torch.arange(4), chars=torch.full((4,), 50.0),
+        sparse = model(_inputs(data, toks, [0, 1, 2, 3]), chars=torch.full((4,), 50.0),
                        fixed_gates=gates)
-        shared = model(_inputs(data, toks, [0, 2]), items=torch.tensor([0, 2]), chars=torch.full((2,), 50.0),
+        shared = model(_inputs(data, toks, [0, 2]), chars=torch.full((2,), 50.0),
                        fixed_gates=torch.ones(2, 2))
     assert torch.allclose(sparse.terms["mutual"], shared.terms["mutual"], atol=1e-5)
     assert torch.allclose(sparse.terms["competence"], shared.terms["competence"], atol=1e-5)
     assert torch.isnan(sparse.per_path[1, 1]) and torch.isnan(sparse.per_path[3, 0])
     assert torch.allclose(sparse.per_path[[0, 2]], shared.per_path, atol=1e-5)
     with torch.no_grad():
-        alone = model(_inputs(data, toks, [1]), items=torch.tensor([1]), chars=torch.full((1,), 50.0),
+        alone = model(_inputs(data, toks, [1]), chars=torch.full((1,), 50.0),
                       fixed_gates=torch.tensor([[1.0, 0.0]]))
     assert alone.terms["mutual"] == 0 and alone.terms["competence"] == 0
 
@@ -100,7 +100,7 @@ def test_peer_terms_under_bf16_autocast_when_a_student_computed_nothing(tiny_stu
     model, data, toks = _setup(cfg, paths_file)
     gates = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(_inputs(data, toks, [0, 1]), items=torch.tensor([0, 1]), chars=torch.full((2,), 50.0),
+        out = model(_inputs(data, toks, [0, 1]), chars=torch.full((2,), 50.0),
                     fixed_gates=gates)
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.terms["mutual"] == 0 and out.terms["variance"] > 0

@@ -21,9 +21,7 @@ def _weights(out) -> dict[str, torch.Tensor]:
 
 
 def _same(a: dict, b: dict) -> bool:
-    """Bit-identical; NaN equals NaN (the router's never-trained pairs)."""
-    return a.keys() == b.keys() and all(
-        a[k].shape == b[k].shape and torch.allclose(a[k], b[k], rtol=0, atol=0, equal_nan=True) for k in a)
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_qr_distill_run_writes_every_output(tmp_path, paths_file, make_config, tiny_students):
@@ -77,7 +75,7 @@ def test_seeded_runs_are_identical_and_an_interrupted_run_resumes_exactly(
     resumed = train(cfg, paths_file, tmp_path / "resumed", resume=True)
     assert _same(_weights(full), _weights(resumed))
     last = lambda out: torch.load(out / "checkpoints" / "step-6" / "trainable.pt")  # noqa: E731
-    assert _same(last(full), last(resumed))  # router, its remembered losses, peer modules too
+    assert _same(last(full), last(resumed))  # router and peer modules too
     assert read_jsonl(full / "metrics.jsonl") == read_jsonl(resumed / "metrics.jsonl")
     assert read_jsonl(full / "routing.jsonl") == read_jsonl(resumed / "routing.jsonl")
 

@@ -33,41 +33,77 @@ def test_signal_measures_fit_not_difficulty_nor_a_students_loss_scale():
     # Path 0 suits student 0, path 1 suits student 1; path 1 is harder for both; student 1's
     # losses are on a larger scale (another tokenizer).
     losses = torch.tensor([[1.0, 3.5], [3.0, 3.0]])
-    signal = comparative_signal(losses, losses.mean(0))
+    signal = comparative_signal(losses)
     assert signal[0, 0] < 0 < signal[0, 1] and signal[1, 1] < 0 < signal[1, 0]
     # A path's difficulty (a constant added to its row) and a student's level (a constant added
-    # to its column, and to its mean) change nothing.
-    harder = losses + torch.tensor([[0.0], [5.0]])
-    assert torch.allclose(comparative_signal(harder, harder.mean(0)), signal)
-    shifted = losses + torch.tensor([0.0, 2.0])
-    assert torch.allclose(comparative_signal(shifted, shifted.mean(0)), signal)
-    assert torch.allclose(signal.sum(1), torch.zeros(2))  # comparative: sums to 0 on each path
+    # to its column) change nothing.
+    assert torch.allclose(comparative_signal(losses + torch.tensor([[0.0], [5.0]])), signal)
+    assert torch.allclose(comparative_signal(losses + torch.tensor([0.0, 2.0])), signal)
+    assert torch.allclose(signal.sum(1), torch.zeros(2))  # comparative on each path ...
+    assert torch.allclose(signal.sum(0), torch.zeros(2))  # ... and no student favoured overall
 
 
-def test_signal_is_zero_where_a_loss_is_unknown_or_a_student_is_alone_on_the_path():
+def test_signal_uses_only_paths_that_several_students_computed_in_this_step():
     nan = float("nan")
-    losses = torch.tensor([[1.0, nan, 3.0], [nan, 2.0, nan], [nan, nan, nan]])
-    signal = comparative_signal(losses, torch.tensor([1.0, 2.0, 2.0]))
-    assert signal[0, 1] == 0 and (signal[1] == 0).all() and (signal[2] == 0).all()
-    assert signal[0, 0] != 0 and signal[0, 2] != 0
+    losses = torch.tensor([[1.0, 2.0, nan], [3.0, nan, nan], [2.0, 1.0, 4.0], [nan, nan, nan]])
+    signal = comparative_signal(losses)
+    assert (signal[1] == 0).all() and (signal[3] == 0).all()  # one student, or none
+    assert signal[0, 2] == 0 and signal[0, 0] < 0 < signal[0, 1]
+    assert torch.allclose(signal.sum(1), torch.zeros(4), atol=1e-6)
+    # A single shared row says nothing about fit once the students' levels are removed.
+    assert (comparative_signal(torch.tensor([[1.0, 3.0], [2.0, nan]])) == 0).all()
 
 
 def test_router_loss_gradient_opens_the_gate_where_the_path_fits():
     logits = torch.zeros(2, 2, requires_grad=True)
     losses = torch.tensor([[1.0, 3.0], [3.0, 1.0]])
-    router_loss(torch.sigmoid(logits), comparative_signal(losses, losses.mean(0))).backward()
+    router_loss(torch.sigmoid(logits), comparative_signal(losses)).backward()
     assert logits.grad[0, 0] < 0 and logits.grad[1, 1] < 0  # descent raises these logits
     assert logits.grad[0, 1] > 0 and logits.grad[1, 0] > 0
 
 
-def test_router_remembers_each_pairs_last_loss():
-    router = Router(in_dim=4, n_students=2, hidden=8, n_paths=5)
-    nan = float("nan")
-    router.remember(torch.tensor([1, 3]), torch.tensor([[0.5, nan], [nan, 2.0]]))
-    router.remember(torch.tensor([1]), torch.tensor([[nan, 1.5]]))
-    table = router.last_loss
-    assert table[1].tolist() == [0.5, 1.5] and table[3, 1] == 2.0
-    assert torch.isnan(table[0]).all() and torch.isnan(table[3, 0])
+def _simulate(fit: float, seed: int = 0, steps: int = 400) -> torch.Tensor:
+    """A router trained on simulated students: style 0 is `fit` easier for student 0; each
+    student's loss on a path falls every time it trains on it, and all its losses fall the more
+    it has trained. Returns the late routing share per (style, student)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n = 64
+    router = Router(in_dim=8, n_students=2, hidden=16)
+    opt = torch.optim.Adam(router.parameters(), lr=1e-2)
+    emb = torch.randn(n, 8, generator=gen)
+    style = torch.arange(n) % 2
+    trained = torch.zeros(n, 2)
+    shares = []
+    for step in range(steps):
+        items = torch.randperm(n, generator=gen)[:16]
+        tau = tau_at(step, steps, 1.0, 0.3)
+        logits = router(emb[items])
+        gates = sample_gates(logits.detach() / tau, logistic_noise((16, 2), gen), 1)
+        losses = 3.0 - 0.2 * trained[items].clamp(max=8) - 0.002 * trained.sum(0)
+        losses[:, 0] -= fit * (style[items] == 0).float()
+        losses = torch.where(gates > 0, losses + 0.05 * torch.randn(16, 2, generator=gen), float("nan"))
+        probs = torch.sigmoid(logits / tau)
+        loss = router_loss(probs, comparative_signal(losses)) - 0.01 * entropy_regulariser(probs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        trained[items] += gates
+        shares.append(torch.stack([gates[style[items] == s].mean(0) for s in (0, 1)]))
+    return torch.stack(shares[-100:]).nanmean(0)
+
+
+def test_a_student_that_merely_trains_more_does_not_capture_every_path():
+    """No difference in fit. A signal against remembered losses, or against a lagging running
+    mean per student, let the student that trained more win everywhere (routing collapsed to
+    1.0 / 0.0 in this simulation); comparing fresh losses within the batch keeps both in use."""
+    for seed in (0, 1):
+        assert (_simulate(fit=0.0, seed=seed) > 0.3).all()
+
+
+def test_router_learns_which_student_a_style_suits_from_student_like_losses():
+    late = _simulate(fit=1.0)
+    assert late[0, 0] - late[0, 1] > 0.3 and late[1, 1] - late[1, 0] > 0.3
 
 
 def test_entropy_regulariser_has_gradient_and_peaks_at_half():
@@ -99,7 +135,7 @@ def test_router_learns_which_student_a_style_suits_not_which_style_is_hard():
     with nobody)."""
     torch.manual_seed(0)
     base = torch.tensor([[1.0, 2.0], [2.0, 1.0], [4.0, 4.0]])
-    router = Router(in_dim=8, n_students=2, hidden=16, n_paths=1)
+    router = Router(in_dim=8, n_students=2, hidden=16)
     opt = torch.optim.Adam(router.parameters(), lr=1e-2)
     centres = torch.randn(3, 8)
     gen = torch.Generator().manual_seed(0)
@@ -109,7 +145,7 @@ def test_router_learns_which_student_a_style_suits_not_which_style_is_hard():
         emb = centres[style] + 0.3 * torch.randn(32, 8, generator=gen)
         losses = base[style] + 0.2 * torch.randn(32, 2, generator=gen)
         probs = torch.sigmoid(router(emb) / tau_at(step, steps, 1.0, 0.3))
-        loss = router_loss(probs, comparative_signal(losses, base.mean(0))) - 0.01 * entropy_regulariser(probs)
+        loss = router_loss(probs, comparative_signal(losses)) - 0.01 * entropy_regulariser(probs)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -123,8 +159,9 @@ def test_router_learns_which_student_a_style_suits_not_which_style_is_hard():
 
 
 def test_router_parameters_get_a_nonzero_gradient_from_the_student_losses(tiny_students, paths_file, make_config):
-    """Through the real objective with tiny students, once both students have a loss on the
-    same paths; the entropy term is off, so the gradient can only come from the students' losses."""
+    """Through the real objective with tiny students, every gate open so the students' losses
+    are compared on every path; the entropy term is off, so the gradient can only come from the
+    students' losses."""
     from qrdistill.training.data import build_data, collate
     from qrdistill.training.objective import QRDistillObjective
     from qrdistill.training.students import load_student
@@ -132,14 +169,12 @@ def test_router_parameters_get_a_nonzero_gradient_from_the_student_losses(tiny_s
     cfg = make_config(lambda_entropy=0.0, peer__enabled=False)
     loaded = [load_student(s) for s in cfg.students]
     data = build_data(paths_file, cfg, {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)})
-    model = QRDistillObjective([m for m, _ in loaded], cfg, embed_dim=8, n_paths=len(data))
+    model = QRDistillObjective([m for m, _ in loaded], cfg, embed_dim=8)
     idx = list(range(6))
     inputs = [collate([data.encoded[s.name][i] for i in idx], tok.pad_token_id)
               for s, (_, tok) in zip(cfg.students, loaded)]
-    kwargs = dict(items=torch.tensor(idx), chars=torch.ones(6), embeddings=torch.randn(6, 8),
-                  noise=logistic_noise((6, 2), torch.Generator().manual_seed(0)), tau=1.0)
-    model.router.remember(torch.tensor(idx), torch.rand(6, 2) + 1.0)  # as if every pair had been trained
-    out = model(inputs, **kwargs)
+    out = model(inputs, chars=torch.ones(6), embeddings=torch.randn(6, 8), noise=torch.full((6, 2), 20.0), tau=1.0)
+    assert (out.gates == 1).all() and out.terms["router"] != 0
     out.loss.backward()
     grads = [p.grad for p in model.router.parameters()]
     assert all(g is not None for g in grads)

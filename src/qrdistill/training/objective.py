@@ -26,7 +26,7 @@ from torch import nn
 from qrdistill.training.config import TrainConfig
 from qrdistill.training.data import IGNORE
 from qrdistill.training.peer import PeerTeaching, RoutedRows, pool_response
-from qrdistill.training.router import Router, entropy_regulariser, router_loss, sample_gates
+from qrdistill.training.router import Router, comparative_signal, entropy_regulariser, router_loss, sample_gates
 
 TERMS = ("distill", "router", "entropy", "mutual", "variance", "competence")
 
@@ -66,7 +66,7 @@ def select_rows(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str,
 
 
 class QRDistillObjective(nn.Module):
-    def __init__(self, students: list[nn.Module], cfg: TrainConfig, embed_dim: int | None, n_paths: int):
+    def __init__(self, students: list[nn.Module], cfg: TrainConfig, embed_dim: int | None):
         super().__init__()
         self.cfg = cfg
         self.weights = term_weights(cfg)
@@ -74,7 +74,7 @@ class QRDistillObjective(nn.Module):
         self.frozen = [sc.frozen for sc in cfg.students]
         self.router = None
         if cfg.effective_routing_mode == "learned":
-            self.router = Router(embed_dim, len(students), cfg.routing.hidden, n_paths)
+            self.router = Router(embed_dim, len(students), cfg.routing.hidden)
         self.peer = None
         if cfg.peer_active:
             sizes = [s.config.get_text_config().hidden_size for s in students]
@@ -88,14 +88,13 @@ class QRDistillObjective(nn.Module):
                 student.eval()
         return self
 
-    def forward(self, inputs: list[dict[str, torch.Tensor]], *, items: torch.Tensor, chars: torch.Tensor,
+    def forward(self, inputs: list[dict[str, torch.Tensor]], *, chars: torch.Tensor,
                 embeddings: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                 tau: float = 1.0, fixed_gates: torch.Tensor | None = None) -> StepOutput:
         """inputs: per student the right-padded {input_ids, attention_mask, labels} of the same B
-        paths; items: [B] their indices in the training data; chars: [B] response lengths in
-        characters. Gates come from the router (embeddings, noise, tau) or are given
+        paths; chars: [B] response lengths in characters. Gates come from the router (embeddings, noise, tau) or are given
         (`fixed_gates`: routing modes all and random)."""
-        n_paths, n_students = items.shape[0], len(self.students)
+        n_paths, n_students = chars.shape[0], len(self.students)
         device = inputs[0]["input_ids"].device
         if self.router is not None:
             logits = self.router(embeddings)
@@ -133,9 +132,7 @@ class QRDistillObjective(nn.Module):
                 out.logits if self.peer.kind == "logits" else None))
 
         if self.router is not None:
-            known = self.router.last_loss[items].to(device)
-            best_known = torch.where(torch.isnan(per_path), known, per_path)
-            terms["router"] = router_loss(probs, self.router.comparative_signal(best_known))
+            terms["router"] = router_loss(probs, comparative_signal(per_path))
             terms["entropy"] = entropy_regulariser(probs)
         if self.peer is not None:
             # Per-character loss: comparable across tokenizers (the competence target).

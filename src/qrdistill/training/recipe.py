@@ -68,8 +68,7 @@ class Recipe:
         self._setup_data(paths_path)
         students = self._setup_students()
         self._setup_router_inputs()
-        model = QRDistillObjective(students, cfg, None if self.embeddings is None else self.embeddings.shape[1],
-                                   len(self.data))
+        model = QRDistillObjective(students, cfg, None if self.embeddings is None else self.embeddings.shape[1])
         self._setup_optimizer(model)
         self.ckpt_dir = out_dir / "checkpoints"
         self.progress = {"epoch": 0, "window": 0, "step": 0, "tokens": [0] * len(self.names),
@@ -180,7 +179,7 @@ class Recipe:
         inputs = [{k: v.to(device) for k, v in collate([self.data.encoded[n][i] for i in local],
                                                        self.tokenizers[n].pad_token_id).items()}
                   for n in self.names]
-        kwargs: dict = {"items": torch.tensor(local), "chars": self.chars[local].to(device)}
+        kwargs: dict = {"chars": self.chars[local].to(device)}
         # Noise for the whole global batch, so every rank draws the same numbers and takes its rows.
         noise = logistic_noise((len(padded), len(self.names)), step_generator(self.cfg.seed, micro_id))[rank::world]
         mode = self.cfg.effective_routing_mode
@@ -203,8 +202,8 @@ class Recipe:
 
     # ----------------------------------------------------------------------------- statistics
     def _record(self, out: StepOutput, shards: list[list[int]]) -> None:
-        """Gather per-path rows from every rank, check they are finite, refresh the router's
-        known losses, update the log and the routing statistics (identically on every rank)."""
+        """Gather per-path rows from every rank, check they are finite, update the log and the
+        routing statistics (identically on every rank)."""
         s = len(self.names)
         rows = self.acc.gather(torch.cat([out.per_path, out.gates, out.probs], dim=1).float()).cpu()
         scalars = torch.stack([out.loss.detach().float()] + [out.terms[k].float() for k in TERMS])
@@ -215,9 +214,6 @@ class Recipe:
         computed = gates > 0
         if not (torch.isfinite(per_path[computed]).all() and torch.isfinite(scalars).all()):
             self._diverged(per_path, computed, scalars)
-        router = self.acc.unwrap_model(self.model).router
-        if router is not None:
-            router.remember(index.to(router.last_loss.device), per_path.to(router.last_loss.device))
         log = self._log
         log["n"] += 1
         log["scalars"] += scalars.mean(0)

@@ -11,19 +11,23 @@ paths only: a zero gate costs it nothing.
 
 What the router learns from. Routing follows the students' learning state *comparatively*:
 a path should go to the students for which it is easier than for the other students on that
-same path. `last_loss[i, s]` holds student s's loss on path i from the last time that pair was
-trained (NaN until then). The signal is the interaction of path and student,
-    r_is = (L_is - m_s) - mean_{s' known} (L_is' - m_s'),
-where m_s is student s's mean over its known losses. Subtracting m_s removes the student's
-overall level (different tokenizers have different loss scales); subtracting the path mean
-removes the path's difficulty, which every student shares and which says nothing about fit.
-r_is is 0 where L_is is unknown or no other student has a loss for the path.
+same path. Only losses computed in this very step are compared, on the paths that at least two
+students computed (the Gumbel noise keeps such paths coming). On those rows the signal is the
+interaction of path and student in a two-way layout,
+    r_is = L_is - mean_s' L_is' - (that difference averaged over the batch's shared rows for s),
+re-centred per row: subtracting the path mean removes the path's difficulty, which every student
+shares and which says nothing about fit; subtracting the student's batch mean removes its
+overall level (students with other tokenizers have other loss scales, and one that improves
+faster overall must not win every path). r_is is 0 where s did not compute path i, on rows only
+one student computed, and in a batch with fewer than two shared rows.
 
 The router minimises sum_s p_is * r_is (plus the entropy regulariser). Because P(g_is = 1) =
 p_is, its gradient p_is (1 - p_is) r_is / tau is the exact gradient of E[sum_s g_is r_is] with
-r held fixed: no straight-through bias and no noise variance from the gate sampling. The
-estimator's bias is the staleness of `last_loss` (a pair's loss is as old as its last training
-step) and its cost is nothing beyond the routed forward passes already done.
+r held fixed: no straight-through bias and no noise variance from the gate sampling. It uses
+only losses the routed step computed anyway, so it costs nothing, and since nothing is stored
+it is never stale. Why not remembered losses: a student's losses fall as it trains, so its fresh
+losses beat the other's older ones and routing collapses onto whichever student trained more
+(tested).
 """
 
 from __future__ import annotations
@@ -40,44 +44,28 @@ from qrdistill.utils.io import atomic_open
 
 
 class Router(nn.Module):
-    def __init__(self, in_dim: int, n_students: int, hidden: int, n_paths: int):
+    def __init__(self, in_dim: int, n_students: int, hidden: int):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, n_students))
-        # Each (path, student)'s loss from the last time that pair was trained; NaN = never.
-        # A buffer, so checkpoints and resume carry it with the router's weights.
-        self.register_buffer("last_loss", torch.full((n_paths, n_students), float("nan")))
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.mlp(embeddings)
 
-    @torch.no_grad()
-    def remember(self, items: torch.Tensor, losses: torch.Tensor) -> None:
-        """Store freshly computed losses [len(items), S]; NaN entries (not computed) keep the old value."""
-        fresh = ~torch.isnan(losses)
-        current = self.last_loss[items]
-        self.last_loss[items] = torch.where(fresh, losses.to(current), current)
 
-    def comparative_signal(self, losses: torch.Tensor) -> torch.Tensor:
-        """r_is for a batch whose best-known losses are `losses` [B, S] (NaN = unknown). Until a
-        student has a remembered loss, the batch's own losses give its mean."""
-        mean = _nanmean(self.last_loss, dim=0)
-        mean = torch.where(torch.isnan(mean), _nanmean(losses, dim=0), mean)
-        return comparative_signal(losses, mean)
+def comparative_signal(losses: torch.Tensor) -> torch.Tensor:
+    """r [B, S] from this step's per-pair losses [B, S] (NaN where the pair was not computed)."""
+    computed = ~torch.isnan(losses)
+    shared = computed & (computed.sum(1, keepdim=True) >= 2)
+    centred = torch.where(shared, losses - _nanmean(losses, dim=1, keepdim=True), torch.nan)
+    centred = centred - _nanmean(centred, dim=0, keepdim=True)  # the student's level in this batch
+    centred = centred - _nanmean(centred, dim=1, keepdim=True)  # rows sum to 0 again (S > 2)
+    return torch.nan_to_num(centred, nan=0.0).detach()
 
 
-def comparative_signal(losses: torch.Tensor, student_mean: torch.Tensor) -> torch.Tensor:
-    """(L_is - m_s) - mean over the path's known students; 0 where unknown or alone on the path."""
-    known = ~torch.isnan(losses)
-    residual = torch.where(known, losses - torch.nan_to_num(student_mean, nan=0.0), torch.zeros_like(losses))
-    n_known = known.sum(1, keepdim=True)
-    path_mean = residual.sum(1, keepdim=True) / n_known.clamp(min=1)
-    return torch.where(known & (n_known >= 2), residual - path_mean, torch.zeros_like(losses)).detach()
-
-
-def _nanmean(values: torch.Tensor, dim: int) -> torch.Tensor:
+def _nanmean(values: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
     known = ~torch.isnan(values)
-    total = torch.where(known, values, torch.zeros_like(values)).sum(dim)
-    count = known.sum(dim)
+    total = torch.where(known, values, torch.zeros_like(values)).sum(dim, keepdim=keepdim)
+    count = known.sum(dim, keepdim=keepdim)
     return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from qrdistill.errors import QRDistillError, UsageError
+
 console = Console()
 # Errors are one line, never wrapped at the terminal's width (a log or a test reads them whole).
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-class UsageError(ValueError):
-    """A command-line argument that cannot work; exit status 2 like every other user error."""
 
 STAGE_HELP = {
     "generate": "stage 1: teacher writes one reasoning path per style per question",
@@ -165,13 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qrdistill.pipeline import PipelineError
-    from qrdistill.teacher import BackendError
-    from qrdistill.training import TrainingDiverged
-    from qrdistill.utils.config import ConfigError
-    from qrdistill.utils.io import DataError
-    from qrdistill.utils.lock import LockHeld
-
     args = build_parser().parse_args(argv)
     # Our own messages at INFO; the libraries' only when something is wrong (or with -v).
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -181,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     try:
         return args.func(args)
-    except (ConfigError, DataError, PipelineError, BackendError, TrainingDiverged, LockHeld,
-            UsageError) as err:
+    except QRDistillError as err:  # every user-facing error (qrdistill.errors)
         _error(err)
         return 2
     except OSError as err:  # a folder where a file belongs, a file where a folder belongs, no permission

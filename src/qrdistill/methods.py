@@ -11,7 +11,8 @@ import difflib
 
 from qrdistill.config import MethodSpec, RunConfig
 from qrdistill.training.config import TrainConfig
-from qrdistill.utils.config import ConfigError, set_dotted, validate_config
+from qrdistill.errors import ConfigError
+from qrdistill.utils.config import set_dotted, validate_config
 
 _PLAIN_SFT = {"routing.mode": "all", "peer.enabled": False}
 

@@ -23,19 +23,17 @@ from pathlib import Path
 from rich.console import Console
 
 from qrdistill.config import RunConfig
+from qrdistill.errors import PipelineError
 from qrdistill.methods import method_train_config
 from qrdistill.utils.config import dump_yaml
-from qrdistill.utils.io import DataError, atomic_open, read_json, write_json
+from qrdistill.errors import DataError
+from qrdistill.utils.io import atomic_open, read_json, write_json
 from qrdistill.utils.lock import RunLock
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
 STAGES = ("data", "generate", "filter", "train", "evaluate", "report")
-
-
-class PipelineError(RuntimeError):
-    """The run cannot go on as asked; the message says what to do."""
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ from typing import Literal
 
 import pytest
 
-from qrdistill.utils.config import ConfigError, StrictConfig, apply_overrides, load_config, parse_override
-from qrdistill.utils.io import DataError, atomic_open, read_jsonl, read_jsonl_as, write_jsonl
+from qrdistill.errors import ConfigError
+from qrdistill.utils.config import StrictConfig, apply_overrides, load_config, parse_override
+from qrdistill.errors import DataError
+from qrdistill.utils.io import atomic_open, read_jsonl, read_jsonl_as, write_jsonl
 from qrdistill.data.schema import Example
 
 
@@ -99,3 +101,19 @@ def test_jsonl_as_model_names_line_and_field(tmp_path):
                     '{"id": "2", "task": "t", "question": "q"}\n')
     with pytest.raises(DataError, match=r"ex.jsonl:2: field 'gold': Field required"):
         read_jsonl_as(path, Example)
+
+
+def test_every_user_error_is_one_line_with_exit_2(monkeypatch, capsys):
+    import qrdistill.cli as cli
+    from qrdistill import errors
+
+    families = [cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, Exception)]
+    assert all(issubclass(cls, errors.QRDistillError) for cls in families)
+
+    def fails(args):
+        raise errors.CheckpointMismatch("checkpoints/step-4: does not match\n  resume with its config")
+
+    monkeypatch.setattr(cli, "cmd_tasks", fails)
+    assert cli.main(["tasks"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: checkpoints/step-4: does not match resume with its config")

@@ -13,7 +13,7 @@ import pytest
 from qrdistill.data import available_counts, load_packaged
 from qrdistill.data.packaged import PACKAGED
 from qrdistill.tasks import get_task
-from qrdistill.utils.io import DataError
+from qrdistill.errors import DataError
 
 
 def test_available_counts_match_the_published_sizes() -> None:

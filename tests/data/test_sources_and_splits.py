@@ -21,8 +21,9 @@ from qrdistill.data import (
     split_examples,
 )
 from qrdistill.tasks import get_task
-from qrdistill.utils.config import ConfigError, validate_config
-from qrdistill.utils.io import DataError
+from qrdistill.errors import ConfigError
+from qrdistill.utils.config import validate_config
+from qrdistill.errors import DataError
 
 ANLI_FIELDS = FieldMap(
     id="uid",

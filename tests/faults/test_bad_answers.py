@@ -17,7 +17,8 @@ from conftest import subprocess_env
 from raw_stub import RawStubServer, Reply
 from served_model import openai_backend
 
-from qrdistill.teacher import BackendError, GenerateConfig, backends, generate_paths
+from qrdistill.errors import BackendError
+from qrdistill.teacher import GenerateConfig, backends, generate_paths
 from qrdistill.teacher.backends import OpenAIBackend, make_request
 from qrdistill.utils.config import dump_yaml
 

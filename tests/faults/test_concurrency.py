@@ -15,7 +15,8 @@ import pytest
 from conftest import subprocess_env
 from test_pipeline import tiny_config
 
-from qrdistill.utils.lock import LockHeld, RunLock
+from qrdistill.errors import LockHeld
+from qrdistill.utils.lock import RunLock
 
 
 def test_lock_names_its_holder_and_a_second_taker_is_refused(tmp_path):

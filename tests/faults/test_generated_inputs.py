@@ -18,7 +18,8 @@ from raw_stub import RawStubServer, Reply
 from served_model import openai_backend
 from test_pipeline import tiny_config
 
-from qrdistill.teacher import BackendError, backends
+from qrdistill.errors import BackendError
+from qrdistill.teacher import backends
 from qrdistill.teacher.backends import OpenAIBackend, make_request
 
 N_CONFIGS, N_OVERRIDES, N_DATA, N_ANSWERS = 120, 40, 100, 100

@@ -7,7 +7,7 @@ import pytest
 from qrdistill.models import choice_probabilities, load_causal_lm, render_prompt
 from qrdistill.quality import FilterConfig, filter_paths
 from qrdistill.quality.judge import DEFAULT_PROBABILITY_TEMPLATE, judge_prompt
-from qrdistill.teacher import BackendError
+from qrdistill.errors import BackendError
 from qrdistill.teacher.schema import ReasoningPath
 from qrdistill.utils.io import read_json, read_jsonl_as, write_jsonl
 

@@ -10,7 +10,7 @@ import pytest
 
 from qrdistill.data.schema import Example
 from qrdistill.tasks import Task, TaskSpec, equivalence, get_task, list_tasks, register_task
-from qrdistill.utils.config import ConfigError
+from qrdistill.errors import ConfigError
 
 BUILTIN = [
     "gsm8k",

@@ -17,7 +17,8 @@ import pytest
 from served_model import ServedModel, StubOpenAIServer, free_port, openai_backend
 
 from qrdistill.data.schema import Example
-from qrdistill.teacher import BackendError, GenerateConfig, backends, generate_paths
+from qrdistill.errors import BackendError
+from qrdistill.teacher import GenerateConfig, backends, generate_paths
 from qrdistill.teacher.generate import plan_jobs
 from qrdistill.teacher.schema import ReasoningPath
 from qrdistill.utils.config import dump_yaml

@@ -8,10 +8,12 @@ import pytest
 
 from qrdistill.models import Generation
 from qrdistill.teacher import BUILTIN_STYLES, BackendConfig, GenerateConfig
-from qrdistill.teacher.backends import BackendError, make_backend, make_request
+from qrdistill.errors import BackendError
+from qrdistill.teacher.backends import make_backend, make_request
 from qrdistill.teacher.cache import RequestCache
 from qrdistill.teacher.styles import apply_style
-from qrdistill.utils.config import ConfigError, load_config
+from qrdistill.errors import ConfigError
+from qrdistill.utils.config import load_config
 
 
 def test_the_six_paper_styles_are_built_in_and_wrap_the_base_prompt():

@@ -173,7 +173,7 @@ def test_logit_peer_refuses_different_tokenizers_before_any_model_is_loaded(
         tiny_students, paths_file, make_config, monkeypatch):
     from qrdistill.models import load_tokenizer
     from qrdistill.training import recipe
-    from qrdistill.utils.config import ConfigError
+    from qrdistill.errors import ConfigError
 
     def no_models(*args, **kwargs):
         raise AssertionError("a model was loaded before the tokenizers were checked")

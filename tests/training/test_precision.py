@@ -12,7 +12,7 @@ import torch
 from qrdistill.training import train
 from qrdistill.training.config import StudentConfig
 from qrdistill.training.students import load_student
-from qrdistill.utils.config import ConfigError
+from qrdistill.errors import ConfigError
 from qrdistill.utils.io import read_jsonl
 
 STEPS = 3

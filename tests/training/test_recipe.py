@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qrdistill.training import TrainingDiverged, train
+from qrdistill.errors import TrainingDiverged
+from qrdistill.training import train
 from qrdistill.training import objective as objective_mod
 from qrdistill.training.recipe import Recipe
 from qrdistill.utils.io import read_json, read_jsonl

@@ -26,7 +26,8 @@ from pathlib import Path
 from qrdistill.data.schema import Example
 from qrdistill.models.packaged import cache_dir
 from qrdistill.tasks.answers import last_boxed, letters_for
-from qrdistill.utils.io import DataError, write_json
+from qrdistill.errors import DataError
+from qrdistill.utils.io import write_json
 
 BIGBENCH_VERSION = "bigbench-1.0.0"
 BIGBENCH_TASKS = ("strategyqa", "date_understanding")

@@ -22,7 +22,7 @@ from qrdistill.data.packaged import load_packaged
 from qrdistill.data.schema import Example
 from qrdistill.tasks import Task, get_task
 from qrdistill.tasks.answers import letters_for
-from qrdistill.utils.io import DataError
+from qrdistill.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from qrdistill.data.config import DataConfig
 from qrdistill.data.schema import Example
 from qrdistill.data.sources import LoadedSource, load_source
 from qrdistill.tasks import get_task
-from qrdistill.utils.io import DataError, read_jsonl_as, write_json, write_jsonl
+from qrdistill.errors import DataError
+from qrdistill.utils.io import read_jsonl_as, write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
 

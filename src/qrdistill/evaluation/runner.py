@@ -24,7 +24,8 @@ from qrdistill.evaluation.metrics import summarize
 from qrdistill.evaluation.stopping import stop_rule
 from qrdistill.tasks import get_task
 from qrdistill.utils.config import StrictConfig
-from qrdistill.utils.io import DataError, read_json, read_jsonl, read_jsonl_as, write_json, write_jsonl
+from qrdistill.errors import DataError
+from qrdistill.utils.io import read_json, read_jsonl, read_jsonl_as, write_json, write_jsonl
 
 console = Console(stderr=True)
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from qrdistill.tasks.base import Task
 from qrdistill.tasks.config import TaskSpec
-from qrdistill.utils.config import ConfigError, validate_config
+from qrdistill.errors import ConfigError
+from qrdistill.utils.config import validate_config
 
 _NLI_VOCABULARY = {
     "entailment": "entailment",

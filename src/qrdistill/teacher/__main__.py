@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qrdistill.teacher.backends import BackendError
+from qrdistill.errors import QRDistillError
 from qrdistill.teacher.config import GenerateConfig
 from qrdistill.teacher.generate import generate_paths
-from qrdistill.utils.config import ConfigError, load_config
-from qrdistill.utils.io import DataError
+from qrdistill.utils.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(GenerateConfig, args.config)
         print(generate_paths(cfg, args.examples, args.out_dir))
-    except (BackendError, ConfigError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except QRDistillError as err:
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to continue where it stopped", file=sys.stderr)

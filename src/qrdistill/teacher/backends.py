@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from qrdistill.errors import BackendError
 from qrdistill.models import Generation
 from qrdistill.teacher.cache import request_key
 from qrdistill.teacher.config import BackendConfig
@@ -33,10 +34,6 @@ for _name in ("httpx", "httpx2"):
 # Sent when no key is configured: the client library insists on one, local servers ignore it.
 NO_KEY = "no-key-configured"
 RETRYABLE_STATUS = {408, 409, 429} | set(range(500, 600))
-
-
-class BackendError(RuntimeError):
-    """A backend could not be used or a request failed for good; the message says which and why."""
 
 
 class BadAnswer(Exception):

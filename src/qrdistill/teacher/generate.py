@@ -19,7 +19,8 @@ from qrdistill.teacher.config import BackendConfig, GenerateConfig
 from qrdistill.teacher.runner import run_cached
 from qrdistill.teacher.schema import ReasoningPath, Usage
 from qrdistill.teacher.styles import apply_style
-from qrdistill.utils.io import DataError, read_jsonl_as, write_json, write_jsonl
+from qrdistill.errors import DataError
+from qrdistill.utils.io import read_jsonl_as, write_json, write_jsonl
 
 
 @dataclass(frozen=True)

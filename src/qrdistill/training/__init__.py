@@ -5,6 +5,7 @@ teacher paths, with a learned router and peer teaching; baselines and ablations 
 """
 
 from qrdistill.training.config import TrainConfig
-from qrdistill.training.recipe import TrainingDiverged, train
+from qrdistill.errors import TrainingDiverged
+from qrdistill.training.recipe import train
 
 __all__ = ["TrainConfig", "TrainingDiverged", "train"]

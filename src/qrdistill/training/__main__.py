@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from qrdistill.training.config import TrainConfig
-from qrdistill.utils.config import ConfigError, apply_overrides, load_yaml, validate_config
+from qrdistill.errors import QRDistillError
+from qrdistill.utils.config import apply_overrides, load_yaml, validate_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,12 +28,12 @@ def main(argv: list[str] | None = None) -> int:
         if "train" in data and "students" not in data:
             data = data["train"]
         cfg = validate_config(TrainConfig, apply_overrides(data, args.overrides), str(args.config))
-    except ConfigError as err:
-        print(err, file=sys.stderr)
-        return 2
-    from qrdistill.training.recipe import train
+        from qrdistill.training.recipe import train
 
-    train(cfg, args.paths, args.out, resume=args.resume)
+        train(cfg, args.paths, args.out, resume=args.resume)
+    except QRDistillError as err:  # one line, exit 2, like the qrdistill command
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qrdistill.utils.io import DataError, atomic_open, read_json, write_json
+from qrdistill.errors import CheckpointMismatch, DataError
+from qrdistill.utils.io import atomic_open, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,9 @@ def load(path: Path, model, optimizer, scheduler, rank: int) -> dict:
     state = torch.load(path / "trainable.pt", weights_only=False)
     missing = set(trainable_state(model)) - set(state)
     if missing:
-        raise ValueError(f"{path}: checkpoint does not match this configuration "
-                         f"(missing {sorted(missing)[:3]}...); resume with the config it was made with")
+        raise CheckpointMismatch(
+            f"{path}: checkpoint does not match this configuration (missing {sorted(missing)[:3]}...); "
+            "resume with the config it was made with, or remove the checkpoints folder to train from scratch")
     model.load_state_dict(state, strict=False)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))

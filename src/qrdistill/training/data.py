@@ -20,7 +20,7 @@ import torch
 from qrdistill.models import render_prompt
 from qrdistill.teacher.schema import ReasoningPath
 from qrdistill.training.config import TrainConfig
-from qrdistill.utils.config import ConfigError
+from qrdistill.errors import ConfigError, DataError
 from qrdistill.utils.io import read_jsonl_as
 
 IGNORE = -100
@@ -124,7 +124,7 @@ def build_data(paths_path: Path, cfg: TrainConfig, tokenizers: dict) -> TrainDat
     counts["items_dropped"] = len(items) - len(keep)
     counts["items"] = len(keep)
     if not keep:
-        raise ValueError(f"{paths_path}: no trainable items for method '{cfg.method}' "
+        raise DataError(f"{paths_path}: no trainable items for method '{cfg.method}' "
                          f"(counts: {counts}); check the file, the method or max_length")
     data = TrainData([items[i] for i in keep], {n: [encoded[n][i] for i in keep] for n in tokenizers}, counts)
     if cfg.peer_active and cfg.peer.kind == "logits":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from qrdistill.errors import ConfigError, TrainingDiverged
 from qrdistill.models import load_tokenizer
 from qrdistill.models.packaged import cache_dir
 from qrdistill.training import checkpoint
@@ -31,14 +32,9 @@ from qrdistill.training.objective import TERMS, QRDistillObjective, StepOutput
 from qrdistill.training.router import (embed_texts, logistic_noise, no_preference_band, sample_gates,
                                        step_generator, tau_at)
 from qrdistill.training.students import load_student
-from qrdistill.utils.config import ConfigError
 from qrdistill.utils.io import atomic_open, iter_jsonl, repair_torn_tail, write_json
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or inf; the message says where and which checkpoint is the last good one."""
 
 
 def train(cfg: TrainConfig, paths_path: Path, out_dir: Path, *, resume: bool = False) -> Path:

@@ -22,7 +22,7 @@ import warnings
 from qrdistill.models import load_causal_lm
 from qrdistill.models.loading import resolve_attn_implementation, resolve_precision
 from qrdistill.training.config import StudentConfig
-from qrdistill.utils.config import ConfigError
+from qrdistill.errors import ConfigError
 
 
 def _quantization_config(cfg: StudentConfig, dtype):

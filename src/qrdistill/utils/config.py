@@ -15,9 +15,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the file and key and says what is allowed."""
+from qrdistill.errors import ConfigError
 
 
 class StrictConfig(BaseModel):

@@ -16,12 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from qrdistill.errors import DataError
 
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """Bad input data. The message names the file, line and field, and says what to do."""
 
 
 def repair_torn_tail(path: str | os.PathLike) -> bool:

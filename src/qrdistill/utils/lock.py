@@ -16,13 +16,11 @@ import socket
 import time
 from pathlib import Path
 
+from qrdistill.errors import LockHeld
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
-
-
-class LockHeld(RuntimeError):
-    """Another process writes to this run directory; the message names it."""
 
 
 def _process_start(pid: int) -> str | None:

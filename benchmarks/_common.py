@@ -153,7 +153,7 @@ def realistic_paths(n: int, styles: list[str] | None = None, seed: int = 0) -> l
 
     from qrdistill.data import load_packaged
     from qrdistill.tasks import get_task
-    from qrdistill.teacher.schema import ReasoningPath
+    from qrdistill.records import ReasoningPath
 
     styles = styles or list(STYLE_OPENINGS)
     rng = random.Random(seed)

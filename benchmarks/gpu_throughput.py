@@ -145,7 +145,7 @@ def build_model(folder: Path, dims: dict, tokenizer, dtype, device: str, seq: in
 
 def synthetic_paths(n: int) -> list[dict]:
     """Placeholder ReasoningPath records (their token ids are replaced by `randomize`)."""
-    from qrdistill.teacher.schema import ReasoningPath
+    from qrdistill.records import ReasoningPath
 
     styles = ["chain_of_thought", "program", "backward"]
     return [ReasoningPath(id=ReasoningPath.make_id(f"q{i}", styles[i % 3], 0), question_id=f"q{i}", task="gsm8k",

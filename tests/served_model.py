@@ -248,7 +248,7 @@ class StubOpenAIServer(_Recorder):
 
 def openai_backend(base_url: str, model: str = "stub", **overrides):
     """An openai BackendConfig for tests: short completions, no key, quick retries."""
-    from qrdistill.teacher import BackendConfig
+    from qrdistill.llm import BackendConfig
 
     settings = dict(kind="openai", model=model, base_urls=[base_url], api_key_env=None,
                     max_tokens=24, concurrency=2, max_retries=1, backoff_base_s=0.05,

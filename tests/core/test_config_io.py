@@ -10,7 +10,7 @@ from qrdistill.errors import ConfigError
 from qrdistill.utils.config import StrictConfig, apply_overrides, load_config, parse_override
 from qrdistill.errors import DataError
 from qrdistill.utils.io import atomic_open, read_jsonl, read_jsonl_as, write_jsonl
-from qrdistill.data.schema import Example
+from qrdistill.records import Example
 
 
 class Inner(StrictConfig):

@@ -5,8 +5,9 @@ import importlib.util
 import pytest
 
 import qrdistill.evaluation.runner as runner
+from qrdistill.errors import BackendError
 from qrdistill.evaluation import EvalModel, EvaluateConfig, evaluate
-from qrdistill.models import Generation
+from qrdistill.records import Generation
 from qrdistill.tasks import get_task
 from qrdistill.utils.io import read_json, read_jsonl, write_jsonl
 
@@ -32,13 +33,13 @@ def test_file(tmp_path):
 def opened(monkeypatch):
     """Record which models evaluate() actually loads and generates with."""
     names = []
-    real = runner.open_generator
+    real = runner.open_engine
 
-    def recording(model_name, cfg):
+    def recording(kind, model_name, **options):
         names.append(model_name)
-        return real(model_name, cfg)
+        return real(kind, model_name, **options)
 
-    monkeypatch.setattr(runner, "open_generator", recording)
+    monkeypatch.setattr(runner, "open_engine", recording)
     return names
 
 
@@ -108,7 +109,7 @@ def test_limit_gives_every_model_the_same_first_questions(tiny_students, test_fi
         ("a", "q1"), ("a", "q2"), ("b", "q1"), ("b", "q2")]
 
 
-class ScriptedGenerator:
+class ScriptedEngine:
     """Answers each question with a fixed response; records the prompts and stop rules it got."""
 
     RESPONSES = {"Natalia": "48 / 2 = 24 in May, 48 + 24 = 72.\nThe answer is \\boxed{72}.",
@@ -121,7 +122,7 @@ class ScriptedGenerator:
     def render(self, text):
         return f"<user>{text}</user>"
 
-    def generate(self, prompts, on_batch, stop_when=None):
+    def generate(self, prompts, *, on_batch, stop_when=None, **options):
         self.calls.append((prompts, stop_when))
         on_batch(len(prompts))
         responses = [next(r for key, r in self.RESPONSES.items() if key in p) for p in prompts]
@@ -134,14 +135,14 @@ class ScriptedGenerator:
 
 def test_answers_are_extracted_and_verified_per_task(test_file, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(runner, "open_generator", lambda name, cfg: ScriptedGenerator(calls))
+    monkeypatch.setattr(runner, "open_engine", lambda kind, name, **options: ScriptedEngine(calls))
     cfg = EvaluateConfig(instruction="Think step by step.", ensembles=False)
     evaluate(cfg, test_file, [EvalModel(method="qr_distill", student="a", model="scripted")], tmp_path)
 
     rows = {r["question_id"]: r for r in read_jsonl(tmp_path / "predictions.jsonl")}
     assert {q: (r["answer"], r["correct"]) for q, r in rows.items()} == {
         "q1": ("72", True), "q2": ("C", False), "q3": ("yes", True)}
-    assert rows["q1"]["response"] == ScriptedGenerator.RESPONSES["Natalia"]
+    assert rows["q1"]["response"] == ScriptedEngine.RESPONSES["Natalia"]
     assert rows["q1"]["completion_tokens"] == 7 and rows["q1"]["mean_logprob"] == -0.5
 
     # One call per task, each prompt = the model's rendering of the task prompt + the instruction,
@@ -161,7 +162,7 @@ def test_answers_are_extracted_and_verified_per_task(test_file, tmp_path, monkey
 
 def test_stop_rules_can_be_turned_off(test_file, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(runner, "open_generator", lambda name, cfg: ScriptedGenerator(calls))
+    monkeypatch.setattr(runner, "open_engine", lambda kind, name, **options: ScriptedEngine(calls))
     model = [EvalModel(method="m", student="a", model="scripted")]
     evaluate(EvaluateConfig(stop_after_answer=False, stop_on_loop=False), test_file, model, tmp_path / "off")
     assert [stop_when for _, stop_when in calls] == [None, None, None]
@@ -180,5 +181,5 @@ def test_duplicate_model_names_are_rejected(test_file, tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None,
                     reason="vllm is installed: the missing-package error cannot happen")
 def test_vllm_backend_without_vllm_says_how_to_get_it():
-    with pytest.raises(ImportError, match="pip install 'qrdistill\\[gpu\\]'"):
-        runner.open_generator("any", EvaluateConfig(backend="vllm"))
+    with pytest.raises(BackendError, match="pip install 'qrdistill\\[gpu\\]'"):
+        runner.open_engine("vllm", "any", dtype="auto")

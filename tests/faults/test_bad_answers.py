@@ -18,8 +18,9 @@ from raw_stub import RawStubServer, Reply
 from served_model import openai_backend
 
 from qrdistill.errors import BackendError
-from qrdistill.teacher import GenerateConfig, backends, generate_paths
-from qrdistill.teacher.backends import OpenAIBackend, make_request
+from qrdistill.llm import backends
+from qrdistill.teacher import GenerateConfig, generate_paths
+from qrdistill.llm.backends import OpenAIBackend, make_request
 from qrdistill.utils.config import dump_yaml
 
 BAD = {

@@ -25,7 +25,7 @@ from conftest import subprocess_env
 from figures import record
 
 from qrdistill.cli import main
-from qrdistill.teacher.cache import request_key
+from qrdistill.llm.cache import request_key
 
 SEED = 10
 STAGES = ("generate", "filter", "train", "evaluate")

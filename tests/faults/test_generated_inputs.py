@@ -19,8 +19,8 @@ from served_model import openai_backend
 from test_pipeline import tiny_config
 
 from qrdistill.errors import BackendError
-from qrdistill.teacher import backends
-from qrdistill.teacher.backends import OpenAIBackend, make_request
+from qrdistill.llm import backends
+from qrdistill.llm.backends import OpenAIBackend, make_request
 
 N_CONFIGS, N_OVERRIDES, N_DATA, N_ANSWERS = 120, 40, 100, 100
 FIGURES: dict[str, dict] = {}

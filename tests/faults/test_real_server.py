@@ -15,7 +15,7 @@ import pytest
 from served_model import openai_backend
 
 from qrdistill.teacher import GenerateConfig, generate_paths
-from qrdistill.teacher.schema import ReasoningPath
+from qrdistill.records import ReasoningPath
 from qrdistill.utils.io import read_jsonl_as
 
 
@@ -42,7 +42,7 @@ def test_real_server_stalls_then_recovers_and_the_run_completes(served_model, ex
             result["error"] = err
 
     group = os.getpgid(served_model.process.pid)
-    with caplog.at_level(logging.INFO, logger="qrdistill.teacher.backends"):
+    with caplog.at_level(logging.INFO, logger="qrdistill.llm.backends"):
         worker = threading.Thread(target=generate)
         worker.start()
         try:

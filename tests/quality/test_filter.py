@@ -14,7 +14,7 @@ from served_model import StubOpenAIServer, free_port, openai_backend
 
 from qrdistill.quality import FilterConfig, filter_paths, funnel_table
 from qrdistill.quality.judge import FORMAT_REMINDER
-from qrdistill.teacher.schema import JudgeVerdict, ReasoningPath
+from qrdistill.records import JudgeVerdict, ReasoningPath
 from qrdistill.utils.io import read_json, read_jsonl_as, write_jsonl
 
 

@@ -7,7 +7,7 @@ from served_model import openai_backend
 
 from qrdistill.quality import FilterConfig, filter_paths
 from qrdistill.teacher import GenerateConfig, generate_paths
-from qrdistill.teacher.schema import ReasoningPath
+from qrdistill.records import ReasoningPath
 from qrdistill.utils.io import read_json, read_jsonl_as
 
 pytestmark = pytest.mark.server

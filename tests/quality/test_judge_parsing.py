@@ -6,7 +6,7 @@ import pytest
 
 from qrdistill.quality import parse_verdict
 from qrdistill.quality.judge import DEFAULT_JUDGE_TEMPLATE, judge_prompt
-from qrdistill.teacher.schema import ReasoningPath
+from qrdistill.records import ReasoningPath
 
 
 @pytest.mark.parametrize("reply, expected", [

@@ -8,7 +8,7 @@ from qrdistill.models import choice_probabilities, load_causal_lm, render_prompt
 from qrdistill.quality import FilterConfig, filter_paths
 from qrdistill.quality.judge import DEFAULT_PROBABILITY_TEMPLATE, judge_prompt
 from qrdistill.errors import BackendError
-from qrdistill.teacher.schema import ReasoningPath
+from qrdistill.records import ReasoningPath
 from qrdistill.utils.io import read_json, read_jsonl_as, write_jsonl
 
 
@@ -56,7 +56,7 @@ def test_probability_judge_scores_every_path_and_refilters_without_a_model(paths
     assert all(p.kept for p in judged)  # threshold 0 keeps every scored path
 
     # Re-filtering at the median score reads the stored scores: the model is never loaded again.
-    import qrdistill.teacher.backends as backends
+    import qrdistill.llm.backends as backends
 
     def no_model(*_, **__):
         raise AssertionError("re-filtering loaded the judge")

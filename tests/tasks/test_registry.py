@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from qrdistill.data.schema import Example
+from qrdistill.records import Example
 from qrdistill.tasks import Task, TaskSpec, equivalence, get_task, list_tasks, register_task
 from qrdistill.errors import ConfigError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qrdistill.teacher.schema import ReasoningPath
+from qrdistill.records import ReasoningPath
 from qrdistill.training.config import TrainConfig
 from qrdistill.utils.io import write_jsonl
 

@@ -10,13 +10,11 @@ local (JSONL/CSV with a field mapping) and hub (`datasets`, online only).
 
 from qrdistill.data.config import DataConfig, FieldMap, SourceConfig
 from qrdistill.data.packaged import available_counts, load_packaged
-from qrdistill.data.schema import Example
 from qrdistill.data.sources import LoadedSource, load_local, load_reasoning_gym, load_source
 from qrdistill.data.splits import load_examples, prepare_splits, question_key, split_examples
 
 __all__ = [
     "DataConfig",
-    "Example",
     "FieldMap",
     "LoadedSource",
     "SourceConfig",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from qrdistill.data.schema import Example
+from qrdistill.records import Example
 from qrdistill.models.packaged import cache_dir
 from qrdistill.tasks.answers import last_boxed, letters_for
 from qrdistill.errors import DataError

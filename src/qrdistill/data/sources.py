@@ -19,7 +19,7 @@ from typing import Any
 
 from qrdistill.data.config import FieldMap, SourceConfig
 from qrdistill.data.packaged import load_packaged
-from qrdistill.data.schema import Example
+from qrdistill.records import Example
 from qrdistill.tasks import Task, get_task
 from qrdistill.tasks.answers import letters_for
 from qrdistill.errors import DataError

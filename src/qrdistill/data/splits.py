@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from qrdistill.data.config import DataConfig
-from qrdistill.data.schema import Example
+from qrdistill.records import Example
 from qrdistill.data.sources import LoadedSource, load_source
 from qrdistill.tasks import get_task
 from qrdistill.errors import DataError

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+from qrdistill.records import Prediction
+
 VOTE = "ensemble:vote"
 CONFIDENCE = "ensemble:confidence"
 
@@ -44,15 +46,13 @@ def _combine(rows: list[dict], kind: str) -> dict:
             return sum(_confidence(rows[p]) for p in voters[answer]), -min(voters[answer])
 
     first = rows[0]
-    combined = {"question_id": first["question_id"], "task": first["task"], "method": first["method"],
-                "student": kind, "model": "+".join(row["model"] for row in rows),
-                "response": "", "answer": None, "correct": False, "mean_logprob": None,
-                "completion_tokens": sum(row.get("completion_tokens") or 0 for row in rows)}
-    if voters:
-        winner = rows[best_voter(max(voters, key=rank))]
-        combined.update(response=winner["response"], answer=winner["answer"],
-                        correct=bool(winner["correct"]), mean_logprob=winner.get("mean_logprob"))
-    return combined
+    winner = rows[best_voter(max(voters, key=rank))] if voters else {}
+    return Prediction(
+        question_id=first["question_id"], task=first["task"], method=first["method"], student=kind,
+        model="+".join(row["model"] for row in rows), response=winner.get("response", ""),
+        answer=winner.get("answer"), correct=bool(winner.get("correct", False)),
+        mean_logprob=winner.get("mean_logprob"),
+        completion_tokens=sum(row.get("completion_tokens") or 0 for row in rows)).row()
 
 
 def ensemble_predictions(predictions: list[dict]) -> list[dict]:

@@ -16,12 +16,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from qrdistill.data.schema import Example
-from qrdistill.evaluation.backends import open_generator
+from qrdistill.records import Example, Prediction
 from qrdistill.evaluation.config import EvaluateConfig
 from qrdistill.evaluation.ensemble import ensemble_predictions
 from qrdistill.evaluation.metrics import summarize
 from qrdistill.evaluation.stopping import stop_rule
+from qrdistill.llm.local import open_engine
 from qrdistill.tasks import get_task
 from qrdistill.utils.config import StrictConfig
 from qrdistill.errors import DataError
@@ -65,27 +65,30 @@ def _predict(model: EvalModel, cfg: EvaluateConfig, examples: list[Example], pro
     for index, example in enumerate(examples):
         by_task.setdefault(example.task, []).append(index)
     generations = [None] * len(examples)
-    generator = open_generator(model.model, cfg)
+    engine = open_engine(cfg.backend, model.model, dtype=cfg.dtype, device=cfg.device or "auto",
+                         trust_remote_code=cfg.trust_remote_code)
     try:
         # One generate call per task: each task states its answer in its own format, so each
-        # has its own rule for when an answer is complete.
+        # has its own rule for when an answer is complete. Greedy, so the log-probabilities are
+        # the ensembles' confidence.
         for name, indices in by_task.items():
             stop_when = stop_rule(get_task(name), cfg.stop_after_answer, cfg.stop_on_loop)
-            outputs = generator.generate([generator.render(prompts[i]) for i in indices],
-                                         on_batch=lambda n: progress.advance(bar, n), stop_when=stop_when)
+            outputs = engine.generate([engine.render(prompts[i]) for i in indices],
+                                      max_new_tokens=cfg.max_new_tokens, stop=cfg.stop, stop_when=stop_when,
+                                      batch_size=cfg.batch_size, on_batch=lambda n: progress.advance(bar, n))
             for index, output in zip(indices, outputs):
                 generations[index] = output
     finally:
-        generator.close()
+        engine.close()
     rows = []
     for example, generation in zip(examples, generations):
         task = get_task(example.task)
-        rows.append({"question_id": example.id, "task": example.task, "method": model.method,
-                     "student": model.student, "model": model.model, "response": generation.text,
-                     "answer": task.extract_answer(generation.text, example.choices),
-                     "correct": bool(task.is_correct(generation.text, example.gold, example.choices)),
-                     "mean_logprob": generation.mean_logprob,
-                     "completion_tokens": generation.completion_tokens})
+        rows.append(Prediction(
+            question_id=example.id, task=example.task, method=model.method, student=model.student,
+            model=model.model, response=generation.text,
+            answer=task.extract_answer(generation.text, example.choices),
+            correct=bool(task.is_correct(generation.text, example.gold, example.choices)),
+            mean_logprob=generation.mean_logprob, completion_tokens=generation.completion_tokens).row())
     return rows
 
 

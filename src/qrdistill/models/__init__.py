@@ -4,23 +4,30 @@
 - `load_causal_lm(name, ...)`: model and tokenizer, `trust_remote_code` off unless asked.
 - `render_prompt(tokenizer, text)`: the user turn in the model's chat template when it has one.
 - `generate(...)`: batched, left-padded generation that decodes only new tokens and stops at EOS
-  or a stop string (used by the teacher's `hf` backend and by evaluation).
+  or a stop string (used by the local engines of `qrdistill.llm`).
 - `choice_probabilities(...)`: P("Yes") vs P("No") as the next token (the local judge's score).
+
+The names are loaded on first use: `qrdistill.data` needs only `packaged.cache_dir`, and reading
+a config or a dry run must not pay for importing torch (tests/core/test_import_graph.py).
 """
 
-from qrdistill.models.generation import Generation, generate
-from qrdistill.models.loading import load_causal_lm, load_tokenizer, render_prompt, resolve_model
-from qrdistill.models.packaged import PACKAGED_MODELS, packaged_model_path
-from qrdistill.models.scoring import choice_probabilities
+from importlib import import_module
 
-__all__ = [
-    "Generation",
-    "choice_probabilities",
-    "PACKAGED_MODELS",
-    "generate",
-    "load_causal_lm",
-    "load_tokenizer",
-    "packaged_model_path",
-    "render_prompt",
-    "resolve_model",
-]
+_HOME = {
+    "generate": "generation",
+    "choice_probabilities": "scoring",
+    "load_causal_lm": "loading",
+    "load_tokenizer": "loading",
+    "render_prompt": "loading",
+    "resolve_model": "loading",
+    "PACKAGED_MODELS": "packaged",
+    "packaged_model_path": "packaged",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        return getattr(import_module(f"qrdistill.models.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'qrdistill.models' has no attribute '{name}'")

@@ -10,19 +10,11 @@ a batch wastes little compute on padding.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-
-@dataclass
-class Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    # Mean log-probability of the generated tokens (length-normalised confidence); None if sampling.
-    mean_logprob: float | None = None
+from qrdistill.records import Generation
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> str:

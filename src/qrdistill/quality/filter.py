@@ -14,8 +14,8 @@ from rich.table import Table
 
 from qrdistill.quality.config import FilterConfig
 from qrdistill.quality.judge import judge_paths
-from qrdistill.teacher.cache import RequestCache
-from qrdistill.teacher.schema import JudgeVerdict, ReasoningPath
+from qrdistill.llm import RequestCache
+from qrdistill.records import JudgeVerdict, ReasoningPath
 from qrdistill.utils.io import read_jsonl_as, write_json, write_jsonl
 
 

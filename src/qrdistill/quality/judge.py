@@ -12,11 +12,9 @@ import functools
 import json
 import re
 
-from qrdistill.teacher.backends import make_backend, make_request, make_yes_probability_backend
-from qrdistill.teacher.cache import RequestCache
-from qrdistill.teacher.config import BackendConfig
-from qrdistill.teacher.runner import run_cached
-from qrdistill.teacher.schema import JudgeVerdict, ReasoningPath
+from qrdistill.llm import (BackendConfig, RequestCache, make_backend, make_request, make_yes_probability_backend,
+                           run_cached)
+from qrdistill.records import JudgeVerdict, ReasoningPath
 
 TEMPLATE_SLOTS = ("{question}", "{path}")
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from qrdistill.data.schema import Example
-from qrdistill.models import Generation
+from qrdistill.records import Example
+from qrdistill.records import Generation
 from qrdistill.tasks import get_task
-from qrdistill.teacher.backends import Request, make_backend, make_request
-from qrdistill.teacher.cache import RequestCache
-from qrdistill.teacher.config import BackendConfig, GenerateConfig
-from qrdistill.teacher.runner import run_cached
-from qrdistill.teacher.schema import ReasoningPath, Usage
+from qrdistill.llm import BackendConfig, Request, RequestCache, make_backend, make_request, run_cached
+from qrdistill.teacher.config import GenerateConfig
+from qrdistill.records import ReasoningPath, Usage
 from qrdistill.teacher.styles import apply_style
 from qrdistill.errors import DataError
 from qrdistill.utils.io import read_jsonl_as, write_json, write_jsonl

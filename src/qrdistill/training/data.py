@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from qrdistill.models import render_prompt
-from qrdistill.teacher.schema import ReasoningPath
+from qrdistill.records import ReasoningPath
 from qrdistill.training.config import TrainConfig
 from qrdistill.errors import ConfigError, DataError
 from qrdistill.utils.io import read_jsonl_as

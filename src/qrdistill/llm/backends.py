@@ -1,6 +1,7 @@
-"""Backends turn prompts into completions: an OpenAI-compatible server, a local transformers
-model, or the vLLM offline engine. All three take a list of `Request`s and yield
-`(request, Generation)` pairs as they finish, so the caller can persist each one at once.
+"""Request backends turn prompts into completions: an OpenAI-compatible server, a local
+transformers model, or the vLLM offline engine (the last two through `local.py`'s engines). All
+three take a list of `Request`s and yield `(request, Generation)` pairs as they finish, so the
+caller (`runner.run_cached`) can persist each one at once.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from qrdistill.errors import BackendError
-from qrdistill.models import Generation
-from qrdistill.teacher.cache import request_key
-from qrdistill.teacher.config import BackendConfig
+from qrdistill.llm.cache import request_key
+from qrdistill.llm.config import BackendConfig
+from qrdistill.llm.local import HFEngine, VLLMEngine
+from qrdistill.records import Generation
 
 log = logging.getLogger(__name__)
 # The HTTP library under the openai client logs every request at INFO, which buries the progress
@@ -305,27 +307,20 @@ def _retry_after_s(err: Exception) -> float | None:
 
 
 class HFBackend:
-    """A local transformers model, batched and left-padded by `qrdistill.models.generate`."""
+    """A local transformers model (`HFEngine`), in batches of `batch_size` requests, each batch
+    seeded by its first request."""
 
     def __init__(self, cfg: BackendConfig):
-        from qrdistill.models import load_causal_lm
-
         self.cfg = cfg
-        try:
-            self.model, self.tokenizer = load_causal_lm(cfg.model, dtype=cfg.dtype, device=cfg.device,
-                                                        trust_remote_code=cfg.trust_remote_code)
-        except (OSError, ValueError) as err:
-            raise BackendError(f"hf backend: cannot load model '{cfg.model}': {err}") from None
-        self.model.eval()
+        self.engine = HFEngine(cfg.model, dtype=cfg.dtype, device=cfg.device,
+                               trust_remote_code=cfg.trust_remote_code)
 
     def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
-        from qrdistill.models import generate, render_prompt
-
         for batch in _batches(requests, self.cfg.batch_size):
-            prompts = [render_prompt(self.tokenizer, r.prompt) for r in batch]
-            outputs = generate(self.model, self.tokenizer, prompts, max_new_tokens=self.cfg.max_tokens,
-                               temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                               batch_size=len(batch), seed=batch[0].seed)
+            prompts = [self.engine.render(r.prompt) for r in batch]
+            outputs = self.engine.generate(prompts, max_new_tokens=self.cfg.max_tokens,
+                                           temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                                           batch_size=len(batch), seed=batch[0].seed)
             yield from zip(batch, outputs)
 
 
@@ -333,33 +328,23 @@ class HFYesProbabilityBackend(HFBackend):
     """A local judge scored by P("Yes") vs P("No") as its next token, answered as a judge reply."""
 
     def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
-        from qrdistill.models import choice_probabilities, render_prompt
-
         for batch in _batches(requests, self.cfg.batch_size):
-            prompts = [render_prompt(self.tokenizer, r.prompt) for r in batch]
-            for request, prompt, (yes, _) in zip(batch, prompts, choice_probabilities(
-                    self.model, self.tokenizer, prompts, ("Yes", "No"), batch_size=len(batch))):
+            prompts = [self.engine.render(r.prompt) for r in batch]
+            for request, prompt, yes in zip(batch, prompts,
+                                            self.engine.yes_probabilities(prompts, batch_size=len(batch))):
                 text = f"Score: {yes:.4f}\nReason: P(Yes) = {yes:.4f} as the judge's next token"
-                yield request, Generation(text=text, prompt_tokens=len(self.tokenizer(prompt)["input_ids"]),
+                yield request, Generation(text=text, prompt_tokens=self.engine.prompt_tokens(prompt),
                                           completion_tokens=1)
 
 
 class VLLMBackend:
-    """The vLLM offline engine (GPU). Results are yielded per batch of `batch_size` so that a long
-    run is persisted as it goes; vLLM schedules within a batch itself."""
+    """The vLLM offline engine (GPU), through its chat interface with a seed per request. Results
+    are yielded per batch of `batch_size` so that a long run is persisted as it goes; vLLM
+    schedules within a batch itself."""
 
     def __init__(self, cfg: BackendConfig):
-        try:
-            from vllm import LLM
-        except ImportError:
-            raise BackendError("backend 'vllm' needs the vllm package, which is not installed "
-                               "(pip install 'qrdistill[gpu]' on a GPU machine), or use "
-                               "kind: hf or kind: openai") from None
-        from qrdistill.models import resolve_model
-
         self.cfg = cfg
-        self.llm = LLM(model=resolve_model(cfg.model), dtype=cfg.dtype,
-                       trust_remote_code=cfg.trust_remote_code)
+        self.engine = VLLMEngine(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
 
     def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
         from vllm import SamplingParams
@@ -368,7 +353,7 @@ class VLLMBackend:
             params = [SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p,
                                      max_tokens=self.cfg.max_tokens, seed=r.seed) for r in batch]
             conversations = [[{"role": "user", "content": r.prompt}] for r in batch]
-            outputs = self.llm.chat(conversations, params, use_tqdm=False)
+            outputs = self.engine.llm.chat(conversations, params, use_tqdm=False)
             for request, out in zip(batch, outputs):
                 completion = out.outputs[0]
                 yield request, Generation(completion.text, len(out.prompt_token_ids),

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from qrdistill.models import Generation
+from qrdistill.records import Generation
 
 
 def request_key(backend: str, model: str, prompt: str, sampling: dict, sample_index: int) -> str:

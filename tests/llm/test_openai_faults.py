@@ -16,11 +16,12 @@ import time
 import pytest
 from served_model import ServedModel, StubOpenAIServer, free_port, openai_backend
 
-from qrdistill.data.schema import Example
+from qrdistill.records import Example
 from qrdistill.errors import BackendError
-from qrdistill.teacher import GenerateConfig, backends, generate_paths
+from qrdistill.llm import backends
+from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.teacher.generate import plan_jobs
-from qrdistill.teacher.schema import ReasoningPath
+from qrdistill.records import ReasoningPath
 from qrdistill.utils.config import dump_yaml
 from qrdistill.utils.io import read_jsonl_as
 

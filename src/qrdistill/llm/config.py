@@ -1,0 +1,62 @@
+"""Where completions come from: `BackendConfig`, the section the teacher (`generate.backend`) and
+the judge (`filter.judge`) each have."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from qrdistill.utils.config import StrictConfig
+
+
+class BackendConfig(StrictConfig):
+    """Where completions come from. The teacher and the judge each have one.
+
+    - `openai`: any OpenAI-compatible server (OpenAI, vLLM, SGLang, llama.cpp, `transformers
+      serve`, hosted providers). `model` is the name the server expects. The key is read from the
+      environment variable named by `api_key_env`; with the variable unset no key is sent, which
+      is what local servers want.
+    - `hf`: a local transformers model (hub id, folder or packaged alias such as
+      `smollm2-135m-instruct`), generated in batches with its chat template.
+    - `vllm`: the vLLM offline engine (GPU; needs `pip install vllm`).
+    """
+
+    kind: Literal["openai", "hf", "vllm"] = "hf"
+    model: str = "smollm2-135m-instruct"
+
+    # Sampling. `seed` is a base seed: each request gets its own seed derived from it, so samples
+    # differ from one another yet a rerun asks for the same ones.
+    temperature: float = Field(0.8, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(1024, ge=1)
+    seed: int | None = 0
+
+    # openai backend
+    base_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000/v1"], min_length=1)
+    api_key_env: str | None = "OPENAI_API_KEY"
+    concurrency: int = Field(8, ge=1)
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+
+    # hf and vllm backends
+    dtype: str = "auto"
+    device: str | None = None
+    batch_size: int = Field(8, ge=1)
+    trust_remote_code: bool = False
+
+    # Optional prices (any currency, per 1M tokens) for the cost estimate in usage.json.
+    price_input_per_1m: float | None = Field(None, ge=0)
+    price_output_per_1m: float | None = Field(None, ge=0)
+
+    @field_validator("base_urls")
+    @classmethod
+    def _strip_trailing_slash(cls, urls: list[str]) -> list[str]:
+        return [url.rstrip("/") for url in urls]
+
+    def sampling(self) -> dict:
+        """The parameters that change what is generated; part of every request's cache key."""
+        return {"temperature": self.temperature, "top_p": self.top_p,
+                "max_tokens": self.max_tokens, "seed": self.seed}

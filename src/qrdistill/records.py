@@ -1,0 +1,104 @@
+"""The records that flow between stages, as they are stored on disk. Torch-free.
+
+- `Example` (data/*.jsonl): a question with its gold answer; every data source becomes these.
+- `ReasoningPath` (generate/paths.jsonl, filter/{judged,kept}.jsonl): one teacher path, with its
+  `Usage`, and after the quality stage its `JudgeVerdict` and `kept`.
+- `Generation`: one completion from a model (`qrdistill.llm`), as the request cache stores it.
+- `Prediction` (evaluate/predictions.jsonl): one model's answer to one test question; the
+  ensembles write the same row with `student` "ensemble:vote" / "ensemble:confidence".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Example(BaseModel):
+    """A question with its gold answer.
+
+    `gold` is the answer as stored in the data set, in the form the task's verifier expects:
+    a number or LaTeX expression (math), a choice label such as "B" (multiple choice),
+    "yes"/"no", an NLI label, or free text.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    task: str
+    question: str
+    choices: list[str] | None = None
+    gold: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class JudgeVerdict(BaseModel):
+    """The judge's verdict on a path. `score` in [0, 1] (probability the steps are sound), or None
+    when no parseable verdict could be obtained (`status` says why)."""
+
+    score: float | None = None
+    reason: str = ""
+    status: Literal["ok", "unparseable", "error", "skipped"] = "ok"
+    attempts: int = 0
+
+
+class ReasoningPath(BaseModel):
+    """A teacher reasoning path: the record that flows from generation through filtering to training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str  # "{question_id}::{style}::{sample_index}"
+    question_id: str
+    task: str
+    style: str
+    sample_index: int = 0
+    prompt: str  # the task's base prompt for the question; students are trained on it
+    gold: str
+    text: str  # the teacher's response
+    answer: str | None = None  # the answer extracted from `text` by the task's verifier
+    correct: bool = False
+    usage: Usage = Field(default_factory=Usage)
+    backend: str = ""
+    model: str = ""
+    judge: JudgeVerdict | None = None  # set by the quality stage
+    kept: bool | None = None  # set by the quality stage
+
+    @staticmethod
+    def make_id(question_id: str, style: str, sample_index: int) -> str:
+        return f"{question_id}::{style}::{sample_index}"
+
+
+@dataclass
+class Generation:
+    """One completion: its text and token counts."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    # Mean log-probability of the generated tokens (length-normalised confidence); None if sampling.
+    mean_logprob: float | None = None
+
+
+class Prediction(BaseModel):
+    """One row of evaluate/predictions.jsonl: `student` of `method` answering one question."""
+
+    question_id: str
+    task: str
+    method: str  # a method (variant) name of the run, or "zero_shot"
+    student: str  # a student's name, or an ensemble ("ensemble:vote", "ensemble:confidence")
+    model: str  # what answered: a model folder, alias or hub id; "+"-joined for an ensemble
+    response: str
+    answer: str | None
+    correct: bool
+    mean_logprob: float | None
+    completion_tokens: int
+
+    def row(self) -> dict:
+        return self.model_dump(mode="json")

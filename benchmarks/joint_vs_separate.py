@@ -52,10 +52,10 @@ def main() -> None:
     common = dict(epochs=reps + 2, batch_size=args.batch_size, max_length=512, progress=False,
                   log_every=10_000, checkpoint_every=10_000, seed=0)
     configs = {
-        "joint": TrainConfig(students=STUDENTS, method="qr_distill",
+        "joint": TrainConfig(students=STUDENTS, objective="qr_distill",
                              routing={"mode": "learned", "cache_dir": str(tmp / "emb")}, peer={"enabled": True},
                              **common),
-        **{s["name"]: TrainConfig(students=[s], method="answer_aug", routing={"mode": "all"},
+        **{s["name"]: TrainConfig(students=[s], objective="answer_aug", routing={"mode": "all"},
                                   peer={"enabled": False}, **common) for s in STUDENTS},
     }
     load_s, recipes = {}, {}
@@ -75,9 +75,9 @@ def main() -> None:
     rounds = []
     for rnd in range(reps + 1):  # round 0 is a warm-up
         order = sides[rnd % 3:] + sides[:rnd % 3]
-        tokens_before = list(recipes["joint"].progress["tokens"])
+        tokens_before = list(recipes["joint"].progress.tokens)
         got = {s: time_recipe_epoch(recipes[s], rnd) for s in order}
-        trained = [a - b for a, b in zip(recipes["joint"].progress["tokens"], tokens_before)]
+        trained = [a - b for a, b in zip(recipes["joint"].progress.tokens, tokens_before)]
         if rnd == 0:
             continue
         for s in sides:

@@ -31,7 +31,7 @@ def crash_after_step_2(monkeypatch):
     original = Recipe.optimizer_step
 
     def crash(self, *args, **kwargs):
-        if self.progress["step"] == 2:
+        if self.progress.step == 2:
             raise KeyboardInterrupt("simulated crash")
         return original(self, *args, **kwargs)
 

@@ -31,46 +31,55 @@ from qrdistill.training.export import export_student
 from qrdistill.training.objective import TERMS, QRDistillObjective, StepOutput
 from qrdistill.training.router import (embed_texts, logistic_noise, no_preference_band, sample_gates,
                                        step_generator, tau_at)
+from qrdistill.training.state import LogWindow, Progress, RoutingTally
 from qrdistill.training.students import load_student
 from qrdistill.utils.io import atomic_open, iter_jsonl, repair_torn_tail, write_json
 
 logger = logging.getLogger(__name__)
 
 
-def train(cfg: TrainConfig, paths_path: Path, out_dir: Path, *, resume: bool = False) -> Path:
-    """Train the configured students on `paths_path` (ReasoningPath JSONL) into `out_dir`."""
-    return Recipe(cfg, Path(paths_path), Path(out_dir), resume=resume).run()
+def train(cfg: TrainConfig, paths_path: Path, out_dir: Path, *, resume: bool = False,
+          method: str | None = None) -> Path:
+    """Train the configured students on `paths_path` (ReasoningPath JSONL) into `out_dir`.
+    `method`: the name of the run's method (variant) this trains, recorded in summary.json
+    beside the objective; None when training outside a run."""
+    return Recipe(cfg, Path(paths_path), Path(out_dir), resume=resume, method=method).run()
 
 
 class Recipe:
-    """Set-up is four named steps (data, models, router inputs, optimizer); `run` is the loop;
-    `micro_step` is one forward/backward through the objective."""
+    """Set-up is five named steps (accelerator, data, students, router inputs, optimizer); `run`
+    is the loop; `optimizer_step` is one step over a window of micro-batches, `micro_step` one
+    forward through the objective. The loop's state is `progress`, `_log` and `_routing`
+    (dataclasses in state.py, saved in every checkpoint)."""
 
-    def __init__(self, cfg: TrainConfig, paths_path: Path, out_dir: Path, *, resume: bool = False):
+    def __init__(self, cfg: TrainConfig, paths_path: Path, out_dir: Path, *, resume: bool = False,
+                 method: str | None = None):
+        self.cfg, self.out, self.resume, self.method = cfg, out_dir, resume, method
+        self.names = [s.name for s in cfg.students]
+        self.ckpt_dir = out_dir / "checkpoints"
+        self._setup_accelerator()
+        self._setup_data(paths_path)
+        students = self._setup_students()
+        self._setup_router_inputs()
+        model = QRDistillObjective(students, cfg, None if self.embeddings is None else self.embeddings.shape[1])
+        self._setup_optimizer(model)
+        self.progress = Progress.start(len(self.names))
+        self._log = LogWindow.empty(len(self.names), 1 + len(TERMS))
+        self._routing = RoutingTally.empty(len(self.styles), len(self.names))
+
+    def _setup_accelerator(self) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
-        self.cfg, self.out, self.resume = cfg, out_dir, resume
-        log_with = None if cfg.report_to == "none" else cfg.report_to
+        log_with = None if self.cfg.report_to == "none" else self.cfg.report_to
         if log_with and importlib.util.find_spec(log_with) is None:
             raise ConfigError(f"report_to: {log_with} needs the '{log_with}' package (pip install {log_with}); "
                               "metrics.jsonl is written either way, report_to: none needs nothing")
         # A student with no routed row in a micro-batch runs nothing, so under DDP some
         # parameters get no gradient on some ranks.
         ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-        self.acc = Accelerator(log_with=log_with, project_dir=str(out_dir), kwargs_handlers=[ddp])
-        set_seed(cfg.seed)
-        self.names = [s.name for s in cfg.students]
-        self._setup_data(paths_path)
-        students = self._setup_students()
-        self._setup_router_inputs()
-        model = QRDistillObjective(students, cfg, None if self.embeddings is None else self.embeddings.shape[1])
-        self._setup_optimizer(model)
-        self.ckpt_dir = out_dir / "checkpoints"
-        self.progress = {"epoch": 0, "window": 0, "step": 0, "tokens": [0] * len(self.names),
-                         "forward_only_tokens": [0] * len(self.names)}
-        self._reset_log()
-        self._reset_routing()
+        self.acc = Accelerator(log_with=log_with, project_dir=str(self.out), kwargs_handlers=[ddp])
+        set_seed(self.cfg.seed)
 
     def _setup_data(self, paths_path: Path) -> None:
         """Tokenise every path for every student before any model is loaded, so data and
@@ -117,37 +126,42 @@ class Recipe:
         if self.acc.is_main_process and self.cfg.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.total_steps, initial=self.progress["step"], desc="train", dynamic_ncols=True)
-        for epoch in range(self.progress["epoch"], self.cfg.epochs):
+            bar = tqdm(total=self.total_steps, initial=self.progress.step, desc="train", dynamic_ncols=True)
+        progress = self.progress
+        for epoch in range(progress.epoch, self.cfg.epochs):
             batches = epoch_batches(self.lengths, self.global_batch, self.cfg.seed, epoch)
             windows = [list(range(i, min(i + self.cfg.grad_accum, len(batches))))
                        for i in range(0, len(batches), self.cfg.grad_accum)]
-            for w in range(self.progress["window"], len(windows)):
-                if self.progress["step"] >= self.total_steps:
+            for w in range(progress.window, len(windows)):
+                if progress.step >= self.total_steps:
                     break
                 self.optimizer_step(epoch, [(b, batches[b]) for b in windows[w]], len(batches))
-                self.progress.update(window=w + 1, step=self.progress["step"] + 1)
-                step = self.progress["step"]
-                if step % self.cfg.log_every == 0 or step == self.total_steps:
-                    row = self._log_row(epoch + (w + 1) / len(windows))
-                    if bar is not None:
-                        bar.set_postfix({n: row.get(f"loss/{n}") for n in self.names})
-                if bar is not None:
-                    bar.update(1)
-                if step % self.cfg.checkpoint_every == 0 and step < self.total_steps:
-                    self.save_checkpoint()
-            if self.progress["window"] >= len(windows):
+                progress.window, progress.step = w + 1, progress.step + 1
+                self._after_step(epoch + (w + 1) / len(windows), bar)
+            if progress.window >= len(windows):
                 self._write_routing(epoch)
-                self.progress.update(epoch=epoch + 1, window=0)
-            if self.progress["step"] >= self.total_steps:
+                progress.epoch, progress.window = epoch + 1, 0
+            if progress.step >= self.total_steps:
                 break
-        if self._routing["paths"].sum() > 0:  # stopped by max_steps inside an epoch
-            self._write_routing(self.progress["epoch"], partial=True)
+        if self._routing.paths.sum() > 0:  # stopped by max_steps inside an epoch
+            self._write_routing(progress.epoch, partial=True)
         if bar is not None:
             bar.close()
         self.save_checkpoint()
         self._finish()
         return self.out
+
+    def _after_step(self, epoch: float, bar) -> None:
+        """Log every `log_every` steps (and the last), checkpoint every `checkpoint_every`."""
+        step = self.progress.step
+        if step % self.cfg.log_every == 0 or step == self.total_steps:
+            row = self._log_row(epoch)
+            if bar is not None:
+                bar.set_postfix({n: row.get(f"loss/{n}") for n in self.names})
+        if bar is not None:
+            bar.update(1)
+        if step % self.cfg.checkpoint_every == 0 and step < self.total_steps:
+            self.save_checkpoint()
 
     def optimizer_step(self, epoch: int, window: list[tuple[int, list[int]]], n_batches: int) -> None:
         """One optimizer step over a gradient-accumulation window of micro-batches."""
@@ -194,7 +208,7 @@ class Recipe:
         if self.cfg.effective_routing_mode != "learned":
             return None
         routing = self.cfg.routing
-        return tau_at(self.progress["step"], self.total_steps, routing.tau_start, routing.tau_end)
+        return tau_at(self.progress.step, self.total_steps, routing.tau_start, routing.tau_end)
 
     # ----------------------------------------------------------------------------- statistics
     def _record(self, out: StepOutput, shards: list[list[int]]) -> None:
@@ -210,22 +224,9 @@ class Recipe:
         computed = gates > 0
         if not (torch.isfinite(per_path[computed]).all() and torch.isfinite(scalars).all()):
             self._diverged(per_path, computed, scalars)
-        log = self._log
-        log["n"] += 1
-        log["scalars"] += scalars.mean(0)
-        log["routed_loss"] += torch.where(computed, per_path, torch.zeros_like(per_path)).sum(0)
-        log["routed"] += gates.sum(0)
-        log["paths"] += len(index)
-        for key, counted in zip(("tokens", "forward_only_tokens"), tokens):
-            self.progress[key] = [t + int(x) for t, x in zip(self.progress[key], counted)]
-        style = self.style_index[index]
-        r = self._routing
-        r["routed"].index_add_(0, style, gates)
-        r["prob"].index_add_(0, style, probs)
-        r["paths"].index_add_(0, style, torch.ones(len(index)))
-        per_path_routes = gates.sum(1)
-        r["unrouted"] += int((per_path_routes == 0).sum())
-        r["everyone"] += int((per_path_routes == s).sum())
+        self._log.add(scalars, per_path, gates)
+        self.progress.count_tokens(tokens)
+        self._routing.add(self.style_index[index], gates, probs)
 
     def _diverged(self, per_path: torch.Tensor, computed: torch.Tensor, scalars: torch.Tensor) -> None:
         finite = torch.isfinite(per_path) | ~computed
@@ -233,35 +234,25 @@ class Recipe:
         terms = [t for t, ok in zip(("total",) + TERMS, torch.isfinite(scalars).all(0)) if not ok]
         last = checkpoint.latest(self.ckpt_dir)
         raise TrainingDiverged(
-            f"non-finite loss at optimizer step {self.progress['step'] + 1} (epoch {self.progress['epoch']}): "
+            f"non-finite loss at optimizer step {self.progress.step + 1} (epoch {self.progress.epoch}): "
             f"students {bad or 'none'}, terms {terms or 'none'}. Training stopped; the last good "
             f"checkpoint is {last if last else 'none (no checkpoint written yet)'}. Lower the learning "
             "rate, use float32, or check the data; --resume restarts from that checkpoint.")
 
-    def _reset_log(self) -> None:
-        s = len(self.names)
-        self._log = {"n": 0, "scalars": torch.zeros(1 + len(TERMS)), "routed_loss": torch.zeros(s),
-                     "routed": torch.zeros(s), "paths": 0}
-
-    def _reset_routing(self) -> None:
-        shape = (len(self.styles), len(self.names))
-        self._routing = {"routed": torch.zeros(shape), "prob": torch.zeros(shape),
-                         "paths": torch.zeros(len(self.styles)), "unrouted": 0, "everyone": 0}
-
     def _log_row(self, epoch: float) -> dict:
         log = self._log
-        values = (log["scalars"] / max(1, log["n"])).tolist()
+        values = (log.scalars / max(1, log.n)).tolist()
         # "objective" is the optimised total; "loss/<student>" is the plain mean loss over the
         # paths the student computed; "tokens/<student>" counts the real tokens it trained on.
-        row: dict = {"step": self.progress["step"], "epoch": round(epoch, 4), "objective": values[0],
+        row: dict = {"step": self.progress.step, "epoch": round(epoch, 4), "objective": values[0],
                      **dict(zip(TERMS, values[1:])), "tau": self._tau()}
         for j, name in enumerate(self.names):
-            routed = float(log["routed"][j])
-            row[f"loss/{name}"] = float(log["routed_loss"][j]) / routed if routed else None
-            row[f"route_rate/{name}"] = routed / max(1, log["paths"])
-            row[f"tokens/{name}"] = self.progress["tokens"][j]
+            routed = float(log.routed[j])
+            row[f"loss/{name}"] = float(log.routed_loss[j]) / routed if routed else None
+            row[f"route_rate/{name}"] = routed / max(1, log.paths)
+            row[f"tokens/{name}"] = self.progress.tokens[j]
             if self.cfg.students[j].frozen:
-                row[f"forward_only_tokens/{name}"] = self.progress["forward_only_tokens"][j]
+                row[f"forward_only_tokens/{name}"] = self.progress.forward_only_tokens[j]
         for group in self.optimizer.param_groups:
             row[f"lr/{group['name']}"] = group["lr"]
         if self.acc.is_main_process:
@@ -269,7 +260,7 @@ class Recipe:
             if self.cfg.report_to != "none":
                 self.acc.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
         self.last_row = row
-        self._reset_log()
+        self._log = LogWindow.empty(len(self.names), 1 + len(TERMS))
         return row
 
     def _write_routing(self, epoch: int, partial: bool = False) -> None:
@@ -277,20 +268,20 @@ class Recipe:
         in which the share would fall if the router had no preference between styles (binomial,
         95 %, around the student's overall share in this epoch)."""
         r = self._routing
-        n_paths = float(r["paths"].sum())
-        overall = r["routed"].sum(0) / max(1.0, n_paths)
+        n_paths = float(r.paths.sum())
+        overall = r.routed.sum(0) / max(1.0, n_paths)
         shared = {"epoch": epoch, "partial": partial,
-                  "unrouted_share": r["unrouted"] / n_paths if n_paths else None,
-                  "all_share": r["everyone"] / n_paths if n_paths else None}
+                  "unrouted_share": r.unrouted / n_paths if n_paths else None,
+                  "all_share": r.everyone / n_paths if n_paths else None}
         rows = []
         for a, style in enumerate(self.styles):
-            total = int(r["paths"][a])
+            total = int(r.paths[a])
             for j, name in enumerate(self.names):
-                rate = float(r["routed"][a, j]) / total if total else None
+                rate = float(r.routed[a, j]) / total if total else None
                 low, high = no_preference_band(float(overall[j]), total)
-                rows.append({**shared, "style": style, "student": name, "count": int(r["routed"][a, j]),
+                rows.append({**shared, "style": style, "student": name, "count": int(r.routed[a, j]),
                              "total": total, "rate": rate,
-                             "mean_prob": float(r["prob"][a, j]) / total if total else None,
+                             "mean_prob": float(r.prob[a, j]) / total if total else None,
                              "band_low": low, "band_high": high,
                              "outside_band": rate is not None and not low <= rate <= high})
         if self.acc.is_main_process:
@@ -302,7 +293,7 @@ class Recipe:
                         f"outside the no-preference band: {', '.join(outside)}" if outside
                         else "no (style, student) cell outside the no-preference band")
         self.last_routing = rows
-        self._reset_routing()
+        self._routing = RoutingTally.empty(len(self.styles), len(self.names))
 
     # ----------------------------------------------------------------------------- state
     def _start_or_resume(self) -> None:
@@ -317,26 +308,26 @@ class Recipe:
         else:
             progress = checkpoint.load(found, self.acc.unwrap_model(self.model), self.optimizer,
                                        self.scheduler, self.acc.process_index)
-            self.progress = progress["position"]
-            self._log = _tensors_from_json(progress["log"])
-            self._routing = _tensors_from_json(progress["routing"])
+            self.progress = Progress.from_json(progress["position"])
+            self._log = LogWindow.from_json(progress["log"])
+            self._routing = RoutingTally.from_json(progress["routing"])
             self.last_row = progress["last_row"]
             self.last_routing = progress.get("last_routing", [])  # summary.json's routing_last_epoch
             if self.acc.is_main_process:  # drop rows logged after the checkpoint
-                _truncate_jsonl(self.out / "metrics.jsonl", lambda r: r["step"] <= self.progress["step"])
-                _truncate_jsonl(self.out / "routing.jsonl", lambda r: r["epoch"] < self.progress["epoch"])
+                _truncate_jsonl(self.out / "metrics.jsonl", lambda r: r["step"] <= self.progress.step)
+                _truncate_jsonl(self.out / "routing.jsonl", lambda r: r["epoch"] < self.progress.epoch)
             self.acc.wait_for_everyone()
         if self.cfg.report_to != "none":
             self.acc.init_trackers("qrdistill", config=_flat(self.cfg.model_dump(mode="json")))
 
     def save_checkpoint(self) -> None:
-        step = self.progress["step"]
+        step = self.progress.step
         checkpoint.save_rank_rng(self.ckpt_dir, step, self.acc.process_index)
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            progress = {"position": self.progress, "last_row": self.last_row,
+            progress = {"position": self.progress.to_json(), "last_row": self.last_row,
                         "fingerprint": self.fingerprint, "last_routing": self.last_routing,
-                        "log": _tensors_to_json(self._log), "routing": _tensors_to_json(self._routing)}
+                        "log": self._log.to_json(), "routing": self._routing.to_json()}
             checkpoint.commit(self.ckpt_dir, step, self.acc.unwrap_model(self.model), self.optimizer,
                               self.scheduler, progress, self.cfg.checkpoint_keep)
         self.acc.wait_for_everyone()
@@ -350,14 +341,15 @@ class Recipe:
                 path = export_student(student, self.tokenizers[name], self.out / "students" / name)
                 exported[name] = str(path)
             write_json(self.out / "summary.json", {
-                "method": self.cfg.method,
+                "method": self.method,  # the run's variant name, or None outside a run
+                "objective": self.cfg.objective,
                 "effective": {"routing_mode": self.cfg.effective_routing_mode, "peer": self.cfg.peer_active},
                 "config": self.cfg.model_dump(mode="json"),
                 "fingerprint": {k: self.fingerprint[k] for k in ("sha256", "data")},
                 "counts": self.data.counts,
                 "world_size": self.acc.num_processes,
-                "steps": self.progress["step"],
-                "epochs_completed": self.progress["epoch"],
+                "steps": self.progress.step,
+                "epochs_completed": self.progress.epoch,
                 "final": self.last_row,
                 "routing_last_epoch": self.last_routing,
                 "students": exported,
@@ -396,14 +388,6 @@ def _flat(config: dict, prefix: str = "") -> dict:
         else:
             flat[name] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
     return flat
-
-
-def _tensors_to_json(state: dict) -> dict:
-    return {k: v.tolist() if torch.is_tensor(v) else v for k, v in state.items()}
-
-
-def _tensors_from_json(state: dict) -> dict:
-    return {k: torch.tensor(v) if isinstance(v, list) else v for k, v in state.items()}
 
 
 def _append_jsonl(path: Path, row: dict) -> None:

@@ -366,7 +366,7 @@ def _run(run) -> dict:
     for shape in shapes:
         log(f"loading {shape}: qrdistill and HF Trainer")
         cfg = TrainConfig(students=[{"name": shape, "model": str(folders[shape]), "lr": LR, **student_switches}],
-                          method="answer_aug", routing={"mode": "all"}, peer={"enabled": False}, **common)
+                          objective="answer_aug", routing={"mode": "all"}, peer={"enabled": False}, **common)
         recipe = make_recipe(cfg, paths_file, tmp / f"qr-{shape}")
         randomize(recipe, {shape: shapes_table[shape]["vocab_size"]}, seq)
         check_dtype(recipe.acc.unwrap_model(recipe.model), dtype, f"{shape}/qrdistill")
@@ -399,7 +399,7 @@ def _run(run) -> dict:
         log(f"loading joint: {' + '.join(joint)}")
         students = [{"name": s, "model": str(folders[s]), "lr": LR, **student_switches} for s in joint]
         route_cache = tmp / "route-embeddings"
-        cfg = TrainConfig(students=students, method="qr_distill",
+        cfg = TrainConfig(students=students, objective="qr_distill",
                           routing={"mode": "learned", "encoder": "minilm", "cache_dir": str(route_cache)},
                           peer={"enabled": True, "kind": "hidden"}, **common)
         try:
@@ -408,7 +408,7 @@ def _run(run) -> dict:
         except ImportError as err:  # the router's cache format changed and it wants its encoder
             joint_note = f"learned routing unavailable here ({err}); joint run uses routing all + peer"
             log(joint_note)
-            cfg = TrainConfig(students=students, method="qr_distill", routing={"mode": "all"},
+            cfg = TrainConfig(students=students, objective="qr_distill", routing={"mode": "all"},
                               peer={"enabled": True, "kind": "hidden"}, **common)
             recipe = make_recipe(cfg, paths_file, tmp / "qr-joint")
         randomize(recipe, {s: shapes_table[s]["vocab_size"] for s in joint}, seq, seed=1)

@@ -69,7 +69,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-loop-"))
     paths_file = write_paths(realistic_paths(n_paths), tmp / "paths.jsonl")
-    cfg = TrainConfig(students=[{"name": "smollm2-135m", "model": MODEL, "lr": 2e-4}], method="answer_aug",
+    cfg = TrainConfig(students=[{"name": "smollm2-135m", "model": MODEL, "lr": 2e-4}], objective="answer_aug",
                       routing={"mode": "all"}, peer={"enabled": False}, epochs=reps + 2,
                       batch_size=args.batch_size, max_length=512, progress=False, log_every=10_000,
                       checkpoint_every=10_000, seed=0)

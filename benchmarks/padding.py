@@ -62,7 +62,7 @@ def measure(paths_file: Path, source: str, tokenizers: dict, batches: list[int],
     from qrdistill.training.config import TrainConfig
     from qrdistill.training.data import build_data
 
-    cfg = TrainConfig(students=[{"name": n, "model": n} for n in tokenizers], method="answer_aug",
+    cfg = TrainConfig(students=[{"name": n, "model": n} for n in tokenizers], objective="answer_aug",
                       routing={"mode": "all"}, peer={"enabled": False}, max_length=4096)
     data = build_data(paths_file, cfg, tokenizers)
     lengths = data.lengths()

@@ -44,7 +44,7 @@ def child(peer: bool, steps: int, batch_size: int, tmp: Path) -> dict:
     from qrdistill.training.data import epoch_batches
 
     paths_file = write_paths(realistic_paths(batch_size * steps), tmp / "paths.jsonl")
-    cfg = TrainConfig(students=STUDENTS, method="qr_distill",
+    cfg = TrainConfig(students=STUDENTS, objective="qr_distill",
                       routing={"mode": "learned", "cache_dir": str(tmp / "emb")}, peer={"enabled": peer},
                       epochs=1, batch_size=batch_size, max_length=512, progress=False, log_every=10_000,
                       checkpoint_every=10_000, seed=0)

@@ -38,7 +38,7 @@ def teach(paths_file: Path, out: Path, epochs: int) -> Path:
     from qrdistill.training import train
     from qrdistill.training.config import TrainConfig
 
-    cfg = TrainConfig(students=[{**STUDENTS[0], "lr": 1e-3}], method="qr_distill", routing={"mode": "all"},
+    cfg = TrainConfig(students=[{**STUDENTS[0], "lr": 1e-3}], objective="qr_distill", routing={"mode": "all"},
                       peer={"enabled": False}, epochs=epochs, batch_size=4, max_length=512, progress=False,
                       checkpoint_every=10_000, seed=0)
     return train(cfg, paths_file, out) / "students" / KNOWS
@@ -105,7 +105,7 @@ def main() -> None:
     knows = teach(planted_file, tmp / "teach", epochs=5)
     teach_s = time.perf_counter() - start
     students = [{**STUDENTS[0], "model": str(knows)}, STUDENTS[1]]
-    cfg = TrainConfig(students=students, method="qr_distill", epochs=epochs, batch_size=4, max_length=512,
+    cfg = TrainConfig(students=students, objective="qr_distill", epochs=epochs, batch_size=4, max_length=512,
                       progress=True, checkpoint_every=10_000, seed=0,
                       routing={"cache_dir": str(tmp / "emb")})
     start = time.perf_counter()

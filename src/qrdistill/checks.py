@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from qrdistill.config import RunConfig
-from qrdistill.methods import method_train_config
 from qrdistill.models.packaged import PACKAGED_MODELS
 
 
@@ -82,8 +81,8 @@ def check_run(cfg: RunConfig, console: Console) -> int:
     rows.append(("router encoder", cfg.train.routing.encoder, ok, detail))
     for method in cfg.methods:
         try:
-            train_cfg, filtered = method_train_config(cfg, method)
-            rows.append((f"method {method}", train_cfg.method, True,
+            train_cfg, filtered = cfg.method_train_config(method)
+            rows.append((f"method {method}", f"objective {train_cfg.objective}", True,
                          f"routing {train_cfg.routing.mode}, peer {'on' if train_cfg.peer.enabled else 'off'}, "
                          f"{'filtered' if filtered else 'unfiltered'} paths"))
         except ValueError as err:

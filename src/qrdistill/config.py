@@ -1,4 +1,4 @@
-"""The whole run's configuration: one typed section per stage, plus the methods to compare.
+"""The whole run's configuration: one typed section per stage, plus the methods (variants) to compare.
 
 ```yaml
 run_dir: runs/my-run
@@ -8,9 +8,9 @@ filter:   {...}   # qrdistill.quality.config.FilterConfig
 train:    {...}   # qrdistill.training.config.TrainConfig  (the QR-Distill setting)
 evaluate: {...}   # qrdistill.evaluation.config.EvaluateConfig
 report:   {...}   # qrdistill.reporting.config.ReportConfig
-methods:          # what to train and compare on the same data; see qrdistill.methods
-  qr_distill: {}
-  sft_single: {}
+methods:          # the variants to train and compare on the same data; see qrdistill.methods
+  qr_distill: {}  # a preset: train as the `train` section says (objective qr_distill)
+  sft_single: {}  # a preset: objective sft_single, no routing, no peer teaching
 ```
 """
 
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, model_validator
 
 from qrdistill.data.config import DataConfig
 from qrdistill.evaluation.config import EvaluateConfig
+from qrdistill.methods import MethodSpec, method_train_config
 from qrdistill.quality.config import FilterConfig
 from qrdistill.reporting.config import ReportConfig
 from qrdistill.tasks.config import TaskSpec
@@ -32,18 +32,6 @@ from qrdistill.training.config import TrainConfig
 from qrdistill.utils.config import StrictConfig, load_config, load_yaml
 
 QUICKSTART = "quickstart"
-
-
-class MethodSpec(StrictConfig):
-    """A training variant: overrides on top of the `train` section.
-
-    `train` holds dotted keys of TrainConfig (e.g. {"routing.mode": "all"}). `quality_filter: false`
-    trains on every generated path instead of the filtered ones (the "without quality filtering"
-    ablation). Known names (see qrdistill.methods.PRESETS) get their preset when left empty.
-    """
-
-    train: dict[str, Any] = Field(default_factory=dict)
-    quality_filter: bool = True
 
 
 class RunConfig(StrictConfig):
@@ -68,14 +56,16 @@ class RunConfig(StrictConfig):
         return self
 
     @model_validator(mode="after")
-    def _methods_resolve(self) -> "RunConfig":
-        from qrdistill.methods import method_train_config
-
+    def _methods_resolve(self) -> RunConfig:
         if not self.methods:
             raise ValueError("methods: name at least one method to train, e.g. {qr_distill: {}}")
         for name in self.methods:
-            method_train_config(self, name)  # raises with the method's name on a bad override
+            self.method_train_config(name)  # raises with the method's name on a bad override
         return self
+
+    def method_train_config(self, name: str) -> tuple[TrainConfig, bool]:
+        """The TrainConfig of method `name` and whether it trains on quality-filtered paths."""
+        return method_train_config(self.train, name, self.methods[name])
 
 
 def quickstart_dict() -> dict:

@@ -1,18 +1,39 @@
-"""Baselines and ablations as named overrides of the QR-Distill training config.
+"""Methods: the named training variants a run trains and compares (the paper's Tables 1 and 2).
 
-Every method trains in the same engine on the same data; each is one config change, so a
-comparison differs only in what its name says. Names match the paper's Tables 1 and 2.
+A method is a `MethodSpec`: overrides of the run's `train` section, and whether it trains on the
+quality-filtered paths. Every method trains in the same engine on the same data; each is one
+config change, so a comparison differs only in what its name says. A method is not an objective:
+`TrainConfig.objective` is the loss family a method trains with (`qr_distill`, `sft_single`,
+`answer_aug`, `step_by_step`); several methods share the `qr_distill` objective and differ in
+routing, peer teaching or data (docs/METHOD.md, "Baselines and ablations").
+
+This module knows nothing of the run config: `qrdistill.config.RunConfig` imports it.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+from typing import Any
 
-from qrdistill.config import MethodSpec, RunConfig
-from qrdistill.training.config import TrainConfig
+from pydantic import Field
+
 from qrdistill.errors import ConfigError
-from qrdistill.utils.config import set_dotted, validate_config
+from qrdistill.training.config import TrainConfig
+from qrdistill.utils.config import StrictConfig, set_dotted, validate_config
+
+
+class MethodSpec(StrictConfig):
+    """A training variant: overrides on top of the `train` section.
+
+    `train` holds dotted keys of TrainConfig (e.g. {"routing.mode": "all"}). `quality_filter: false`
+    trains on every generated path instead of the filtered ones (the "without quality filtering"
+    ablation). Known names (see PRESETS) get their preset when left empty.
+    """
+
+    train: dict[str, Any] = Field(default_factory=dict)
+    quality_filter: bool = True
+
 
 _PLAIN_SFT = {"routing.mode": "all", "peer.enabled": False}
 
@@ -20,9 +41,9 @@ PRESETS: dict[str, MethodSpec] = {
     # The full method: filtered paths, learned routing, peer teaching.
     "qr_distill": MethodSpec(),
     # Baselines (Table 1).
-    "sft_single": MethodSpec(train={"method": "sft_single", **_PLAIN_SFT}),
-    "step_by_step": MethodSpec(train={"method": "step_by_step", **_PLAIN_SFT}),
-    "answer_aug": MethodSpec(train={"method": "answer_aug", **_PLAIN_SFT}),
+    "sft_single": MethodSpec(train={"objective": "sft_single", **_PLAIN_SFT}),
+    "step_by_step": MethodSpec(train={"objective": "step_by_step", **_PLAIN_SFT}),
+    "answer_aug": MethodSpec(train={"objective": "answer_aug", **_PLAIN_SFT}),
     # Ablations (Table 2).
     "no_filter": MethodSpec(quality_filter=False),
     "no_routing": MethodSpec(train={"routing.mode": "all"}),
@@ -47,10 +68,11 @@ def resolve_method(name: str, spec: MethodSpec | None) -> MethodSpec:
     return PRESETS[name]
 
 
-def method_train_config(cfg: RunConfig, name: str) -> tuple[TrainConfig, bool]:
-    """The TrainConfig of one method and whether it trains on quality-filtered paths."""
-    spec = resolve_method(name, cfg.methods[name])
-    data = copy.deepcopy(cfg.train.model_dump(mode="python"))
+def method_train_config(train: TrainConfig, name: str, spec: MethodSpec | None) -> tuple[TrainConfig, bool]:
+    """The TrainConfig of method `name` (the run's `train` section with the method's overrides)
+    and whether it trains on quality-filtered paths."""
+    spec = resolve_method(name, spec)
+    data = copy.deepcopy(train.model_dump(mode="python"))
     for key, value in spec.train.items():
         set_dotted(data, key.split("."), value, f"methods.{name}.train.{key}")
     return validate_config(TrainConfig, data, f"methods.{name}"), spec.quality_filter

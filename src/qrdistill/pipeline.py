@@ -24,7 +24,6 @@ from rich.console import Console
 
 from qrdistill.config import RunConfig
 from qrdistill.errors import PipelineError
-from qrdistill.methods import method_train_config
 from qrdistill.utils.config import dump_yaml
 from qrdistill.errors import DataError
 from qrdistill.utils.io import atomic_open, read_json, write_json
@@ -232,7 +231,7 @@ class Pipeline:
         from qrdistill.training import train
 
         for method in self.methods:
-            train_cfg, filtered = method_train_config(self.cfg, method)
+            train_cfg, filtered = self.cfg.method_train_config(method)
             upstream = self._prints["filter"] if filtered else self._prints["generate"]
             fp = self._prints[f"train:{method}"] = _fingerprint(upstream, train_cfg.model_dump(mode="json"), filtered)
             out = self.layout.train(method)
@@ -245,7 +244,7 @@ class Pipeline:
                                         "it on one process, before training it under several processes")
                 shutil.rmtree(out)
             train(train_cfg, self.layout.kept if filtered else self.layout.paths, out,
-                  resume=(out / "checkpoints").exists())
+                  resume=(out / "checkpoints").exists(), method=method)
             self._mark_done(out, fp, "train")
 
     def eval_models(self):
@@ -256,7 +255,7 @@ class Pipeline:
             models += [EvalModel(method="zero_shot", student=s.name, model=s.model)
                        for s in self.cfg.train.students]
         for method in self.methods:
-            train_cfg, _ = method_train_config(self.cfg, method)
+            train_cfg, _ = self.cfg.method_train_config(method)
             models += [EvalModel(method=method, student=s.name,
                                  model=str(self.layout.train(method) / "students" / s.name),
                                  fingerprint=self._prints.get(f"train:{method}", ""))

@@ -57,6 +57,8 @@ def test_every_stage_writes_its_artifacts(finished_run):
     for method in ("qr_distill", "no_peer"):
         for student in ("a", "b"):
             assert (run / "train" / method / "students" / student / "config.json").exists()
+        trained = json.loads((run / "train" / method / "summary.json").read_text())
+        assert (trained["method"], trained["objective"]) == (method, "qr_distill")  # variant and objective
     summary = json.loads((run / "evaluate" / "summary.json").read_text())
     singles = {(r["method"], r["student"]) for r in summary if not r["student"].startswith("ensemble")}
     assert singles == {(m, s) for m in ("zero_shot", "qr_distill", "no_peer") for s in ("a", "b")}

@@ -9,7 +9,6 @@ from rich.console import Console
 
 from qrdistill.checks import check_run
 from qrdistill.config import load_run_config
-from qrdistill.methods import method_train_config
 
 CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "configs").glob("*.yaml")
                  if not p.name.startswith("accelerate"))
@@ -24,7 +23,7 @@ def test_config_validates_and_dry_run_lists_its_models(path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = load_run_config(path)
     for name in cfg.methods:
-        method_train_config(cfg, name)
+        cfg.method_train_config(name)
     console = Console(record=True, width=200)
     check_run(cfg, console)
     text = console.export_text()

@@ -71,12 +71,12 @@ def test_method_selection(make_config):
     paths = make_paths()  # 4 questions x 3 styles; 2 backward paths are incorrect
     items, counts = select_items(paths, make_config())
     assert len(items) == 12 and counts["paths_used"] == 12  # qr_distill: the file as given
-    items, _ = select_items(paths, make_config(method="answer_aug"))
+    items, _ = select_items(paths, make_config(objective="answer_aug"))
     assert len(items) == 10 and all(i.task == "path" for i in items)
-    items, _ = select_items(paths, make_config(method="sft_single", single_path_style="program"))
+    items, _ = select_items(paths, make_config(objective="sft_single", single_path_style="program"))
     assert len(items) == 4 and {i.style for i in items} == {"program"}
     assert len({i.question_id for i in items}) == 4
-    items, _ = select_items(paths, make_config(method="step_by_step"))
+    items, _ = select_items(paths, make_config(objective="step_by_step"))
     assert len(items) == 8 and [i.task for i in items[:2]] == ["rationale", "answer"]
     assert items[1].response == paths[0].answer and "final answer" in items[1].prompt
     assert items[1].route_text == items[0].response  # both tasks route by the reasoning path
@@ -101,3 +101,14 @@ def test_config_rejects_impossible_setups():
                                     "routing": {"mode": "all"}, "peer": {"enabled": False}})
     with pytest.raises(ValueError, match="unique"):
         TrainConfig.model_validate({"students": [{"name": "a", "model": "x"}, {"name": "a", "model": "y"}]})
+
+
+def test_the_old_method_key_names_its_new_name():
+    from qrdistill.errors import ConfigError
+    from qrdistill.utils.config import validate_config
+
+    students = [{"name": "a", "model": "x"}, {"name": "b", "model": "y"}]
+    with pytest.raises(ConfigError, match="'method' was renamed to 'objective'.*objective: sft_single"):
+        validate_config(TrainConfig, {"students": students, "method": "sft_single"}, "train")
+    assert validate_config(TrainConfig, {"students": students, "objective": "sft_single"}).objective == "sft_single"
+

@@ -64,7 +64,7 @@ def test_seeded_runs_are_identical_and_an_interrupted_run_resumes_exactly(
     original = Recipe.optimizer_step
 
     def crash_at_five(self, *args, **kwargs):
-        if self.progress["step"] == 4:  # the 5th step, after the checkpoint at step 4
+        if self.progress.step == 4:  # the 5th step, after the checkpoint at step 4
             raise KeyboardInterrupt("simulated crash")
         return original(self, *args, **kwargs)
 
@@ -103,9 +103,9 @@ SWITCHES = {
     "no_routing": ({"routing__mode": "all"}, "all", True),
     "random_routing": ({"routing__mode": "random"}, "random", True),
     "no_peer": ({"peer__enabled": False}, "learned", False),
-    "sft_single": ({"method": "sft_single"}, "all", False),
-    "answer_aug": ({"method": "answer_aug"}, "all", False),
-    "step_by_step": ({"method": "step_by_step"}, "all", False),
+    "sft_single": ({"objective": "sft_single"}, "all", False),
+    "answer_aug": ({"objective": "answer_aug"}, "all", False),
+    "step_by_step": ({"objective": "step_by_step"}, "all", False),
 }
 
 
@@ -115,6 +115,7 @@ def test_each_baseline_and_ablation_is_one_config_change(name, tmp_path, paths_f
     out = train(make_config(epochs=2, max_steps=2, **change), paths_file, tmp_path / name)
     summary = read_json(out / "summary.json")
     assert summary["effective"] == {"routing_mode": routing, "peer": peer}
+    assert summary["objective"] == change.get("objective", "qr_distill") and summary["method"] is None
     assert summary["steps"] == 2
     expected_items = {"sft_single": 4, "answer_aug": 10, "step_by_step": 8}.get(name, 12)
     assert summary["counts"]["items"] == expected_items

@@ -16,7 +16,7 @@ def test_real_students_loss_falls(tmp_path, paths_file, embed_cache):
         "students": [{"name": "smollm2", "model": "smollm2-135m-instruct", "lr": 1e-3, "lora": lora},
                      {"name": "gemma3", "model": "gemma3-270m", "lr": 1e-3, "lora": lora}],
         "routing": {"cache_dir": str(embed_cache)}, "peer": {"dim": 64},
-        "method": "sft_single", "epochs": 6, "batch_size": 4, "max_length": 96,
+        "objective": "sft_single", "epochs": 6, "batch_size": 4, "max_length": 96,
         "log_every": 1, "checkpoint_every": 100, "progress": False})
     out = train(cfg, paths_file, tmp_path / "real")
     rows = read_jsonl(out / "metrics.jsonl")  # sft_single: the same 4 paths every step

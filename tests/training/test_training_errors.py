@@ -16,7 +16,7 @@ from conftest import make_paths
 def test_no_trainable_items_is_a_data_error(tmp_path, make_config):
     wrong = tmp_path / "wrong.jsonl"
     write_jsonl(wrong, [p.model_copy(update={"correct": False}) for p in make_paths()])
-    cfg = make_config(method="sft_single", routing__mode="all", peer__enabled=False)
+    cfg = make_config(objective="sft_single", routing__mode="all", peer__enabled=False)
     toks = {s.name: load_tokenizer(s.model) for s in cfg.students}
     with pytest.raises(DataError, match="no trainable items") as caught:
         build_data(wrong, cfg, toks)

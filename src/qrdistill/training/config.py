@@ -5,9 +5,9 @@ Baselines and ablations are each one change here:
 - random routing:        routing.mode: random
 - no peer teaching:      peer.enabled: false
 - one student frozen:    students[i].frozen: true
-- single-path SFT:       method: sft_single     (one correct path per question, every student)
-- answer augmentation:   method: answer_aug     (all correct paths, every student)
-- distilling step-by-step: method: step_by_step (rationale and answer as two tasks)
+- single-path SFT:       objective: sft_single     (one correct path per question, every student)
+- answer augmentation:   objective: answer_aug     (all correct paths, every student)
+- distilling step-by-step: objective: step_by_step (rationale and answer as two tasks)
 The baselines are plain supervised fine-tuning by definition, so for them routing is "all" and
 peer teaching is off whatever those sections say; `effective_routing_mode` / `peer_active` are
 the values the run uses and `summary.json` records them.
@@ -95,7 +95,9 @@ class PeerConfig(StrictConfig):
 
 class TrainConfig(StrictConfig):
     students: list[StudentConfig] = Field(min_length=1)
-    method: Literal["qr_distill", "sft_single", "answer_aug", "step_by_step"] = "qr_distill"
+    # The loss family (docs/METHOD.md, "Baselines and ablations"). A run's methods are variants
+    # of this section (qrdistill.methods); several of them share the qr_distill objective.
+    objective: Literal["qr_distill", "sft_single", "answer_aug", "step_by_step"] = "qr_distill"
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     peer: PeerConfig = Field(default_factory=PeerConfig)
     lambda_entropy: float = Field(0.01, ge=0.0)
@@ -123,6 +125,15 @@ class TrainConfig(StrictConfig):
     # step_by_step's answer task: the base prompt plus this line, the extracted answer as response.
     answer_instruction: str = "Give only the final answer."
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "method" in data:
+            raise ValueError(f"'method' was renamed to 'objective' (the loss family: qr_distill, sft_single, "
+                             f"answer_aug or step_by_step); write objective: {data['method']}. The "
+                             "variants a run compares are named under the run's `methods:` section")
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         names = [s.name for s in self.students]
@@ -133,7 +144,7 @@ class TrainConfig(StrictConfig):
         if self.routing.min_students_per_path > len(self.students):
             raise ValueError(f"routing.min_students_per_path is {self.routing.min_students_per_path} but there "
                              f"are only {len(self.students)} students; use at most {len(self.students)}")
-        if len(self.students) < 2 and self.method == "qr_distill" and (
+        if len(self.students) < 2 and self.objective == "qr_distill" and (
                 self.routing.mode != "all" or self.peer.enabled):
             raise ValueError("routing and peer teaching need at least 2 students; with one student "
                              "set routing.mode: all and peer.enabled: false")
@@ -141,8 +152,8 @@ class TrainConfig(StrictConfig):
 
     @property
     def effective_routing_mode(self) -> str:
-        return self.routing.mode if self.method == "qr_distill" else "all"
+        return self.routing.mode if self.objective == "qr_distill" else "all"
 
     @property
     def peer_active(self) -> bool:
-        return self.method == "qr_distill" and self.peer.enabled and len(self.students) >= 2
+        return self.objective == "qr_distill" and self.peer.enabled and len(self.students) >= 2

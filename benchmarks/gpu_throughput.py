@@ -69,8 +69,17 @@ from types import SimpleNamespace
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # tiny_models.make_tokenizer
-from _common import (RESULTS_DIR, emit, hf_args_summary, hf_lora_trainer, make_recipe,  # noqa: E402
-                     time_recipe_steps, wait_for_quiet_cpu, write_paths, write_results)
+from _common import (  # noqa: E402
+    RESULTS_DIR,
+    emit,
+    hf_args_summary,
+    hf_lora_trainer,
+    make_recipe,
+    time_recipe_steps,
+    wait_for_quiet_cpu,
+    write_paths,
+    write_results,
+)
 
 SHAPES = {  # arch, hidden, layers, heads, kv heads, intermediate, vocab (+ head_dim where not hidden/heads)
     "qwen2.5-0.5b": dict(arch="qwen2", hidden_size=896, num_hidden_layers=24, num_attention_heads=14,

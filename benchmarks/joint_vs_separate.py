@@ -27,8 +27,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (emit, make_recipe, median, realistic_paths, time_recipe_epoch,  # noqa: E402
-                     wait_for_quiet_cpu, write_paths, write_results)
+from _common import (  # noqa: E402
+    emit,
+    make_recipe,
+    median,
+    realistic_paths,
+    time_recipe_epoch,
+    wait_for_quiet_cpu,
+    write_paths,
+    write_results,
+)
 
 STUDENTS = [{"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2e-4},
             {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2e-4}]

@@ -26,8 +26,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (emit, hf_args_summary, hf_lora_trainer, make_recipe, median,  # noqa: E402
-                     realistic_paths, time_recipe_epoch, wait_for_quiet_cpu, write_paths, write_results)
+from _common import (  # noqa: E402
+    emit,
+    hf_args_summary,
+    hf_lora_trainer,
+    make_recipe,
+    median,
+    realistic_paths,
+    time_recipe_epoch,
+    wait_for_quiet_cpu,
+    write_paths,
+    write_results,
+)
 
 MODEL = "smollm2-135m-instruct"
 

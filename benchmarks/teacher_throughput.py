@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_results  # noqa: E402
 
-from qrdistill.llm.backends import OpenAIBackend, make_request
 from qrdistill.llm import BackendConfig
+from qrdistill.llm.backends import OpenAIBackend, make_request
 from qrdistill.teacher.styles import BUILTIN_STYLES, apply_style
 
 QUESTIONS = [

@@ -23,9 +23,8 @@ from pathlib import Path
 from rich.console import Console
 
 from qrdistill.config import RunConfig
-from qrdistill.errors import PipelineError
+from qrdistill.errors import DataError, PipelineError
 from qrdistill.utils.config import dump_yaml
-from qrdistill.errors import DataError
 from qrdistill.utils.io import atomic_open, read_json, write_json
 from qrdistill.utils.lock import RunLock
 

@@ -6,11 +6,10 @@ from typing import Literal
 
 import pytest
 
-from qrdistill.errors import ConfigError
-from qrdistill.utils.config import StrictConfig, apply_overrides, load_config, parse_override
-from qrdistill.errors import DataError
-from qrdistill.utils.io import atomic_open, read_jsonl, read_jsonl_as, write_jsonl
+from qrdistill.errors import ConfigError, DataError
 from qrdistill.records import Example
+from qrdistill.utils.config import StrictConfig, apply_overrides, load_config, parse_override
+from qrdistill.utils.io import atomic_open, read_jsonl, read_jsonl_as, write_jsonl
 
 
 class Inner(StrictConfig):

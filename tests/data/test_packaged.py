@@ -12,8 +12,8 @@ import pytest
 
 from qrdistill.data import available_counts, load_packaged
 from qrdistill.data.packaged import PACKAGED
-from qrdistill.tasks import get_task
 from qrdistill.errors import DataError
+from qrdistill.tasks import get_task
 
 
 def test_available_counts_match_the_published_sizes() -> None:

@@ -20,10 +20,9 @@ from qrdistill.data import (
     question_key,
     split_examples,
 )
+from qrdistill.errors import ConfigError, DataError
 from qrdistill.tasks import get_task
-from qrdistill.errors import ConfigError
 from qrdistill.utils.config import validate_config
-from qrdistill.errors import DataError
 
 ANLI_FIELDS = FieldMap(
     id="uid",

@@ -13,15 +13,15 @@ import sys
 import time
 
 import pytest
-from conftest import subprocess_env
 from raw_stub import RawStubServer, Reply
-from served_model import openai_backend
 
+from conftest import subprocess_env
 from qrdistill.errors import BackendError
 from qrdistill.llm import backends
-from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.llm.backends import OpenAIBackend, make_request
+from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.utils.config import dump_yaml
+from served_model import openai_backend
 
 BAD = {
     "invalid JSON": (Reply(b'{"choices": [{"message": {"content": "hi"'), "is not valid JSON"),

@@ -12,15 +12,15 @@ from collections import Counter
 
 import pytest
 import yaml
-from conftest import assert_one_line_error
 from figures import record
 from raw_stub import RawStubServer, Reply
-from served_model import openai_backend
 from test_pipeline import tiny_config
 
+from conftest import assert_one_line_error
 from qrdistill.errors import BackendError
 from qrdistill.llm import backends
 from qrdistill.llm.backends import OpenAIBackend, make_request
+from served_model import openai_backend
 
 N_CONFIGS, N_OVERRIDES, N_DATA, N_ANSWERS = 120, 40, 100, 100
 FIGURES: dict[str, dict] = {}

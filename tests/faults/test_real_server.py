@@ -12,11 +12,11 @@ import threading
 import time
 
 import pytest
-from served_model import openai_backend
 
-from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.records import ReasoningPath
+from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.utils.io import read_jsonl_as
+from served_model import openai_backend
 
 
 def cached(path) -> int:

@@ -7,8 +7,9 @@ import json
 
 import pytest
 import yaml
-from conftest import assert_one_line_error
 from test_pipeline import tiny_config
+
+from conftest import assert_one_line_error
 
 
 @pytest.fixture

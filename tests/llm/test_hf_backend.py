@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from qrdistill.models import load_tokenizer, render_prompt
 from qrdistill.llm import BackendConfig, backends
-from qrdistill.teacher import BUILTIN_STYLES, GenerateConfig, generate_paths
+from qrdistill.models import load_tokenizer, render_prompt
 from qrdistill.records import ReasoningPath
+from qrdistill.teacher import BUILTIN_STYLES, GenerateConfig, generate_paths
 from qrdistill.teacher.styles import apply_style
 from qrdistill.utils.io import read_json, read_jsonl_as
 

@@ -14,16 +14,15 @@ import sys
 import time
 
 import pytest
-from served_model import ServedModel, StubOpenAIServer, free_port, openai_backend
 
-from qrdistill.records import Example
 from qrdistill.errors import BackendError
 from qrdistill.llm import backends
+from qrdistill.records import Example, ReasoningPath
 from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.teacher.generate import plan_jobs
-from qrdistill.records import ReasoningPath
 from qrdistill.utils.config import dump_yaml
 from qrdistill.utils.io import read_jsonl_as
+from served_model import ServedModel, StubOpenAIServer, free_port, openai_backend
 
 
 def start_generate(cfg: GenerateConfig, examples_path, out_dir) -> subprocess.Popen:

@@ -10,12 +10,12 @@ import sqlite3
 
 import pytest
 from rich.console import Console
-from served_model import StubOpenAIServer, free_port, openai_backend
 
 from qrdistill.quality import FilterConfig, filter_paths, funnel_table
 from qrdistill.quality.judge import FORMAT_REMINDER
 from qrdistill.records import JudgeVerdict, ReasoningPath
 from qrdistill.utils.io import read_json, read_jsonl_as, write_jsonl
+from served_model import StubOpenAIServer, free_port, openai_backend
 
 
 def make_path(question_id: str, style: str, text: str, correct: bool) -> ReasoningPath:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from served_model import openai_backend
 
 from qrdistill.quality import FilterConfig, filter_paths
-from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.records import ReasoningPath
+from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.utils.io import read_json, read_jsonl_as
+from served_model import openai_backend
 
 pytestmark = pytest.mark.server
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from qrdistill.errors import BackendError
 from qrdistill.models import choice_probabilities, load_causal_lm, render_prompt
 from qrdistill.quality import FilterConfig, filter_paths
 from qrdistill.quality.judge import DEFAULT_PROBABILITY_TEMPLATE, judge_prompt
-from qrdistill.errors import BackendError
 from qrdistill.records import ReasoningPath
 from qrdistill.utils.io import read_json, read_jsonl_as, write_jsonl
 

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from qrdistill.errors import ConfigError
 from qrdistill.records import Example
 from qrdistill.tasks import Task, TaskSpec, equivalence, get_task, list_tasks, register_task
-from qrdistill.errors import ConfigError
 
 BUILTIN = [
     "gsm8k",

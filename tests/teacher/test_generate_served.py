@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from served_model import openai_backend
 
-from qrdistill.records import Example
+from qrdistill.records import Example, ReasoningPath
 from qrdistill.tasks import get_task
 from qrdistill.teacher import BUILTIN_STYLES, GenerateConfig, generate_paths
-from qrdistill.records import ReasoningPath
 from qrdistill.teacher.styles import apply_style
 from qrdistill.utils.io import read_json, read_jsonl_as
+from served_model import openai_backend
 
 pytestmark = pytest.mark.server
 

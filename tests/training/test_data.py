@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_paths
 
+from conftest import make_paths
 from qrdistill.models import load_tokenizer, render_prompt
 from qrdistill.training.config import TrainConfig
-from qrdistill.training.data import (IGNORE, TrainItem, build_data, collate, encode, epoch_batches,
-                                     select_items, shard)
+from qrdistill.training.data import (
+    IGNORE,
+    TrainItem,
+    build_data,
+    collate,
+    encode,
+    epoch_batches,
+    select_items,
+    shard,
+)
 
 
 def test_each_student_uses_its_own_tokenizer_prompt_masked_eos_appended(tiny_students, paths_file, make_config):

@@ -171,9 +171,9 @@ def test_logit_kl_is_zero_between_identical_students_and_ignores_prompt_and_padd
 
 def test_logit_peer_refuses_different_tokenizers_before_any_model_is_loaded(
         tiny_students, paths_file, make_config, monkeypatch):
+    from qrdistill.errors import ConfigError
     from qrdistill.models import load_tokenizer
     from qrdistill.training import recipe
-    from qrdistill.errors import ConfigError
 
     def no_models(*args, **kwargs):
         raise AssertionError("a model was loaded before the tokenizers were checked")

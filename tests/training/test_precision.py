@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
+from qrdistill.errors import ConfigError
 from qrdistill.training import train
 from qrdistill.training.config import StudentConfig
 from qrdistill.training.students import load_student
-from qrdistill.errors import ConfigError
 from qrdistill.utils.io import read_jsonl
 
 STEPS = 3

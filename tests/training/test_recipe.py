@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from qrdistill.errors import TrainingDiverged
-from qrdistill.training import train
 from qrdistill.training import objective as objective_mod
+from qrdistill.training import train
 from qrdistill.training.recipe import Recipe
 from qrdistill.utils.io import read_json, read_jsonl
 

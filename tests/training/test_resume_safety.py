@@ -10,8 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qrdistill.training import train
-from qrdistill.training import checkpoint
+from qrdistill.training import checkpoint, train
 from qrdistill.training.recipe import Recipe
 from qrdistill.utils.io import read_json, read_jsonl, write_jsonl
 

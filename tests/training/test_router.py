@@ -6,8 +6,16 @@ from __future__ import annotations
 import torch
 
 from qrdistill.training import router as router_mod
-from qrdistill.training.router import (Router, comparative_signal, entropy_regulariser, logistic_noise,
-                                       no_preference_band, router_loss, sample_gates, tau_at)
+from qrdistill.training.router import (
+    Router,
+    comparative_signal,
+    entropy_regulariser,
+    logistic_noise,
+    no_preference_band,
+    router_loss,
+    sample_gates,
+    tau_at,
+)
 
 
 def test_gates_open_with_exactly_the_router_probability():

@@ -6,13 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import make_paths
 from qrdistill.training import train
 from qrdistill.training.data import TrainItem, build_data, collate, encode
 from qrdistill.training.objective import QRDistillObjective
 from qrdistill.training.students import load_student
 from qrdistill.utils.io import read_jsonl, write_jsonl
-
-from conftest import make_paths
 
 PLANTED = "program"
 

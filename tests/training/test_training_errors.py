@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import make_paths
 from qrdistill.errors import CheckpointMismatch, DataError, QRDistillError
 from qrdistill.models import load_tokenizer
 from qrdistill.training import checkpoint
 from qrdistill.training.data import build_data
 from qrdistill.utils.io import write_jsonl
-from conftest import make_paths
 
 
 def test_no_trainable_items_is_a_data_error(tmp_path, make_config):

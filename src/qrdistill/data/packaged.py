@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from qrdistill.records import Example
-from qrdistill.models.packaged import cache_dir
-from qrdistill.tasks.answers import last_boxed, letters_for
 from qrdistill.errors import DataError
+from qrdistill.models.packaged import cache_dir
+from qrdistill.records import Example
+from qrdistill.tasks.answers import last_boxed, letters_for
 from qrdistill.utils.io import write_json
 
 BIGBENCH_VERSION = "bigbench-1.0.0"

@@ -19,10 +19,10 @@ from typing import Any
 
 from qrdistill.data.config import FieldMap, SourceConfig
 from qrdistill.data.packaged import load_packaged
+from qrdistill.errors import DataError
 from qrdistill.records import Example
 from qrdistill.tasks import Task, get_task
 from qrdistill.tasks.answers import letters_for
-from qrdistill.errors import DataError
 
 logger = logging.getLogger(__name__)
 

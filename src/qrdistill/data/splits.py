@@ -19,10 +19,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from qrdistill.data.config import DataConfig
-from qrdistill.records import Example
 from qrdistill.data.sources import LoadedSource, load_source
-from qrdistill.tasks import get_task
 from qrdistill.errors import DataError
+from qrdistill.records import Example
+from qrdistill.tasks import get_task
 from qrdistill.utils.io import read_jsonl_as, write_json, write_jsonl
 
 logger = logging.getLogger(__name__)

@@ -16,15 +16,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from qrdistill.records import Example, Prediction
+from qrdistill.errors import DataError
 from qrdistill.evaluation.config import EvaluateConfig
 from qrdistill.evaluation.ensemble import ensemble_predictions
 from qrdistill.evaluation.metrics import summarize
 from qrdistill.evaluation.stopping import stop_rule
 from qrdistill.llm.local import open_engine
+from qrdistill.records import Example, Prediction
 from qrdistill.tasks import get_task
 from qrdistill.utils.config import StrictConfig
-from qrdistill.errors import DataError
 from qrdistill.utils.io import read_json, read_jsonl, read_jsonl_as, write_json, write_jsonl
 
 console = Console(stderr=True)

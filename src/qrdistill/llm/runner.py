@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
-from qrdistill.records import Generation
 from qrdistill.llm.backends import Request
 from qrdistill.llm.cache import RequestCache
+from qrdistill.records import Generation
 
 
 def run_cached(requests: list[Request], cache: RequestCache, make_backend: Callable[[], object], *,

@@ -6,8 +6,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from qrdistill.quality.judge import DEFAULT_JUDGE_TEMPLATE, DEFAULT_PROBABILITY_TEMPLATE, TEMPLATE_SLOTS
 from qrdistill.llm.config import BackendConfig
+from qrdistill.quality.judge import (
+    DEFAULT_JUDGE_TEMPLATE,
+    DEFAULT_PROBABILITY_TEMPLATE,
+    TEMPLATE_SLOTS,
+)
 from qrdistill.utils.config import StrictConfig
 
 

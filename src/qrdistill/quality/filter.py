@@ -12,9 +12,9 @@ from pathlib import Path
 
 from rich.table import Table
 
+from qrdistill.llm import RequestCache
 from qrdistill.quality.config import FilterConfig
 from qrdistill.quality.judge import judge_paths
-from qrdistill.llm import RequestCache
 from qrdistill.records import JudgeVerdict, ReasoningPath
 from qrdistill.utils.io import read_jsonl_as, write_json, write_jsonl
 

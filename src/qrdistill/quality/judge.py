@@ -12,8 +12,14 @@ import functools
 import json
 import re
 
-from qrdistill.llm import (BackendConfig, RequestCache, make_backend, make_request, make_yes_probability_backend,
-                           run_cached)
+from qrdistill.llm import (
+    BackendConfig,
+    RequestCache,
+    make_backend,
+    make_request,
+    make_yes_probability_backend,
+    run_cached,
+)
 from qrdistill.records import JudgeVerdict, ReasoningPath
 
 TEMPLATE_SLOTS = ("{question}", "{path}")

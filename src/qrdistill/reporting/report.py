@@ -12,13 +12,27 @@ from pathlib import Path
 
 import yaml
 
+from qrdistill.errors import ConfigError, DataError
 from qrdistill.reporting import plots, tables
 from qrdistill.reporting.config import ReportConfig
-from qrdistill.reporting.document import Code, Document, Heading, Image, Paragraph, to_html, to_markdown
-from qrdistill.reporting.paper import FULL_METHOD, TABLE1, TABLE1_TASKS, TABLE2, TABLE2_TASKS, is_ablation
-from qrdistill.errors import ConfigError
+from qrdistill.reporting.document import (
+    Code,
+    Document,
+    Heading,
+    Image,
+    Paragraph,
+    to_html,
+    to_markdown,
+)
+from qrdistill.reporting.paper import (
+    FULL_METHOD,
+    TABLE1,
+    TABLE1_TASKS,
+    TABLE2,
+    TABLE2_TASKS,
+    is_ablation,
+)
 from qrdistill.utils.config import validate_config
-from qrdistill.errors import DataError
 from qrdistill.utils.io import atomic_open, read_json, read_jsonl
 
 VERSIONED_PACKAGES = ("torch", "transformers", "peft", "accelerate")

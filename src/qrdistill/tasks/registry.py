@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from qrdistill.errors import ConfigError
 from qrdistill.tasks.base import Task
 from qrdistill.tasks.config import TaskSpec
-from qrdistill.errors import ConfigError
 from qrdistill.utils.config import validate_config
 
 _NLI_VOCABULARY = {

@@ -10,14 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from qrdistill.records import Example
-from qrdistill.records import Generation
-from qrdistill.tasks import get_task
-from qrdistill.llm import BackendConfig, Request, RequestCache, make_backend, make_request, run_cached
-from qrdistill.teacher.config import GenerateConfig
-from qrdistill.records import ReasoningPath, Usage
-from qrdistill.teacher.styles import apply_style
 from qrdistill.errors import DataError
+from qrdistill.llm import (
+    BackendConfig,
+    Request,
+    RequestCache,
+    make_backend,
+    make_request,
+    run_cached,
+)
+from qrdistill.records import Example, Generation, ReasoningPath, Usage
+from qrdistill.tasks import get_task
+from qrdistill.teacher.config import GenerateConfig
+from qrdistill.teacher.styles import apply_style
 from qrdistill.utils.io import read_jsonl_as, write_json, write_jsonl
 
 

@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from qrdistill.training.config import TrainConfig
 from qrdistill.errors import QRDistillError
+from qrdistill.training.config import TrainConfig
 from qrdistill.utils.config import apply_overrides, load_yaml, validate_config
 
 

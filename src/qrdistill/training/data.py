@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
+from qrdistill.errors import ConfigError, DataError
 from qrdistill.models import render_prompt
 from qrdistill.records import ReasoningPath
 from qrdistill.training.config import TrainConfig
-from qrdistill.errors import ConfigError, DataError
 from qrdistill.utils.io import read_jsonl_as
 
 IGNORE = -100

@@ -26,7 +26,13 @@ from torch import nn
 from qrdistill.training.config import TrainConfig
 from qrdistill.training.data import IGNORE
 from qrdistill.training.peer import PeerTeaching, RoutedRows, pool_response
-from qrdistill.training.router import Router, comparative_signal, entropy_regulariser, router_loss, sample_gates
+from qrdistill.training.router import (
+    Router,
+    comparative_signal,
+    entropy_regulariser,
+    router_loss,
+    sample_gates,
+)
 
 TERMS = ("distill", "router", "entropy", "mutual", "variance", "competence")
 

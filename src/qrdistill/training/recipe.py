@@ -29,8 +29,14 @@ from qrdistill.training.config import TrainConfig
 from qrdistill.training.data import TrainData, build_data, collate, epoch_batches, shard
 from qrdistill.training.export import export_student
 from qrdistill.training.objective import TERMS, QRDistillObjective, StepOutput
-from qrdistill.training.router import (embed_texts, logistic_noise, no_preference_band, sample_gates,
-                                       step_generator, tau_at)
+from qrdistill.training.router import (
+    embed_texts,
+    logistic_noise,
+    no_preference_band,
+    sample_gates,
+    step_generator,
+    tau_at,
+)
 from qrdistill.training.state import LogWindow, Progress, RoutingTally
 from qrdistill.training.students import load_student
 from qrdistill.utils.io import atomic_open, iter_jsonl, repair_torn_tail, write_json

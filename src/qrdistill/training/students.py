@@ -19,10 +19,10 @@ import functools
 import importlib.util
 import warnings
 
+from qrdistill.errors import ConfigError
 from qrdistill.models import load_causal_lm
 from qrdistill.models.loading import resolve_attn_implementation, resolve_precision
 from qrdistill.training.config import StudentConfig
-from qrdistill.errors import ConfigError
 
 
 def _quantization_config(cfg: StudentConfig, dtype):

@@ -24,7 +24,7 @@ class EvaluateConfig(StrictConfig):
                                                  "4+ times over 48+ characters at the end)")
     instruction: str | None = Field(
         None, description="zero-shot style instruction appended to every task prompt "
-                          "(docs/METHOD.md, 'Inference': each student answers alone with a zero-shot instruction)")
+                          "(docs/METHOD.md, \"Inference\": each student answers alone with a zero-shot instruction)")
     ensembles: bool = Field(True, description="also score majority-vote and confidence-weighted "
                                               "ensembles of each method's students (reported apart)")
     backend: Literal["hf", "vllm"] = "hf"

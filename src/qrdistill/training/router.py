@@ -144,7 +144,7 @@ def _slug(name: str) -> str:
 def embed_texts(texts: list[str], encoder: str, cache_dir: Path) -> torch.Tensor:
     """Frozen-encoder embeddings [N, d], cached on disk per (encoder, sha256 of the text).
 
-    The encoder is frozen (docs/METHOD.md), so each text is embedded once for all runs and epochs.
+    The encoder is frozen (docs/METHOD.md, "Routing"), so each text is embedded once for all runs and epochs.
     """
     from qrdistill.models import resolve_model
 

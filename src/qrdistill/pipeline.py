@@ -111,10 +111,6 @@ def _outputs(folder: Path, stage: str) -> dict[str, dict]:
     return {str(p.relative_to(folder)): _describe(p) for p in files}
 
 
-def _marker(folder: Path) -> Path:
-    return folder / ".stage.json"
-
-
 def _why_not_done(folder: Path, fingerprint: str) -> str | None:
     """None when the stage in `folder` finished with this fingerprint and every output its marker
     recorded is there with the same size (and sha256); otherwise the reason, for the console."""

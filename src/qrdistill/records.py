@@ -101,4 +101,4 @@ class Prediction(BaseModel):
     completion_tokens: int
 
     def row(self) -> dict:
-        return self.model_dump(mode="json")
+        return self.model_dump()

@@ -131,9 +131,21 @@ def normalised(run: Path) -> dict[str, bytes]:
     return found
 
 
+@pytest.fixture
+def one_thread():
+    """The runs in this process use one torch thread, as the killed `qrdistill run` children do
+    (OMP_NUM_THREADS=1): with two, float sums differ in the last bits and so do the artifacts."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.server
 def test_sigkill_at_seeded_points_then_rerun_matches_an_uninterrupted_run(served_model, proxy, tmp_path,
-                                                                          tiny_students):
+                                                                          tiny_students, one_thread):
     reference_run, crashed_run = tmp_path / "reference", tmp_path / "crashed"
     reference = crash_config(tmp_path, tiny_students, proxy.base_url, served_model.model, reference_run)
     crashed = crash_config(tmp_path, tiny_students, proxy.base_url, served_model.model, crashed_run)

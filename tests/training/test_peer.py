@@ -57,9 +57,11 @@ def test_students_with_different_tokenizers_are_compared_per_path_not_per_positi
     model, data, toks = _setup(cfg, paths_file)
     model.eval()
     idx = [0, 1, 2, 3]
-    run = lambda order, pad=None: model(_inputs(data, toks, order, extra_pad=pad),  # noqa: E731
-                                        chars=torch.full((4,), 50.0),
-                                        fixed_gates=torch.ones(4, 2))
+
+    def run(order, pad=None):
+        return model(_inputs(data, toks, order, extra_pad=pad), chars=torch.full((4,), 50.0),
+                     fixed_gates=torch.ones(4, 2))
+
     with torch.no_grad():
         base, padded = run(idx), run(idx, pad="qwen")
         # Path i of one student is paired with path i of the other: a permutation of the batch

@@ -202,6 +202,7 @@ def time_recipe_epoch(recipe, epoch: int) -> dict:
     import torch
 
     from qrdistill.training.data import epoch_batches
+    from qrdistill.training.state import RoutingTally
 
     batches = epoch_batches(recipe.lengths, recipe.global_batch, recipe.cfg.seed, epoch)
     accum = recipe.cfg.grad_accum
@@ -211,14 +212,14 @@ def time_recipe_epoch(recipe, epoch: int) -> dict:
     start = time.perf_counter()
     for window in windows:
         recipe.optimizer_step(epoch, [(b, batches[b]) for b in window], len(batches))
-        recipe.progress["step"] += 1
+        recipe.progress.step += 1
     seconds = time.perf_counter() - start
     # What the routed step really computed this epoch: each student's share of paths and the
     # tokens it trained on (the recipe's own counters).
     routing = recipe._routing
-    paths = float(routing["paths"].sum())
-    rates = {n: float(routing["routed"][:, j].sum()) / paths for j, n in enumerate(recipe.names)} if paths else {}
-    recipe._reset_routing()
+    paths = float(routing.paths.sum())
+    rates = {n: float(routing.routed[:, j].sum()) / paths for j, n in enumerate(recipe.names)} if paths else {}
+    recipe._routing = RoutingTally.empty(len(recipe.styles), len(recipe.names))
     return {"seconds": seconds, "steps": len(windows), "tokens": tokens, "route_rate": rates}
 
 
@@ -237,7 +238,7 @@ def time_recipe_steps(recipe, epoch: int, steps: int, warm: int = 0, sync=None) 
     sync = sync or (lambda: None)
     for window in windows[:warm]:
         recipe.optimizer_step(epoch, [(b, batches[b]) for b in window], len(batches))
-        recipe.progress["step"] += 1
+        recipe.progress.step += 1
     timed = windows[warm:warm + steps]
     tokens = {n: sum(max(len(recipe.data.encoded[n][i].input_ids) for i in batches[b]) * len(batches[b])
                      for w in timed for b in w) for n in recipe.names}
@@ -245,7 +246,7 @@ def time_recipe_steps(recipe, epoch: int, steps: int, warm: int = 0, sync=None) 
     start = time.perf_counter()
     for window in timed:
         recipe.optimizer_step(epoch, [(b, batches[b]) for b in window], len(batches))
-        recipe.progress["step"] += 1
+        recipe.progress.step += 1
     sync()
     return {"seconds": time.perf_counter() - start, "steps": steps, "tokens": tokens}
 

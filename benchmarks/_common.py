@@ -31,9 +31,13 @@ def cpu_model() -> str:
 
 
 def machine_info() -> dict:
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
-            "load_average_1m": round(os.getloadavg()[0], 2)}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
     try:
         import torch
 
@@ -42,7 +46,9 @@ def machine_info() -> dict:
     except ImportError:
         pass
     try:
-        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+        info["memory_gb"] = round(
+            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1
+        )
     except (ValueError, OSError):
         pass
     return info
@@ -62,10 +68,17 @@ def command_line() -> str:
     return " ".join([".venv/bin/python", *sys.argv])
 
 
-def write_results(name: str, report: dict, packages=DEFAULT_PACKAGES, path: Path | None = None) -> Path:
+def write_results(
+    name: str, report: dict, packages=DEFAULT_PACKAGES, path: Path | None = None
+) -> Path:
     """benchmarks/results/NAME.json (or `path`) with the machine, versions and command first."""
-    full = {"benchmark": name, "command": command_line(), "machine": machine_info(),
-            "versions": versions(packages), **report}
+    full = {
+        "benchmark": name,
+        "command": command_line(),
+        "machine": machine_info(),
+        "versions": versions(packages),
+        **report,
+    }
     path = Path(path) if path else RESULTS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(full, indent=2) + "\n")
@@ -87,8 +100,12 @@ def busy_processes(threshold: float = 50.0) -> list[str]:
     """Other processes using more than `threshold` % CPU (ps), excluding this one, its parent and
     the `ps` that is asking (a just-started ps reports itself at up to 100 %)."""
     try:
-        with subprocess.Popen(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True) as proc:
+        with subprocess.Popen(
+            ["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as proc:
             out = proc.communicate(timeout=10)[0].splitlines()[1:]
             mine = {os.getpid(), os.getppid(), proc.pid}
     except (OSError, subprocess.SubprocessError):
@@ -105,7 +122,9 @@ def busy_processes(threshold: float = 50.0) -> list[str]:
     return busy
 
 
-def wait_for_quiet_cpu(max_wait_s: float | None = None, poll_s: float = 30, device: str = "cpu") -> dict:
+def wait_for_quiet_cpu(
+    max_wait_s: float | None = None, poll_s: float = 30, device: str = "cpu"
+) -> dict:
     """Before timing: wait (up to max_wait_s, default $BENCH_MAX_WAIT_S or 600) until no other
     process is busy on the CPU. Returns what was seen, for the results file (timings taken under
     load say so: the ratios alternate the sides, so they suffer less than the absolute times).
@@ -121,7 +140,11 @@ def wait_for_quiet_cpu(max_wait_s: float | None = None, poll_s: float = 30, devi
         time.sleep(poll_s)
         waited += poll_s
         busy = busy_processes()
-    return {"waited_s": waited, "busy_at_start": busy, "load_average_1m": round(os.getloadavg()[0], 2)}
+    return {
+        "waited_s": waited,
+        "busy_at_start": busy,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def peak_rss_mb() -> float:
@@ -136,9 +159,9 @@ STYLE_OPENINGS = {
     "vanilla": "",
     "chain_of_thought": "Let's think step by step.\n",
     "tree_of_thought": "There are a few ways to approach this. One route is to reason directly from the facts; "
-                       "another is to look for a counterexample. The first route looks most promising.\n",
+    "another is to look for a counterexample. The first route looks most promising.\n",
     "program": "We can write this as a short program:\n```python\n# compute the result step by step\n```\n"
-               "Running it in our head:\n",
+    "Running it in our head:\n",
     "backward": "Let me propose an answer first and then check it by reasoning backward.\n",
     "fact_retrieval": "Relevant facts to recall first:\n",
 }
@@ -159,7 +182,9 @@ def realistic_paths(n: int, styles: list[str] | None = None, seed: int = 0) -> l
     rng = random.Random(seed)
     gsm = load_packaged("gsm8k")
     sqa = load_packaged("strategyqa")
-    picks = [("gsm8k", e) for e in rng.sample(gsm, n)] + [("strategyqa", e) for e in rng.sample(sqa, n)]
+    picks = [("gsm8k", e) for e in rng.sample(gsm, n)] + [
+        ("strategyqa", e) for e in rng.sample(sqa, n)
+    ]
     rng.shuffle(picks)
     paths = []
     for i, (task, example) in enumerate(picks[:n]):
@@ -171,10 +196,20 @@ def realistic_paths(n: int, styles: list[str] | None = None, seed: int = 0) -> l
             body = example.metadata.get("explanation", "")
             final = f"The answer is {example.gold}."
         text = f"{STYLE_OPENINGS.get(style, '')}{body.strip()}\n{final}"
-        paths.append(ReasoningPath(
-            id=ReasoningPath.make_id(example.id, style, 0), question_id=example.id, task=task, style=style,
-            prompt=get_task(task).build_prompt(example), gold=example.gold, text=text, answer=example.gold,
-            correct=True, kept=True).model_dump(mode="json"))
+        paths.append(
+            ReasoningPath(
+                id=ReasoningPath.make_id(example.id, style, 0),
+                question_id=example.id,
+                task=task,
+                style=style,
+                prompt=get_task(task).build_prompt(example),
+                gold=example.gold,
+                text=text,
+                answer=example.gold,
+                correct=True,
+                kept=True,
+            ).model_dump(mode="json")
+        )
     return paths
 
 
@@ -207,7 +242,10 @@ def time_recipe_epoch(recipe, epoch: int) -> dict:
     batches = epoch_batches(recipe.lengths, recipe.global_batch, recipe.cfg.seed, epoch)
     accum = recipe.cfg.grad_accum
     windows = [list(range(i, min(i + accum, len(batches)))) for i in range(0, len(batches), accum)]
-    tokens = {n: sum(len(recipe.data.encoded[n][i].input_ids) for b in batches for i in b) for n in recipe.names}
+    tokens = {
+        n: sum(len(recipe.data.encoded[n][i].input_ids) for b in batches for i in b)
+        for n in recipe.names
+    }
     torch.manual_seed(epoch)
     start = time.perf_counter()
     for window in windows:
@@ -218,7 +256,11 @@ def time_recipe_epoch(recipe, epoch: int) -> dict:
     # tokens it trained on (the recipe's own counters).
     routing = recipe._routing
     paths = float(routing.paths.sum())
-    rates = {n: float(routing.routed[:, j].sum()) / paths for j, n in enumerate(recipe.names)} if paths else {}
+    rates = (
+        {n: float(routing.routed[:, j].sum()) / paths for j, n in enumerate(recipe.names)}
+        if paths
+        else {}
+    )
     recipe._routing = RoutingTally.empty(len(recipe.styles), len(recipe.names))
     return {"seconds": seconds, "steps": len(windows), "tokens": tokens, "route_rate": rates}
 
@@ -239,9 +281,15 @@ def time_recipe_steps(recipe, epoch: int, steps: int, warm: int = 0, sync=None) 
     for window in windows[:warm]:
         recipe.optimizer_step(epoch, [(b, batches[b]) for b in window], len(batches))
         recipe.progress.step += 1
-    timed = windows[warm:warm + steps]
-    tokens = {n: sum(max(len(recipe.data.encoded[n][i].input_ids) for i in batches[b]) * len(batches[b])
-                     for w in timed for b in w) for n in recipe.names}
+    timed = windows[warm : warm + steps]
+    tokens = {
+        n: sum(
+            max(len(recipe.data.encoded[n][i].input_ids) for i in batches[b]) * len(batches[b])
+            for w in timed
+            for b in w
+        )
+        for n in recipe.names
+    }
     sync()
     start = time.perf_counter()
     for window in timed:
@@ -252,10 +300,23 @@ def time_recipe_steps(recipe, epoch: int, steps: int, warm: int = 0, sync=None) 
 
 
 # --------------------------------------------------------------------------- the HF Trainer baseline
-def hf_lora_trainer(model_path, encoded, tokenizer, out_dir: Path, *, lora: dict, batch_size: int, lr: float,
-                    dtype: str = "float32", use_cpu: bool = True, max_steps: int = -1,
-                    sampling: str | None = None, attn_implementation: str | None = None,
-                    gradient_checkpointing: bool = False, callbacks=()):
+def hf_lora_trainer(
+    model_path,
+    encoded,
+    tokenizer,
+    out_dir: Path,
+    *,
+    lora: dict,
+    batch_size: int,
+    lr: float,
+    dtype: str = "float32",
+    use_cpu: bool = True,
+    max_steps: int = -1,
+    sampling: str | None = None,
+    attn_implementation: str | None = None,
+    gradient_checkpointing: bool = False,
+    callbacks=(),
+):
     """Hugging Face `Trainer` + peft LoRA on the model at `model_path`, fed exactly qrdistill's
     tokenised items (`encoded`: input_ids/labels), padded dynamically by DataCollatorForSeq2Seq.
     `lora`: LoraConfig keyword arguments. dtype bfloat16/float16: the model is loaded in that type
@@ -280,11 +341,15 @@ def hf_lora_trainer(model_path, encoded, tokenizer, out_dir: Path, *, lora: dict
         if enable is not None:
             enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         model.enable_input_require_grads()
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
-    rows = [{"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e.input_ids)}
-            for e in encoded]
+    rows = [
+        {"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e.input_ids)}
+        for e in encoded
+    ]
 
     class Rows(torch.utils.data.Dataset):
         def __len__(self):
@@ -294,19 +359,51 @@ def hf_lora_trainer(model_path, encoded, tokenizer, out_dir: Path, *, lora: dict
             return rows[i]
 
     extra = {"train_sampling_strategy": sampling} if sampling else {}
-    args = TrainingArguments(output_dir=str(out_dir), per_device_train_batch_size=batch_size, num_train_epochs=1,
-                             max_steps=max_steps, learning_rate=lr, lr_scheduler_type="linear", weight_decay=0.0,
-                             max_grad_norm=1.0, logging_steps=10_000, save_strategy="no", report_to="none",
-                             disable_tqdm=True, use_cpu=use_cpu, dataloader_num_workers=0, seed=0,
-                             bf16=dtype == "bfloat16", fp16=dtype == "float16", remove_unused_columns=False,
-                             **extra)
+    args = TrainingArguments(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=batch_size,
+        num_train_epochs=1,
+        max_steps=max_steps,
+        learning_rate=lr,
+        lr_scheduler_type="linear",
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        logging_steps=10_000,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=use_cpu,
+        dataloader_num_workers=0,
+        seed=0,
+        bf16=dtype == "bfloat16",
+        fp16=dtype == "float16",
+        remove_unused_columns=False,
+        **extra,
+    )
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-    return Trainer(model=model, args=args, train_dataset=Rows(), data_collator=collator, callbacks=list(callbacks))
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=Rows(),
+        data_collator=collator,
+        callbacks=list(callbacks),
+    )
 
 
-HF_ARGS_REPORTED = ("per_device_train_batch_size", "learning_rate", "lr_scheduler_type", "max_grad_norm",
-                    "weight_decay", "train_sampling_strategy", "num_train_epochs", "max_steps", "optim", "seed",
-                    "bf16", "fp16")
+HF_ARGS_REPORTED = (
+    "per_device_train_batch_size",
+    "learning_rate",
+    "lr_scheduler_type",
+    "max_grad_norm",
+    "weight_decay",
+    "train_sampling_strategy",
+    "num_train_epochs",
+    "max_steps",
+    "optim",
+    "seed",
+    "bf16",
+    "fp16",
+)
 
 
 def hf_args_summary(trainer) -> dict:

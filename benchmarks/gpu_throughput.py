@@ -82,18 +82,54 @@ from _common import (  # noqa: E402
 )
 
 SHAPES = {  # arch, hidden, layers, heads, kv heads, intermediate, vocab (+ head_dim where not hidden/heads)
-    "qwen2.5-0.5b": dict(arch="qwen2", hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
-                         num_key_value_heads=2, intermediate_size=4864, vocab_size=151936),
-    "qwen2.5-1.5b": dict(arch="qwen2", hidden_size=1536, num_hidden_layers=28, num_attention_heads=12,
-                         num_key_value_heads=2, intermediate_size=8960, vocab_size=151936),
-    "llama3.2-1b": dict(arch="llama", hidden_size=2048, num_hidden_layers=16, num_attention_heads=32,
-                        num_key_value_heads=8, intermediate_size=8192, vocab_size=128256, head_dim=64),
+    "qwen2.5-0.5b": dict(
+        arch="qwen2",
+        hidden_size=896,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        intermediate_size=4864,
+        vocab_size=151936,
+    ),
+    "qwen2.5-1.5b": dict(
+        arch="qwen2",
+        hidden_size=1536,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        intermediate_size=8960,
+        vocab_size=151936,
+    ),
+    "llama3.2-1b": dict(
+        arch="llama",
+        hidden_size=2048,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=8192,
+        vocab_size=128256,
+        head_dim=64,
+    ),
 }
 SMALL_SHAPES = {
-    "small-qwen2": dict(arch="qwen2", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                        num_key_value_heads=2, intermediate_size=128, vocab_size=2048),
-    "small-llama": dict(arch="llama", hidden_size=96, num_hidden_layers=2, num_attention_heads=4,
-                        num_key_value_heads=2, intermediate_size=192, vocab_size=3000),
+    "small-qwen2": dict(
+        arch="qwen2",
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        vocab_size=2048,
+    ),
+    "small-llama": dict(
+        arch="llama",
+        hidden_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=192,
+        vocab_size=3000,
+    ),
 }
 JOINT = ("qwen2.5-1.5b", "llama3.2-1b")
 SMALL_JOINT = ("small-qwen2", "small-llama")
@@ -102,18 +138,41 @@ LORA = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
 LR = 1e-4
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, matched on torch.cuda.get_device_name();
 # the first match wins, so the specific names come first.
-PEAK_BF16_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H200 NVL", 835.0), ("GH200", 989.0),
-                    ("H200", 989.0), ("H100", 989.0), ("H800", 989.0), ("B200", 2250.0),
-                    ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0)]
+PEAK_BF16_TFLOPS = [
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H200 NVL", 835.0),
+    ("GH200", 989.0),
+    ("H200", 989.0),
+    ("H100", 989.0),
+    ("H800", 989.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("A800", 312.0),
+    ("L40S", 362.0),
+]
 
 
 # --------------------------------------------------------------------------- FLOPs
 def counts(dims: dict, r: int) -> dict:
     """N (matmul weights incl. the output head), N_lora (all-linear, rank r), L, d."""
-    h, layers, inter, vocab = dims["hidden_size"], dims["num_hidden_layers"], dims["intermediate_size"], dims["vocab_size"]
+    h, layers, inter, vocab = (
+        dims["hidden_size"],
+        dims["num_hidden_layers"],
+        dims["intermediate_size"],
+        dims["vocab_size"],
+    )
     hd = dims.get("head_dim") or h // dims["num_attention_heads"]
     q, kv = dims["num_attention_heads"] * hd, dims["num_key_value_heads"] * hd
-    linears = [(h, q), (h, kv), (h, kv), (q, h), (h, inter), (h, inter), (inter, h)]  # q k v o gate up down
+    linears = [
+        (h, q),
+        (h, kv),
+        (h, kv),
+        (q, h),
+        (h, inter),
+        (h, inter),
+        (inter, h),
+    ]  # q k v o gate up down
     n = layers * sum(i * o for i, o in linears) + h * vocab
     n_lora = layers * sum(r * (i + o) for i, o in linears)
     return {"N": n, "N_lora": n_lora, "layers": layers, "attn_dim": q}
@@ -141,8 +200,14 @@ def build_model(folder: Path, dims: dict, tokenizer, dtype, device: str, seq: in
 
     dims = dict(dims)
     config_cls = {"qwen2": Qwen2Config, "llama": LlamaConfig}[dims.pop("arch")]
-    config = config_cls(**dims, max_position_embeddings=max(4096, seq), tie_word_embeddings=True,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    config = config_cls(
+        **dims,
+        max_position_embeddings=max(4096, seq),
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
     torch.manual_seed(0)
     with torch.device(device):  # random init on the GPU: seconds, not a minute of CPU
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -157,20 +222,36 @@ def synthetic_paths(n: int) -> list[dict]:
     from qrdistill.records import ReasoningPath
 
     styles = ["chain_of_thought", "program", "backward"]
-    return [ReasoningPath(id=ReasoningPath.make_id(f"q{i}", styles[i % 3], 0), question_id=f"q{i}", task="gsm8k",
-                          style=styles[i % 3], prompt=f"Question {i}: what is {i} + {i}?", gold=str(2 * i),
-                          text=f"Path {i}: {i} + {i} = {2 * i}. The answer is {2 * i}.", answer=str(2 * i),
-                          correct=True, kept=True).model_dump(mode="json") for i in range(n)]
+    return [
+        ReasoningPath(
+            id=ReasoningPath.make_id(f"q{i}", styles[i % 3], 0),
+            question_id=f"q{i}",
+            task="gsm8k",
+            style=styles[i % 3],
+            prompt=f"Question {i}: what is {i} + {i}?",
+            gold=str(2 * i),
+            text=f"Path {i}: {i} + {i} = {2 * i}. The answer is {2 * i}.",
+            answer=str(2 * i),
+            correct=True,
+            kept=True,
+        ).model_dump(mode="json")
+        for i in range(n)
+    ]
 
 
-def write_route_embeddings(paths: list[dict], cache_dir: Path, encoder: str, dim: int = 384) -> None:
+def write_route_embeddings(
+    paths: list[dict], cache_dir: Path, encoder: str, dim: int = 384
+) -> None:
     """Random text embeddings in the router's cache, so learned routing needs no encoder here."""
     import torch
 
     from qrdistill.training.router import _slug
 
     gen = torch.Generator().manual_seed(0)
-    store = {hashlib.sha256(p["text"].encode("utf-8")).hexdigest(): torch.randn(dim, generator=gen) for p in paths}
+    store = {
+        hashlib.sha256(p["text"].encode("utf-8")).hexdigest(): torch.randn(dim, generator=gen)
+        for p in paths
+    }
     cache_dir.mkdir(parents=True, exist_ok=True)
     torch.save(store, cache_dir / f"{_slug(encoder)}.pt")
 
@@ -196,7 +277,9 @@ class Side:
     """One thing timed: `call(round)` runs warm + timed steps and returns seconds for the timed
     ones; tokens per call, FLOPs per token and its own resident bytes are known up front."""
 
-    def __init__(self, name: str, call, tokens: int, lora_flops: float, model_flops: float, static_bytes):
+    def __init__(
+        self, name: str, call, tokens: int, lora_flops: float, model_flops: float, static_bytes
+    ):
         self.name, self.call, self.tokens = name, call, tokens
         self.lora_flops, self.model_flops, self.static_bytes = lora_flops, model_flops, static_bytes
         self.seconds: list[float] = []
@@ -246,8 +329,13 @@ def hf_step_timer(warm: int, steps: int, sync):
 
 def summary(values: list[float]) -> dict:
     med = statistics.median(values)
-    return {"median": med, "min": min(values), "max": max(values),
-            "spread": (max(values) - min(values)) / med if med else None, "n": len(values)}
+    return {
+        "median": med,
+        "min": min(values),
+        "max": max(values),
+        "spread": (max(values) - min(values)) / med if med else None,
+        "n": len(values),
+    }
 
 
 def figure(value, unit: str, target: str | None = None, note: str | None = None) -> dict:
@@ -255,7 +343,12 @@ def figure(value, unit: str, target: str | None = None, note: str | None = None)
     if target is not None and value is not None:
         op, bound = target.split()
         met = value >= float(bound) if op == ">=" else value <= float(bound)
-    out = {"value": None if value is None else round(value, 4), "unit": unit, "target": target, "met": met}
+    out = {
+        "value": None if value is None else round(value, 4),
+        "unit": unit,
+        "target": target,
+        "met": met,
+    }
     if note:
         out["note"] = note
     return out
@@ -263,22 +356,45 @@ def figure(value, unit: str, target: str | None = None, note: str | None = None)
 
 # --------------------------------------------------------------------------- main
 def parse(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", action="store_true", help="tiny shapes on CPU, fp32 (keeps the script working)")
-    parser.add_argument("--quick", action="store_true", help="qwen2.5-1.5b only, no joint, 3 rounds of 5 steps")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--small", action="store_true", help="tiny shapes on CPU, fp32 (keeps the script working)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="qwen2.5-1.5b only, no joint, 3 rounds of 5 steps"
+    )
     parser.add_argument("--shapes", nargs="*", default=None, help=f"subset of {list(SHAPES)}")
     parser.add_argument("--no-joint", action="store_true")
     parser.add_argument("--seq-len", type=int, default=None, help="default 1024 (--small 64)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 8 (--small 4)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per call (default 10, --quick 5, --small 3)")
-    parser.add_argument("--warm", type=int, default=None, help="untimed steps per call (default 3, --small 1)")
-    parser.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default=None,
-                        help="default bf16 on CUDA, fp32 on CPU")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="timed steps per call (default 10, --quick 5, --small 3)",
+    )
+    parser.add_argument(
+        "--warm", type=int, default=None, help="untimed steps per call (default 3, --small 1)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["bf16", "fp16", "fp32"],
+        default=None,
+        help="default bf16 on CUDA, fp32 on CPU",
+    )
     parser.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
-    parser.add_argument("--compile", action="store_true", help="qrdistill side only (compile: true)")
-    parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the device")
-    parser.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results/...)")
+    parser.add_argument(
+        "--compile", action="store_true", help="qrdistill side only (compile: true)"
+    )
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="dense bf16 peak of the device"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results file (default benchmarks/results/...)"
+    )
     return parser.parse_args(argv)
 
 
@@ -290,8 +406,11 @@ def main(argv=None) -> dict:
     if not cuda and not args.small:
         sys.exit("no CUDA GPU: run with --small for the CPU check")
     shapes_table = SMALL_SHAPES if args.small else SHAPES
-    shapes = args.shapes or ([GOAL_SHAPE if not args.small else next(iter(SMALL_SHAPES))] if args.quick
-                             else list(shapes_table))
+    shapes = args.shapes or (
+        [GOAL_SHAPE if not args.small else next(iter(SMALL_SHAPES))]
+        if args.quick
+        else list(shapes_table)
+    )
     unknown = [s for s in shapes if s not in shapes_table]
     if unknown:
         sys.exit(f"unknown shapes {unknown}; choose from {list(shapes_table)}")
@@ -305,7 +424,9 @@ def main(argv=None) -> dict:
     dtype = getattr(torch, dtype_name)
     # accelerate's state is one per process and both sides create an Accelerator: fix its mixed
     # precision before either does, so they agree (a mismatch is an error in accelerate).
-    os.environ["ACCELERATE_MIXED_PRECISION"] = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}[precision]
+    os.environ["ACCELERATE_MIXED_PRECISION"] = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}[
+        precision
+    ]
     if not cuda:  # --small on a GPU machine still runs on the CPU, on both sides
         os.environ["ACCELERATE_USE_CPU"] = "true"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -320,10 +441,30 @@ def main(argv=None) -> dict:
     attn = resolve_attn_implementation("auto", dtype)  # what qrdistill picks; HF gets the same
     tmp = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
     try:
-        return _run(SimpleNamespace(
-            args=args, cuda=cuda, shapes_table=shapes_table, shapes=shapes, joint=joint, seq=seq, batch=batch,
-            steps=steps, warm=warm, precision=precision, dtype_name=dtype_name, dtype=dtype, sync=sync,
-            device_name=device_name, peak=peak, name=name, out_file=out_file, log=log, attn=attn, tmp=tmp))
+        return _run(
+            SimpleNamespace(
+                args=args,
+                cuda=cuda,
+                shapes_table=shapes_table,
+                shapes=shapes,
+                joint=joint,
+                seq=seq,
+                batch=batch,
+                steps=steps,
+                warm=warm,
+                precision=precision,
+                dtype_name=dtype_name,
+                dtype=dtype,
+                sync=sync,
+                device_name=device_name,
+                peak=peak,
+                name=name,
+                out_file=out_file,
+                log=log,
+                attn=attn,
+                tmp=tmp,
+            )
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the saved random models (GBs on the GPU run)
 
@@ -335,9 +476,21 @@ def _run(run) -> dict:
     from qrdistill.training.config import TrainConfig
     from tiny_models import make_tokenizer
 
-    args, cuda, shapes_table, shapes, joint = run.args, run.cuda, run.shapes_table, run.shapes, run.joint
+    args, cuda, shapes_table, shapes, joint = (
+        run.args,
+        run.cuda,
+        run.shapes_table,
+        run.shapes,
+        run.joint,
+    )
     seq, batch, steps, warm, precision = run.seq, run.batch, run.steps, run.warm, run.precision
-    dtype_name, dtype, sync, device_name, peak = run.dtype_name, run.dtype, run.sync, run.device_name, run.peak
+    dtype_name, dtype, sync, device_name, peak = (
+        run.dtype_name,
+        run.dtype,
+        run.sync,
+        run.device_name,
+        run.peak,
+    )
     name, out_file, log, attn, tmp = run.name, run.out_file, run.log, run.attn, run.tmp
     n_items = batch * (warm + steps)
     paths = synthetic_paths(n_items)
@@ -347,17 +500,35 @@ def _run(run) -> dict:
     folders = {}
     for shape in needed:
         log(f"building {shape} (random weights, {dtype_name})")
-        folders[shape] = build_model(tmp / shape, shapes_table[shape], tokenizer, dtype,
-                                     "cuda" if cuda else "cpu", seq)
+        folders[shape] = build_model(
+            tmp / shape, shapes_table[shape], tokenizer, dtype, "cuda" if cuda else "cpu", seq
+        )
         if cuda:
             torch.cuda.empty_cache()
 
-    student_switches = {"precision": precision, "gradient_checkpointing": args.gradient_checkpointing,
-                        "compile": args.compile, "lora": LORA}
-    common = dict(epochs=1000, batch_size=batch, max_length=max(seq, 8), progress=False, log_every=10**6,
-                  checkpoint_every=10**6, seed=0, clip=1.0, scheduler="linear")
-    hf_lora = {"r": LORA["r"], "lora_alpha": LORA["alpha"], "lora_dropout": LORA["dropout"],
-               "target_modules": LORA["target_modules"]}
+    student_switches = {
+        "precision": precision,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "compile": args.compile,
+        "lora": LORA,
+    }
+    common = dict(
+        epochs=1000,
+        batch_size=batch,
+        max_length=max(seq, 8),
+        progress=False,
+        log_every=10**6,
+        checkpoint_every=10**6,
+        seed=0,
+        clip=1.0,
+        scheduler="linear",
+    )
+    hf_lora = {
+        "r": LORA["r"],
+        "lora_alpha": LORA["alpha"],
+        "lora_dropout": LORA["dropout"],
+        "target_modules": LORA["target_modules"],
+    }
     sides: list[Side] = []
     keep: list = []  # recipes and trainers stay alive (resident) for the whole run
     configs: dict = {}
@@ -367,15 +538,24 @@ def _run(run) -> dict:
         tokens = batch * seq * steps * len(members)  # per call
         c = {s: counts(shapes_table[s], LORA["r"]) for s in members}
         model = recipe.acc.unwrap_model(recipe.model)
-        return Side(label, lambda rnd: time_recipe_steps(recipe, rnd, steps, warm, sync)["seconds"], tokens,
-                    sum(lora_flops_per_token(c[s], seq) for s in members) / len(members),
-                    sum(model_flops_per_token(c[s]) for s in members) / len(members),
-                    lambda: state_bytes(model, recipe.optimizer))
+        return Side(
+            label,
+            lambda rnd: time_recipe_steps(recipe, rnd, steps, warm, sync)["seconds"],
+            tokens,
+            sum(lora_flops_per_token(c[s], seq) for s in members) / len(members),
+            sum(model_flops_per_token(c[s]) for s in members) / len(members),
+            lambda: state_bytes(model, recipe.optimizer),
+        )
 
     for shape in shapes:
         log(f"loading {shape}: qrdistill and HF Trainer")
-        cfg = TrainConfig(students=[{"name": shape, "model": str(folders[shape]), "lr": LR, **student_switches}],
-                          objective="answer_aug", routing={"mode": "all"}, peer={"enabled": False}, **common)
+        cfg = TrainConfig(
+            students=[{"name": shape, "model": str(folders[shape]), "lr": LR, **student_switches}],
+            objective="answer_aug",
+            routing={"mode": "all"},
+            peer={"enabled": False},
+            **common,
+        )
         recipe = make_recipe(cfg, paths_file, tmp / f"qr-{shape}")
         randomize(recipe, {shape: shapes_table[shape]["vocab_size"]}, seq)
         check_dtype(recipe.acc.unwrap_model(recipe.model), dtype, f"{shape}/qrdistill")
@@ -383,10 +563,21 @@ def _run(run) -> dict:
         configs[f"{shape}/qrdistill"] = cfg.model_dump(mode="json")
         sides.append(qr_side(f"{shape}/qrdistill", recipe, [shape]))
         timer = hf_step_timer(warm, steps, sync)
-        trainer = hf_lora_trainer(folders[shape], recipe.data.encoded[shape], recipe.tokenizers[shape],
-                                  tmp / f"hf-{shape}", lora=hf_lora, batch_size=batch, lr=LR, dtype=dtype_name,
-                                  use_cpu=not cuda, max_steps=warm + steps, attn_implementation=attn,
-                                  gradient_checkpointing=args.gradient_checkpointing, callbacks=[timer])
+        trainer = hf_lora_trainer(
+            folders[shape],
+            recipe.data.encoded[shape],
+            recipe.tokenizers[shape],
+            tmp / f"hf-{shape}",
+            lora=hf_lora,
+            batch_size=batch,
+            lr=LR,
+            dtype=dtype_name,
+            use_cpu=not cuda,
+            max_steps=warm + steps,
+            attn_implementation=attn,
+            gradient_checkpointing=args.gradient_checkpointing,
+            callbacks=[timer],
+        )
         configs[f"{shape}/hf_trainer"] = hf_args_summary(trainer)
         check_dtype(trainer.model, dtype, f"{shape}/hf_trainer")
 
@@ -394,31 +585,53 @@ def _run(run) -> dict:
             with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its metrics dict
                 trainer.train()
             if timer.seconds is None:
-                raise RuntimeError("the HF step timer saw no timed steps (Trainer callback order changed?)")
+                raise RuntimeError(
+                    "the HF step timer saw no timed steps (Trainer callback order changed?)"
+                )
             return timer.seconds
 
         c = counts(shapes_table[shape], LORA["r"])
-        sides.append(Side(f"{shape}/hf_trainer", hf_call, batch * seq * steps, lora_flops_per_token(c, seq),
-                          model_flops_per_token(c),
-                          lambda trainer=trainer: state_bytes(trainer.model, trainer.optimizer)))
+        sides.append(
+            Side(
+                f"{shape}/hf_trainer",
+                hf_call,
+                batch * seq * steps,
+                lora_flops_per_token(c, seq),
+                model_flops_per_token(c),
+                lambda trainer=trainer: state_bytes(trainer.model, trainer.optimizer),
+            )
+        )
         keep.append((recipe, trainer))
 
     joint_note = None
     if joint:
         log(f"loading joint: {' + '.join(joint)}")
-        students = [{"name": s, "model": str(folders[s]), "lr": LR, **student_switches} for s in joint]
+        students = [
+            {"name": s, "model": str(folders[s]), "lr": LR, **student_switches} for s in joint
+        ]
         route_cache = tmp / "route-embeddings"
-        cfg = TrainConfig(students=students, objective="qr_distill",
-                          routing={"mode": "learned", "encoder": "minilm", "cache_dir": str(route_cache)},
-                          peer={"enabled": True, "kind": "hidden"}, **common)
+        cfg = TrainConfig(
+            students=students,
+            objective="qr_distill",
+            routing={"mode": "learned", "encoder": "minilm", "cache_dir": str(route_cache)},
+            peer={"enabled": True, "kind": "hidden"},
+            **common,
+        )
         try:
             write_route_embeddings(paths, route_cache, "minilm")
             recipe = make_recipe(cfg, paths_file, tmp / "qr-joint")
         except ImportError as err:  # the router's cache format changed and it wants its encoder
-            joint_note = f"learned routing unavailable here ({err}); joint run uses routing all + peer"
+            joint_note = (
+                f"learned routing unavailable here ({err}); joint run uses routing all + peer"
+            )
             log(joint_note)
-            cfg = TrainConfig(students=students, objective="qr_distill", routing={"mode": "all"},
-                              peer={"enabled": True, "kind": "hidden"}, **common)
+            cfg = TrainConfig(
+                students=students,
+                objective="qr_distill",
+                routing={"mode": "all"},
+                peer={"enabled": True, "kind": "hidden"},
+                **common,
+            )
             recipe = make_recipe(cfg, paths_file, tmp / "qr-joint")
         randomize(recipe, {s: shapes_table[s]["vocab_size"] for s in joint}, seq, seed=1)
         configs["joint/qrdistill"] = cfg.model_dump(mode="json")
@@ -426,22 +639,41 @@ def _run(run) -> dict:
         keep.append((recipe,))
         missing = [s for s in joint if s not in recipe_for]
         if missing:
-            joint_note = (joint_note or "") + f" separate runs of {missing} not loaded (--shapes): no ratio"
+            joint_note = (
+                joint_note or ""
+            ) + f" separate runs of {missing} not loaded (--shapes): no ratio"
 
     # --small is a CI check of the script, not a figure worth waiting minutes for.
-    quiet = wait_for_quiet_cpu(max_wait_s=float(os.environ.get("BENCH_MAX_WAIT_S", "60")) if args.small else None,
-                               device="cuda" if cuda else "cpu")
-    setup = {"device": device_name or "cpu", "peak_bf16_tflops": peak, "precision": precision,
-             "attention": attn or "sdpa (transformers default)", "seq_len": seq, "batch_size": batch,
-             "timed_steps_per_call": steps, "warm_steps_per_call": warm, "rounds": args.rounds,
-             "gradient_checkpointing": args.gradient_checkpointing, "compile_qrdistill": args.compile,
-             "lora": LORA, "lr": LR, "shapes": {s: shapes_table[s] for s in needed},
-             "flop_counts": {s: counts(shapes_table[s], LORA["r"]) for s in needed},
-             "cuda": torch.version.cuda, "quiet_cpu": quiet, "joint": list(joint) if joint else None,
-             "joint_note": joint_note}
+    quiet = wait_for_quiet_cpu(
+        max_wait_s=float(os.environ.get("BENCH_MAX_WAIT_S", "60")) if args.small else None,
+        device="cuda" if cuda else "cpu",
+    )
+    setup = {
+        "device": device_name or "cpu",
+        "peak_bf16_tflops": peak,
+        "precision": precision,
+        "attention": attn or "sdpa (transformers default)",
+        "seq_len": seq,
+        "batch_size": batch,
+        "timed_steps_per_call": steps,
+        "warm_steps_per_call": warm,
+        "rounds": args.rounds,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "compile_qrdistill": args.compile,
+        "lora": LORA,
+        "lr": LR,
+        "shapes": {s: shapes_table[s] for s in needed},
+        "flop_counts": {s: counts(shapes_table[s], LORA["r"]) for s in needed},
+        "cuda": torch.version.cuda,
+        "quiet_cpu": quiet,
+        "joint": list(joint) if joint else None,
+        "joint_note": joint_note,
+    }
     if args.small:
-        setup["note"] = ("tiny shapes on a CPU: this checks that the script works; with steps of a few "
-                         "milliseconds the fixed per-step costs dominate, so these are not throughput figures")
+        setup["note"] = (
+            "tiny shapes on a CPU: this checks that the script works; with steps of a few "
+            "milliseconds the fixed per-step costs dominate, so these are not throughput figures"
+        )
     rounds: list[dict] = []
 
     def report(partial: bool) -> dict:
@@ -454,34 +686,62 @@ def _run(run) -> dict:
             mem = (side.static_bytes() + max(side.peak_extra)) / 2**30 if cuda else None
             mfu = side.lora_flops * tps / (peak * 1e12) if peak else None
             mfu6 = side.model_flops * tps / (peak * 1e12) if peak else None
-            results[side.name] = {"seconds_per_call": s, "tokens_per_call": side.tokens,
-                                  "tokens_per_s": tps, "mfu_lora_flops": mfu, "mfu_6n": mfu6,
-                                  "lora_flops_per_token": side.lora_flops, "model_flops_per_token": side.model_flops,
-                                  "peak_memory_gib": mem,
-                                  "peak_extra_gib": [b / 2**30 for b in side.peak_extra] if cuda else None}
-            goal = ">= 0.35" if side.name == f"{GOAL_SHAPE}/qrdistill" and seq == 1024 and not args.small else None
-            figures[f"mfu/{side.name}"] = figure(mfu, "fraction of dense bf16 peak (LoRA FLOPs)", goal)
+            results[side.name] = {
+                "seconds_per_call": s,
+                "tokens_per_call": side.tokens,
+                "tokens_per_s": tps,
+                "mfu_lora_flops": mfu,
+                "mfu_6n": mfu6,
+                "lora_flops_per_token": side.lora_flops,
+                "model_flops_per_token": side.model_flops,
+                "peak_memory_gib": mem,
+                "peak_extra_gib": [b / 2**30 for b in side.peak_extra] if cuda else None,
+            }
+            goal = (
+                ">= 0.35"
+                if side.name == f"{GOAL_SHAPE}/qrdistill" and seq == 1024 and not args.small
+                else None
+            )
+            figures[f"mfu/{side.name}"] = figure(
+                mfu, "fraction of dense bf16 peak (LoRA FLOPs)", goal
+            )
             figures[f"mfu_6n/{side.name}"] = figure(mfu6, "fraction of dense bf16 peak (6N FLOPs)")
             figures[f"tokens_per_s/{side.name}"] = figure(tps, "tokens/s")
             figures[f"peak_memory_gib/{side.name}"] = figure(mem, "GiB")
         for shape in shapes:
             qr, hf = results.get(f"{shape}/qrdistill"), results.get(f"{shape}/hf_trainer")
             if qr and hf:
-                figures[f"speedup_vs_hf_trainer/{shape}"] = figure(qr["tokens_per_s"] / hf["tokens_per_s"],
-                                                                   "x (tokens/s ratio of medians)", ">= 1.0")
-        if joint and "joint/qrdistill" in results and all(f"{s}/qrdistill" in results for s in joint):
+                figures[f"speedup_vs_hf_trainer/{shape}"] = figure(
+                    qr["tokens_per_s"] / hf["tokens_per_s"],
+                    "x (tokens/s ratio of medians)",
+                    ">= 1.0",
+                )
+        if (
+            joint
+            and "joint/qrdistill" in results
+            and all(f"{s}/qrdistill" in results for s in joint)
+        ):
             separate = sum(results[f"{s}/qrdistill"]["seconds_per_call"]["median"] for s in joint)
             figures["joint_over_separate_time"] = figure(
                 results["joint/qrdistill"]["seconds_per_call"]["median"] / separate,
                 "joint step time / sum of the separate step times (same batch, same tokens per student)",
-                note="QR-Distill proper (learned routing + peer) vs each student alone (SFT); paper: 0.69")
-        full = {"partial": partial, "figures": figures, "setup": setup, "results": results, "rounds": rounds,
-                "config": configs}
+                note="QR-Distill proper (learned routing + peer) vs each student alone (SFT); paper: 0.69",
+            )
+        full = {
+            "partial": partial,
+            "figures": figures,
+            "setup": setup,
+            "results": results,
+            "rounds": rounds,
+            "config": configs,
+        }
         write_results(name, full, path=out_file)
         return full
 
     report(partial=True)  # the set-up is on disk before the first timed step
-    log(f"timing {len(sides)} sides x {args.rounds} rounds ({warm} warm + {steps} timed steps per call)")
+    log(
+        f"timing {len(sides)} sides x {args.rounds} rounds ({warm} warm + {steps} timed steps per call)"
+    )
     for rnd in range(args.rounds):
         order = sides if rnd % 2 == 0 else sides[::-1]
         row = {"round": rnd, "order": [s.name for s in order]}
@@ -496,8 +756,15 @@ def _run(run) -> dict:
                 side.peak_extra.append(torch.cuda.max_memory_allocated() - resident)
             tps = side.tokens / seconds
             row[side.name] = {"seconds": round(seconds, 4), "tokens_per_s": round(tps, 1)}
-            emit({"round": rnd, "side": side.name, "seconds": round(seconds, 4), "tokens_per_s": round(tps, 1),
-                  "mfu": round(side.lora_flops * tps / (peak * 1e12), 4) if peak else None})
+            emit(
+                {
+                    "round": rnd,
+                    "side": side.name,
+                    "seconds": round(seconds, 4),
+                    "tokens_per_s": round(tps, 1),
+                    "mfu": round(side.lora_flops * tps / (peak * 1e12), 4) if peak else None,
+                }
+            )
         rounds.append(row)
         report(partial=rnd < args.rounds - 1)
     final = report(partial=False)

@@ -38,15 +38,23 @@ from _common import (  # noqa: E402
     write_results,
 )
 
-STUDENTS = [{"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2e-4},
-            {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2e-4}]
+STUDENTS = [
+    {"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2e-4},
+    {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2e-4},
+]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", action="store_true")
-    parser.add_argument("--paths", type=int, default=None, help="number of paths (default 32, --small 8)")
-    parser.add_argument("--reps", type=int, default=None, help="timed epochs per side (default 3, --small 2)")
+    parser.add_argument(
+        "--paths", type=int, default=None, help="number of paths (default 32, --small 8)"
+    )
+    parser.add_argument(
+        "--reps", type=int, default=None, help="timed epochs per side (default 3, --small 2)"
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
     n_paths = args.paths or (8 if args.small else 32)
@@ -57,14 +65,33 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-joint-"))
     paths_file = write_paths(realistic_paths(n_paths), tmp / "paths.jsonl")
-    common = dict(epochs=reps + 2, batch_size=args.batch_size, max_length=512, progress=False,
-                  log_every=10_000, checkpoint_every=10_000, seed=0)
+    common = dict(
+        epochs=reps + 2,
+        batch_size=args.batch_size,
+        max_length=512,
+        progress=False,
+        log_every=10_000,
+        checkpoint_every=10_000,
+        seed=0,
+    )
     configs = {
-        "joint": TrainConfig(students=STUDENTS, objective="qr_distill",
-                             routing={"mode": "learned", "cache_dir": str(tmp / "emb")}, peer={"enabled": True},
-                             **common),
-        **{s["name"]: TrainConfig(students=[s], objective="answer_aug", routing={"mode": "all"},
-                                  peer={"enabled": False}, **common) for s in STUDENTS},
+        "joint": TrainConfig(
+            students=STUDENTS,
+            objective="qr_distill",
+            routing={"mode": "learned", "cache_dir": str(tmp / "emb")},
+            peer={"enabled": True},
+            **common,
+        ),
+        **{
+            s["name"]: TrainConfig(
+                students=[s],
+                objective="answer_aug",
+                routing={"mode": "all"},
+                peer={"enabled": False},
+                **common,
+            )
+            for s in STUDENTS
+        },
     }
     load_s, recipes = {}, {}
     for name, cfg in configs.items():
@@ -82,7 +109,7 @@ def main() -> None:
     rates: list[float] = []
     rounds = []
     for rnd in range(reps + 1):  # round 0 is a warm-up
-        order = sides[rnd % 3:] + sides[:rnd % 3]
+        order = sides[rnd % 3 :] + sides[: rnd % 3]
         tokens_before = list(recipes["joint"].progress.tokens)
         got = {s: time_recipe_epoch(recipes[s], rnd) for s in order}
         trained = [a - b for a, b in zip(recipes["joint"].progress.tokens, tokens_before)]
@@ -92,36 +119,64 @@ def main() -> None:
             times[s].append(got[s]["seconds"])
         rate = sum(got["joint"]["route_rate"].values()) / len(STUDENTS)
         rates.append(rate)
-        row = {"round": rnd, "order": order, **{f"epoch_s/{s}": round(got[s]["seconds"], 2) for s in sides},
-               "ratio_joint_over_separate": round(got["joint"]["seconds"] /
-                                                  sum(got[s]["seconds"] for s in sides[1:]), 3),
-               "joint_route_rate": {n: round(v, 3) for n, v in got["joint"]["route_rate"].items()},
-               "joint_trained_tokens": dict(zip(recipes["joint"].names, trained)),
-               "all_tokens": got["joint"]["tokens"]}
+        row = {
+            "round": rnd,
+            "order": order,
+            **{f"epoch_s/{s}": round(got[s]["seconds"], 2) for s in sides},
+            "ratio_joint_over_separate": round(
+                got["joint"]["seconds"] / sum(got[s]["seconds"] for s in sides[1:]), 3
+            ),
+            "joint_route_rate": {n: round(v, 3) for n, v in got["joint"]["route_rate"].items()},
+            "joint_trained_tokens": dict(zip(recipes["joint"].names, trained)),
+            "all_tokens": got["joint"]["tokens"],
+        }
         rounds.append(emit(row))
     med = {s: median(v) for s in sides for v in [times[s]]}
     ratio = med["joint"] / sum(med[s] for s in sides[1:])
     per_round = [r["ratio_joint_over_separate"] for r in rounds]
-    result = emit({"measurement": "median", "paths": n_paths, "timed_epochs_per_side": reps,
-                   **{f"epoch_s/{s}": round(med[s], 2) for s in sides},
-                   "ratio_joint_over_separate": round(ratio, 3),
-                   "ratio_rounds_min_max": [min(per_round), max(per_round)],
-                   "mean_route_rate": round(sum(rates) / len(rates), 3),
-                   "paper": 0.69, "router_encoder_embed_s_once_per_run": round(embed_s, 2)})
+    result = emit(
+        {
+            "measurement": "median",
+            "paths": n_paths,
+            "timed_epochs_per_side": reps,
+            **{f"epoch_s/{s}": round(med[s], 2) for s in sides},
+            "ratio_joint_over_separate": round(ratio, 3),
+            "ratio_rounds_min_max": [min(per_round), max(per_round)],
+            "mean_route_rate": round(sum(rates) / len(rates), 3),
+            "paper": 0.69,
+            "router_encoder_embed_s_once_per_run": round(embed_s, 2),
+        }
+    )
     figures = {
-        "joint_over_separate_epoch_time": {"value": round(ratio, 3), "unit": "ratio", "target": "<= 0.60",
-                                           "met": ratio <= 0.60, "rounds_min_max": [min(per_round), max(per_round)]},
-        "mean_routing_rate": {"value": round(sum(rates) / len(rates), 3), "unit": "share of (path, student) pairs",
-                              "target": "none: the floor the ratio can reach", "met": None},
+        "joint_over_separate_epoch_time": {
+            "value": round(ratio, 3),
+            "unit": "ratio",
+            "target": "<= 0.60",
+            "met": ratio <= 0.60,
+            "rounds_min_max": [min(per_round), max(per_round)],
+        },
+        "mean_routing_rate": {
+            "value": round(sum(rates) / len(rates), 3),
+            "unit": "share of (path, student) pairs",
+            "target": "none: the floor the ratio can reach",
+            "met": None,
+        },
     }
     steps = recipes["joint"].windows_per_epoch
-    write_results("joint_vs_separate_small" if args.small else "joint_vs_separate", {
-        "figures": figures,
-        "models": "real packaged SmolLM2-135M-Instruct + Gemma-3-270M, float32, LoRA r=8 alpha=16 on q_proj/v_proj",
-        "data": f"{n_paths} realistic paths (real GSM8K/StrategyQA questions + real solutions, templated)",
-        "config": {name: cfg.model_dump(mode="json") for name, cfg in configs.items()},
-        "optimizer_steps_per_epoch": steps,
-        "load_s": load_s, "quiet_cpu": quiet, "rounds": rounds, "result": result})
+    write_results(
+        "joint_vs_separate_small" if args.small else "joint_vs_separate",
+        {
+            "figures": figures,
+            "models": "real packaged SmolLM2-135M-Instruct + Gemma-3-270M, float32, LoRA r=8 alpha=16 on q_proj/v_proj",
+            "data": f"{n_paths} realistic paths (real GSM8K/StrategyQA questions + real solutions, templated)",
+            "config": {name: cfg.model_dump(mode="json") for name, cfg in configs.items()},
+            "optimizer_steps_per_epoch": steps,
+            "load_s": load_s,
+            "quiet_cpu": quiet,
+            "rounds": rounds,
+            "result": result,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -57,19 +57,36 @@ def hf_trainer(recipe, out_dir: Path, batch_size: int, lr: float):
             EpochTimer.seconds.append(time.perf_counter() - self.start)
 
     name = recipe.names[0]
-    trainer = hf_lora_trainer(resolve_model(MODEL), recipe.data.encoded[name], recipe.tokenizers[name], out_dir,
-                              lora={"r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
-                                    "target_modules": ["q_proj", "v_proj"]},
-                              batch_size=batch_size, lr=lr, dtype="float32", use_cpu=True,
-                              sampling="group_by_length", callbacks=[EpochTimer()])
+    trainer = hf_lora_trainer(
+        resolve_model(MODEL),
+        recipe.data.encoded[name],
+        recipe.tokenizers[name],
+        out_dir,
+        lora={
+            "r": 8,
+            "lora_alpha": 16,
+            "lora_dropout": 0.05,
+            "target_modules": ["q_proj", "v_proj"],
+        },
+        batch_size=batch_size,
+        lr=lr,
+        dtype="float32",
+        use_cpu=True,
+        sampling="group_by_length",
+        callbacks=[EpochTimer()],
+    )
     return trainer, EpochTimer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", action="store_true")
     parser.add_argument("--paths", type=int, default=None, help="default 32, --small 16")
-    parser.add_argument("--reps", type=int, default=None, help="timed epochs per side (default 3, --small 2)")
+    parser.add_argument(
+        "--reps", type=int, default=None, help="timed epochs per side (default 3, --small 2)"
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
     n_paths = args.paths or (16 if args.small else 32)
@@ -79,10 +96,19 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-loop-"))
     paths_file = write_paths(realistic_paths(n_paths), tmp / "paths.jsonl")
-    cfg = TrainConfig(students=[{"name": "smollm2-135m", "model": MODEL, "lr": 2e-4}], objective="answer_aug",
-                      routing={"mode": "all"}, peer={"enabled": False}, epochs=reps + 2,
-                      batch_size=args.batch_size, max_length=512, progress=False, log_every=10_000,
-                      checkpoint_every=10_000, seed=0)
+    cfg = TrainConfig(
+        students=[{"name": "smollm2-135m", "model": MODEL, "lr": 2e-4}],
+        objective="answer_aug",
+        routing={"mode": "all"},
+        peer={"enabled": False},
+        epochs=reps + 2,
+        batch_size=args.batch_size,
+        max_length=512,
+        progress=False,
+        log_every=10_000,
+        checkpoint_every=10_000,
+        seed=0,
+    )
     recipe = make_recipe(cfg, paths_file, tmp / "qrdistill")
     trainer, timer = hf_trainer(recipe, tmp / "hf", args.batch_size, 2e-4)
     name = recipe.names[0]
@@ -104,20 +130,46 @@ def main() -> None:
             continue
         qr_s.append(got["qrdistill"])
         hf_s.append(got["hf_trainer"])
-        rounds.append(emit({"round": rnd, "order": order, "epoch_s/qrdistill": round(got["qrdistill"], 2),
-                            "epoch_s/hf_trainer": round(got["hf_trainer"], 2),
-                            "ratio_tokens_per_s_vs_hf_trainer": round(got["hf_trainer"] / got["qrdistill"], 3)}))
+        rounds.append(
+            emit(
+                {
+                    "round": rnd,
+                    "order": order,
+                    "epoch_s/qrdistill": round(got["qrdistill"], 2),
+                    "epoch_s/hf_trainer": round(got["hf_trainer"], 2),
+                    "ratio_tokens_per_s_vs_hf_trainer": round(
+                        got["hf_trainer"] / got["qrdistill"], 3
+                    ),
+                }
+            )
+        )
     qr_tps, hf_tps = tokens / median(qr_s), tokens / median(hf_s)
-    result = emit({"measurement": "median", "paths": n_paths, "real_tokens_per_epoch": tokens,
-                   "tokens_per_s/qrdistill": round(qr_tps, 1), "tokens_per_s/hf_trainer": round(hf_tps, 1),
-                   "ratio_tokens_per_s_vs_hf_trainer": round(qr_tps / hf_tps, 3), "target": 1.0,
-                   "target_met": qr_tps / hf_tps >= 1.0})
-    write_results("loop_overhead", {
-        "model": "real packaged SmolLM2-135M-Instruct, float32, LoRA r=8 alpha=16 dropout=0.05 on q_proj/v_proj",
-        "data": f"{n_paths} realistic paths (real GSM8K/StrategyQA questions + real solutions, templated)",
-        "config": {"qrdistill": cfg.model_dump(mode="json"),
-                   "hf_trainer": hf_args_summary(trainer)},
-        "quiet_cpu": quiet, "rounds": rounds, "result": result})
+    result = emit(
+        {
+            "measurement": "median",
+            "paths": n_paths,
+            "real_tokens_per_epoch": tokens,
+            "tokens_per_s/qrdistill": round(qr_tps, 1),
+            "tokens_per_s/hf_trainer": round(hf_tps, 1),
+            "ratio_tokens_per_s_vs_hf_trainer": round(qr_tps / hf_tps, 3),
+            "target": 1.0,
+            "target_met": qr_tps / hf_tps >= 1.0,
+        }
+    )
+    write_results(
+        "loop_overhead",
+        {
+            "model": "real packaged SmolLM2-135M-Instruct, float32, LoRA r=8 alpha=16 dropout=0.05 on q_proj/v_proj",
+            "data": f"{n_paths} realistic paths (real GSM8K/StrategyQA questions + real solutions, templated)",
+            "config": {
+                "qrdistill": cfg.model_dump(mode="json"),
+                "hf_trainer": hf_args_summary(trainer),
+            },
+            "quiet_cpu": quiet,
+            "rounds": rounds,
+            "result": result,
+        },
+    )
 
 
 if __name__ == "__main__":

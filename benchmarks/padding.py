@@ -46,73 +46,133 @@ def shares(encoded: dict, lengths: list[int], batch: int, epochs: int, seed: int
                 positions = sum(len(b) * max(real[i] for i in b) for b in batches)
                 (grouped if scheme == "grouped" else random_order).append(sum(real) / positions)
         fixed = sum(min(r, FIXED) for r in real) / (len(real) * FIXED)
-        out[name] = {"qrdistill": median(grouped), "dynamic_no_grouping": median(random_order),
-                     "fixed_768": fixed, "mean_tokens": sum(real) / len(real), "max_tokens": max(real),
-                     "min_tokens": min(real), "over_768": sum(r > FIXED for r in real)}
+        out[name] = {
+            "qrdistill": median(grouped),
+            "dynamic_no_grouping": median(random_order),
+            "fixed_768": fixed,
+            "mean_tokens": sum(real) / len(real),
+            "max_tokens": max(real),
+            "min_tokens": min(real),
+            "over_768": sum(r > FIXED for r in real),
+        }
     return out
 
 
 def _random_batches(n: int, batch: int, seed: int, epoch: int, torch) -> list[list[int]]:
     gen = torch.Generator().manual_seed(seed * 7 + epoch)
     order = torch.randperm(n, generator=gen).tolist()
-    return [order[i:i + batch] for i in range(0, n, batch)]
+    return [order[i : i + batch] for i in range(0, n, batch)]
 
 
-def measure(paths_file: Path, source: str, tokenizers: dict, batches: list[int], epochs: int) -> list[dict]:
+def measure(
+    paths_file: Path, source: str, tokenizers: dict, batches: list[int], epochs: int
+) -> list[dict]:
     from qrdistill.training.config import TrainConfig
     from qrdistill.training.data import build_data
 
-    cfg = TrainConfig(students=[{"name": n, "model": n} for n in tokenizers], objective="answer_aug",
-                      routing={"mode": "all"}, peer={"enabled": False}, max_length=4096)
+    cfg = TrainConfig(
+        students=[{"name": n, "model": n} for n in tokenizers],
+        objective="answer_aug",
+        routing={"mode": "all"},
+        peer={"enabled": False},
+        max_length=4096,
+    )
     data = build_data(paths_file, cfg, tokenizers)
     lengths = data.lengths()
     rows = []
     for batch in batches:
         per_student = shares(data.encoded, lengths, batch, epochs, seed=0)
         for name, s in per_student.items():
-            rows.append(emit({
-                "source": source, "paths": len(data), "student": name, "batch_size": batch,
-                "real_token_share": round(s["qrdistill"], 4),
-                "real_token_share_dynamic_no_grouping": round(s["dynamic_no_grouping"], 4),
-                "real_token_share_fixed_768": round(s["fixed_768"], 4),
-                "ratio_processed_positions_fixed_over_qrdistill": round(s["qrdistill"] / s["fixed_768"], 2),
-                "mean_tokens": round(s["mean_tokens"], 1), "min_tokens": s["min_tokens"],
-                "max_tokens": s["max_tokens"], "paths_over_768": s["over_768"], "epochs": epochs}))
+            rows.append(
+                emit(
+                    {
+                        "source": source,
+                        "paths": len(data),
+                        "student": name,
+                        "batch_size": batch,
+                        "real_token_share": round(s["qrdistill"], 4),
+                        "real_token_share_dynamic_no_grouping": round(s["dynamic_no_grouping"], 4),
+                        "real_token_share_fixed_768": round(s["fixed_768"], 4),
+                        "ratio_processed_positions_fixed_over_qrdistill": round(
+                            s["qrdistill"] / s["fixed_768"], 2
+                        ),
+                        "mean_tokens": round(s["mean_tokens"], 1),
+                        "min_tokens": s["min_tokens"],
+                        "max_tokens": s["max_tokens"],
+                        "paths_over_768": s["over_768"],
+                        "epochs": epochs,
+                    }
+                )
+            )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", action="store_true")
-    parser.add_argument("--paths", type=Path, nargs="*", default=None,
-                        help="real generated paths.jsonl files (default: any under runs/*/generate/)")
+    parser.add_argument(
+        "--paths",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="real generated paths.jsonl files (default: any under runs/*/generate/)",
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8])
-    parser.add_argument("--epochs", type=int, default=5, help="epochs (batch orders) to take the median over")
+    parser.add_argument(
+        "--epochs", type=int, default=5, help="epochs (batch orders) to take the median over"
+    )
     args = parser.parse_args()
     n = 128 if args.small else 512
 
     from qrdistill.models import load_tokenizer
 
-    tokenizers = {"smollm2-135m-instruct": load_tokenizer("smollm2-135m-instruct"),
-                  "gemma3-270m": load_tokenizer("gemma3-270m")}
+    tokenizers = {
+        "smollm2-135m-instruct": load_tokenizer("smollm2-135m-instruct"),
+        "gemma3-270m": load_tokenizer("gemma3-270m"),
+    }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         synthetic = write_paths(realistic_paths(n), Path(tmp) / "paths.jsonl")
-        rows += measure(synthetic, "realistic (real GSM8K/StrategyQA questions + real solutions)", tokenizers,
-                        args.batch_sizes, args.epochs)
-    generated = args.paths if args.paths is not None else sorted(Path("runs").glob("**/generate/paths.jsonl"))
+        rows += measure(
+            synthetic,
+            "realistic (real GSM8K/StrategyQA questions + real solutions)",
+            tokenizers,
+            args.batch_sizes,
+            args.epochs,
+        )
+    generated = (
+        args.paths
+        if args.paths is not None
+        else sorted(Path("runs").glob("**/generate/paths.jsonl"))
+    )
     for path in generated:
         try:
             rows += measure(path, f"generated: {path}", tokenizers, args.batch_sizes, args.epochs)
         except ValueError as error:  # e.g. an empty or unfinished file
             print(f"skipped {path}: {error}", file=sys.stderr)
     main_rows = [r for r in rows if r["source"].startswith("realistic")]
-    write_results("padding", {
-        "config": {"realistic_paths": n, "batch_sizes": args.batch_sizes, "epochs": args.epochs,
-                   "fixed_length": FIXED, "group_factor": 16, "generated_files": [str(p) for p in generated]},
-        "summary": {"real_token_share_min_over_students_and_batches": min(r["real_token_share"] for r in main_rows),
-                    "target": 0.9},
-        "measurements": rows})
+    write_results(
+        "padding",
+        {
+            "config": {
+                "realistic_paths": n,
+                "batch_sizes": args.batch_sizes,
+                "epochs": args.epochs,
+                "fixed_length": FIXED,
+                "group_factor": 16,
+                "generated_files": [str(p) for p in generated],
+            },
+            "summary": {
+                "real_token_share_min_over_students_and_batches": min(
+                    r["real_token_share"] for r in main_rows
+                ),
+                "target": 0.9,
+            },
+            "measurements": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

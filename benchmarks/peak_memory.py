@@ -26,8 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import busy_processes, emit, median, realistic_paths, write_paths, write_results  # noqa: E402
 
-STUDENTS = [{"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2e-4},
-            {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2e-4}]
+STUDENTS = [
+    {"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2e-4},
+    {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2e-4},
+]
 
 
 def status_mb(field: str) -> float:
@@ -44,10 +46,19 @@ def child(peer: bool, steps: int, batch_size: int, tmp: Path) -> dict:
     from qrdistill.training.data import epoch_batches
 
     paths_file = write_paths(realistic_paths(batch_size * steps), tmp / "paths.jsonl")
-    cfg = TrainConfig(students=STUDENTS, objective="qr_distill",
-                      routing={"mode": "learned", "cache_dir": str(tmp / "emb")}, peer={"enabled": peer},
-                      epochs=1, batch_size=batch_size, max_length=512, progress=False, log_every=10_000,
-                      checkpoint_every=10_000, seed=0)
+    cfg = TrainConfig(
+        students=STUDENTS,
+        objective="qr_distill",
+        routing={"mode": "learned", "cache_dir": str(tmp / "emb")},
+        peer={"enabled": peer},
+        epochs=1,
+        batch_size=batch_size,
+        max_length=512,
+        progress=False,
+        log_every=10_000,
+        checkpoint_every=10_000,
+        seed=0,
+    )
     recipe = make_recipe(cfg, paths_file, tmp / ("peer" if peer else "no_peer"))
     after_setup = status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
@@ -56,13 +67,20 @@ def child(peer: bool, steps: int, batch_size: int, tmp: Path) -> dict:
     for b, batch in enumerate(batches[:steps]):
         recipe.optimizer_step(0, [(b, batch)], len(batches))
     peak = status_mb("VmHWM")
-    return {"peer": peer, "steps": min(steps, len(batches)), "rss_after_setup_mb": round(after_setup),
-            "peak_rss_during_steps_mb": round(peak), "step_memory_mb": round(peak - after_setup),
-            "peak_reset_ok": reset_ok}
+    return {
+        "peer": peer,
+        "steps": min(steps, len(batches)),
+        "rss_after_setup_mb": round(after_setup),
+        "peak_rss_during_steps_mb": round(peak),
+        "step_memory_mb": round(peak - after_setup),
+        "peak_reset_ok": reset_ok,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", action="store_true")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
@@ -80,26 +98,55 @@ def main() -> None:
     quiet = {"busy_at_start": busy_processes()}
     runs: dict[str, list[dict]] = {"peer": [], "no_peer": []}
     for rep in range(reps):
-        for side in (["peer", "no_peer"] if rep % 2 == 0 else ["no_peer", "peer"]):
-            out = subprocess.run([sys.executable, __file__, "--child", side, "--steps", str(steps),
-                                  "--batch-size", str(args.batch_size)], capture_output=True, text=True, check=True)
+        for side in ["peer", "no_peer"] if rep % 2 == 0 else ["no_peer", "peer"]:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    side,
+                    "--steps",
+                    str(steps),
+                    "--batch-size",
+                    str(args.batch_size),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             row = json.loads(out.stdout.strip().splitlines()[-1])
             runs[side].append(emit({"rep": rep, **row}))
     result = {}
     for side, rows in runs.items():
-        result[side] = {k: median([r[k] for r in rows]) for k in
-                        ("rss_after_setup_mb", "peak_rss_during_steps_mb", "step_memory_mb")}
-    result["peak_ratio_peer_over_no_peer"] = round(result["peer"]["peak_rss_during_steps_mb"] /
-                                                   result["no_peer"]["peak_rss_during_steps_mb"], 3)
-    result["step_memory_ratio_peer_over_no_peer"] = round(result["peer"]["step_memory_mb"] /
-                                                          max(1, result["no_peer"]["step_memory_mb"]), 3)
+        result[side] = {
+            k: median([r[k] for r in rows])
+            for k in ("rss_after_setup_mb", "peak_rss_during_steps_mb", "step_memory_mb")
+        }
+    result["peak_ratio_peer_over_no_peer"] = round(
+        result["peer"]["peak_rss_during_steps_mb"] / result["no_peer"]["peak_rss_during_steps_mb"],
+        3,
+    )
+    result["step_memory_ratio_peer_over_no_peer"] = round(
+        result["peer"]["step_memory_mb"] / max(1, result["no_peer"]["step_memory_mb"]), 3
+    )
     emit({"measurement": "median", **result})
-    write_results("peak_memory", {
-        "measure": "peak RSS (VmHWM, reset after set-up via /proc/self/clear_refs), one subprocess per run",
-        "models": "real packaged SmolLM2-135M-Instruct + Gemma-3-270M, float32, LoRA r=8 alpha=16 on q_proj/v_proj",
-        "config": {"batch_size": args.batch_size, "steps": steps, "reps": reps, "routing": "learned",
-                   "peer": {"kind": "hidden", "dim": 128}},
-        "quiet_cpu": quiet, "runs": runs, "result": result})
+    write_results(
+        "peak_memory",
+        {
+            "measure": "peak RSS (VmHWM, reset after set-up via /proc/self/clear_refs), one subprocess per run",
+            "models": "real packaged SmolLM2-135M-Instruct + Gemma-3-270M, float32, LoRA r=8 alpha=16 on q_proj/v_proj",
+            "config": {
+                "batch_size": args.batch_size,
+                "steps": steps,
+                "reps": reps,
+                "routing": "learned",
+                "peer": {"kind": "hidden", "dim": 128},
+            },
+            "quiet_cpu": quiet,
+            "runs": runs,
+            "result": result,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,10 @@ from _common import RESULTS_DIR, emit, realistic_paths, write_paths, write_resul
 
 PLANTED = "program"
 KNOWS, OTHER = "smollm2-135m", "gemma3-270m"
-STUDENTS = [{"name": KNOWS, "model": "smollm2-135m-instruct", "lr": 2e-4},
-            {"name": OTHER, "model": "gemma3-270m", "lr": 2e-4}]
+STUDENTS = [
+    {"name": KNOWS, "model": "smollm2-135m-instruct", "lr": 2e-4},
+    {"name": OTHER, "model": "gemma3-270m", "lr": 2e-4},
+]
 
 
 def teach(paths_file: Path, out: Path, epochs: int) -> Path:
@@ -38,9 +40,18 @@ def teach(paths_file: Path, out: Path, epochs: int) -> Path:
     from qrdistill.training import train
     from qrdistill.training.config import TrainConfig
 
-    cfg = TrainConfig(students=[{**STUDENTS[0], "lr": 1e-3}], objective="qr_distill", routing={"mode": "all"},
-                      peer={"enabled": False}, epochs=epochs, batch_size=4, max_length=512, progress=False,
-                      checkpoint_every=10_000, seed=0)
+    cfg = TrainConfig(
+        students=[{**STUDENTS[0], "lr": 1e-3}],
+        objective="qr_distill",
+        routing={"mode": "all"},
+        peer={"enabled": False},
+        epochs=epochs,
+        batch_size=4,
+        max_length=512,
+        progress=False,
+        checkpoint_every=10_000,
+        seed=0,
+    )
     return train(cfg, paths_file, out) / "students" / KNOWS
 
 
@@ -57,23 +68,65 @@ def plot(rows: list[dict], path: Path) -> Path:
 
     epochs = sorted({r["epoch"] for r in rows})
     fig = Figure(figsize=(11, 4))
-    for index, (key, label) in enumerate((("rate", "share of paths routed"), ("mean_prob", "mean gate probability"))):
+    for index, (key, label) in enumerate(
+        (("rate", "share of paths routed"), ("mean_prob", "mean gate probability"))
+    ):
         ax = fig.add_subplot(1, 2, index + 1)
         for student, colour in ((KNOWS, "tab:blue"), (OTHER, "tab:orange")):
-            planted = [next(r[key] for r in rows if r["epoch"] == e and r["style"] == PLANTED and r["student"] == student)
-                       for e in epochs]
-            others = [sum(r[key] for r in rows if r["epoch"] == e and r["style"] != PLANTED and r["student"] == student)
-                      / sum(1 for r in rows if r["epoch"] == e and r["style"] != PLANTED and r["student"] == student)
-                      for e in epochs]
-            ax.plot(epochs, planted, "o-", color=colour, label=f"{student}: planted style ({PLANTED})")
-            ax.plot(epochs, others, "s--", color=colour, alpha=0.6, label=f"{student}: other styles (mean)")
+            planted = [
+                next(
+                    r[key]
+                    for r in rows
+                    if r["epoch"] == e and r["style"] == PLANTED and r["student"] == student
+                )
+                for e in epochs
+            ]
+            others = [
+                sum(
+                    r[key]
+                    for r in rows
+                    if r["epoch"] == e and r["style"] != PLANTED and r["student"] == student
+                )
+                / sum(
+                    1
+                    for r in rows
+                    if r["epoch"] == e and r["style"] != PLANTED and r["student"] == student
+                )
+                for e in epochs
+            ]
+            ax.plot(
+                epochs, planted, "o-", color=colour, label=f"{student}: planted style ({PLANTED})"
+            )
+            ax.plot(
+                epochs,
+                others,
+                "s--",
+                color=colour,
+                alpha=0.6,
+                label=f"{student}: other styles (mean)",
+            )
         if key == "rate":  # the no-preference band of the planted cells, per student
             for student, colour in ((KNOWS, "tab:blue"), (OTHER, "tab:orange")):
-                cells = [next(r for r in rows if r["epoch"] == e and r["style"] == PLANTED and r["student"] == student)
-                         for e in epochs]
-                ax.fill_between(epochs, [c["band_low"] for c in cells], [c["band_high"] for c in cells],
-                                color=colour, alpha=0.12)
-        ax.set_title(f"{label} per epoch (shaded: no-preference band)" if key == "rate" else f"{label} per epoch")
+                cells = [
+                    next(
+                        r
+                        for r in rows
+                        if r["epoch"] == e and r["style"] == PLANTED and r["student"] == student
+                    )
+                    for e in epochs
+                ]
+                ax.fill_between(
+                    epochs,
+                    [c["band_low"] for c in cells],
+                    [c["band_high"] for c in cells],
+                    color=colour,
+                    alpha=0.12,
+                )
+        ax.set_title(
+            f"{label} per epoch (shaded: no-preference band)"
+            if key == "rate"
+            else f"{label} per epoch"
+        )
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1.05)
         ax.set_xticks(epochs)
@@ -85,9 +138,13 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", action="store_true")
-    parser.add_argument("--epochs", type=int, default=None, help="joint epochs (default 4, --small 3)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="joint epochs (default 4, --small 3)"
+    )
     args = parser.parse_args()
     per_style = 4 if args.small else 8
     epochs = args.epochs or (3 if args.small else 4)
@@ -105,43 +162,77 @@ def main() -> None:
     knows = teach(planted_file, tmp / "teach", epochs=5)
     teach_s = time.perf_counter() - start
     students = [{**STUDENTS[0], "model": str(knows)}, STUDENTS[1]]
-    cfg = TrainConfig(students=students, objective="qr_distill", epochs=epochs, batch_size=4, max_length=512,
-                      progress=True, checkpoint_every=10_000, seed=0,
-                      routing={"cache_dir": str(tmp / "emb")})
+    cfg = TrainConfig(
+        students=students,
+        objective="qr_distill",
+        epochs=epochs,
+        batch_size=4,
+        max_length=512,
+        progress=True,
+        checkpoint_every=10_000,
+        seed=0,
+        routing={"cache_dir": str(tmp / "emb")},
+    )
     start = time.perf_counter()
     out = train(cfg, paths_file, tmp / "joint")
     joint_s = time.perf_counter() - start
     rows = read_jsonl(out / "routing.jsonl")
     last = max(r["epoch"] for r in rows)
     styles = sorted({r["style"] for r in rows})
-    gaps = {e: {s: round(planted_gap(rows, e, s), 3) for s in styles} for e in sorted({r["epoch"] for r in rows})}
+    gaps = {
+        e: {s: round(planted_gap(rows, e, s), 3) for s in styles}
+        for e in sorted({r["epoch"] for r in rows})
+    }
     for epoch, by_style in gaps.items():
         emit({"epoch": epoch, "gap_knows_minus_other": by_style})
     planted_last = [r for r in rows if r["epoch"] == last and r["style"] == PLANTED]
     other_gaps = [abs(g) for s, g in gaps[last].items() if s != PLANTED]
     figures = {
         "planted_style_gap_last_epoch": {
-            "value": gaps[last][PLANTED], "unit": f"share routed to {KNOWS} minus share routed to {OTHER}",
-            "target": ">= 0.3", "met": gaps[last][PLANTED] >= 0.3},
+            "value": gaps[last][PLANTED],
+            "unit": f"share routed to {KNOWS} minus share routed to {OTHER}",
+            "target": ">= 0.3",
+            "met": gaps[last][PLANTED] >= 0.3,
+        },
         "planted_cells_outside_no_preference_band": {
-            "value": sum(r["outside_band"] for r in planted_last), "unit": "cells of 2", "target": ">= 1",
-            "met": any(r["outside_band"] for r in planted_last)},
+            "value": sum(r["outside_band"] for r in planted_last),
+            "unit": "cells of 2",
+            "target": ">= 1",
+            "met": any(r["outside_band"] for r in planted_last),
+        },
         "largest_gap_other_styles_last_epoch": {
-            "value": max(other_gaps), "unit": "absolute gap", "target": "none (context: chance at this count)",
-            "met": None},
-        "unrouted_share_max": {"value": max(r["unrouted_share"] for r in rows), "unit": "share of paths",
-                               "target": "== 0", "met": max(r["unrouted_share"] for r in rows) == 0},
+            "value": max(other_gaps),
+            "unit": "absolute gap",
+            "target": "none (context: chance at this count)",
+            "met": None,
+        },
+        "unrouted_share_max": {
+            "value": max(r["unrouted_share"] for r in rows),
+            "unit": "share of paths",
+            "target": "== 0",
+            "met": max(r["unrouted_share"] for r in rows) == 0,
+        },
     }
-    picture = plot(rows, RESULTS_DIR / ("routing_signal_small.png" if args.small else "routing_signal.png"))
-    write_results("routing_signal_small" if args.small else "routing_signal", {
-        "figures": figures,
-        "models": "real packaged SmolLM2-135M-Instruct (taught the planted style first) + Gemma-3-270M, "
-                  "float32, LoRA r=8 alpha=16 on q_proj/v_proj",
-        "data": f"{len(paths)} realistic paths, {per_style} per style; planted style: {PLANTED}",
-        "plant": f"{KNOWS} fine-tuned alone (qrdistill trainer, LoRA, lr 1e-3, 5 epochs) on the {per_style} "
-                 f"{PLANTED} paths, merged, then used as the joint run's first student",
-        "config": cfg.model_dump(mode="json"), "teach_s": round(teach_s, 1), "joint_s": round(joint_s, 1),
-        "gap_per_epoch": gaps, "routing": rows, "plot": str(picture.relative_to(RESULTS_DIR.parent.parent))})
+    picture = plot(
+        rows, RESULTS_DIR / ("routing_signal_small.png" if args.small else "routing_signal.png")
+    )
+    write_results(
+        "routing_signal_small" if args.small else "routing_signal",
+        {
+            "figures": figures,
+            "models": "real packaged SmolLM2-135M-Instruct (taught the planted style first) + Gemma-3-270M, "
+            "float32, LoRA r=8 alpha=16 on q_proj/v_proj",
+            "data": f"{len(paths)} realistic paths, {per_style} per style; planted style: {PLANTED}",
+            "plant": f"{KNOWS} fine-tuned alone (qrdistill trainer, LoRA, lr 1e-3, 5 epochs) on the {per_style} "
+            f"{PLANTED} paths, merged, then used as the joint run's first student",
+            "config": cfg.model_dump(mode="json"),
+            "teach_s": round(teach_s, 1),
+            "joint_s": round(joint_s, 1),
+            "gap_per_epoch": gaps,
+            "routing": rows,
+            "plot": str(picture.relative_to(RESULTS_DIR.parent.parent)),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -46,9 +46,24 @@ def serve_packaged_model(threads: int | None) -> tuple[subprocess.Popen, str, st
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    server = subprocess.Popen([str(Path(sys.executable).parent / "transformers"), "serve", "--host",
-                               "127.0.0.1", "--port", str(port), "--device", "cpu", "--dtype", "float32",
-                               folder], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "transformers"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            folder,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     for _ in range(360):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
@@ -63,33 +78,51 @@ def serve_packaged_model(threads: int | None) -> tuple[subprocess.Popen, str, st
 
 def measure(cfg: BackendConfig, requests: int, run_id: str) -> dict:
     backend = OpenAIBackend(cfg)
-    prompts = [apply_style(template, question)
-               for question in QUESTIONS for template in BUILTIN_STYLES.values()]
+    prompts = [
+        apply_style(template, question)
+        for question in QUESTIONS
+        for template in BUILTIN_STYLES.values()
+    ]
     # The run id goes into the sample index, so no two measurements send identical requests.
-    batch = [make_request(cfg, prompts[i % len(prompts)], i, f"{run_id} request {i}")
-             for i in range(requests)]
+    batch = [
+        make_request(cfg, prompts[i % len(prompts)], i, f"{run_id} request {i}")
+        for i in range(requests)
+    ]
     start = time.perf_counter()
     results = [generation for _, generation in backend.run(batch)]
     seconds = time.perf_counter() - start
     completion_tokens = sum(g.completion_tokens for g in results)
     prompt_tokens = sum(g.prompt_tokens for g in results)
-    return {"concurrency": cfg.concurrency, "requests": requests, "max_tokens": cfg.max_tokens,
-            "seconds": round(seconds, 3), "completions_per_s": round(requests / seconds, 3),
-            "completion_tokens_per_s": round(completion_tokens / seconds, 2),
-            "total_tokens_per_s": round((prompt_tokens + completion_tokens) / seconds, 2),
-            "completion_tokens": completion_tokens, "prompt_tokens": prompt_tokens}
+    return {
+        "concurrency": cfg.concurrency,
+        "requests": requests,
+        "max_tokens": cfg.max_tokens,
+        "seconds": round(seconds, 3),
+        "completions_per_s": round(requests / seconds, 3),
+        "completion_tokens_per_s": round(completion_tokens / seconds, 2),
+        "total_tokens_per_s": round((prompt_tokens + completion_tokens) / seconds, 2),
+        "completion_tokens": completion_tokens,
+        "prompt_tokens": prompt_tokens,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--base-url", help="an already running server; default: serve SmolLM2 here")
     parser.add_argument("--model", help="model name the server expects (with --base-url)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--requests", type=int, default=12, help="per level (at least the concurrency)")
+    parser.add_argument(
+        "--requests", type=int, default=12, help="per level (at least the concurrency)"
+    )
     parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--server-threads", type=int, default=None,
-                        help="OMP_NUM_THREADS for the server this script starts (default: torch's choice)")
+    parser.add_argument(
+        "--server-threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS for the server this script starts (default: torch's choice)",
+    )
     args = parser.parse_args()
 
     server = None
@@ -98,8 +131,16 @@ def main() -> None:
     else:
         server, base_url, model = serve_packaged_model(args.server_threads)
     try:
-        cfg = BackendConfig(kind="openai", model=model, base_urls=[base_url], api_key_env=None,
-                            max_tokens=args.max_tokens, temperature=0.8, max_retries=2, request_timeout_s=600)
+        cfg = BackendConfig(
+            kind="openai",
+            model=model,
+            base_urls=[base_url],
+            api_key_env=None,
+            max_tokens=args.max_tokens,
+            temperature=0.8,
+            max_retries=2,
+            request_timeout_s=600,
+        )
         measure(cfg.model_copy(update={"concurrency": 1}), 1, "warm-up")
         measurements = []
         for level in args.concurrency:
@@ -112,11 +153,17 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
 
-    write_results("teacher_throughput", {
-        "server": "transformers serve (packaged SmolLM2-135M-Instruct, cpu, float32)" if server else base_url,
-        "server_threads": args.server_threads,
-        "measurements": measurements,
-    }, packages=("torch", "transformers", "openai", "qrdistill"))
+    write_results(
+        "teacher_throughput",
+        {
+            "server": "transformers serve (packaged SmolLM2-135M-Instruct, cpu, float32)"
+            if server
+            else base_url,
+            "server_threads": args.server_threads,
+            "measurements": measurements,
+        },
+        packages=("torch", "transformers", "openai", "qrdistill"),
+    )
 
 
 if __name__ == "__main__":

@@ -48,19 +48,33 @@ class ServedModel:
         return str(self.folder)  # `transformers serve` with a pinned model expects its path as name
 
     def start(self, timeout_s: float = 180) -> ServedModel:
-        command = [str(Path(sys.executable).parent / "transformers"), "serve", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--device", "cpu", "--dtype", "float32", str(self.folder)]
+        command = [
+            str(Path(sys.executable).parent / "transformers"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            str(self.folder),
+        ]
         # One thread: test machines are small and shared, and OpenMP threads that spin-wait for a
         # busy core made each request several times slower there.
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"transformers serve exited ({self.process.returncode}): "
-                                   f"{self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"transformers serve exited ({self.process.returncode}): "
+                    f"{self.log_path.read_text()[-2000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
                     return self
@@ -93,7 +107,9 @@ def shared_served_model(log_dir: Path) -> ServedModel:
     if _shared is None:
         from qrdistill.models import packaged_model_path
 
-        _shared = ServedModel(packaged_model_path("smollm2-135m-instruct"), log_dir / "serve.log").start()
+        _shared = ServedModel(
+            packaged_model_path("smollm2-135m-instruct"), log_dir / "serve.log"
+        ).start()
     return _shared
 
 
@@ -119,8 +135,13 @@ class _Recorder(ThreadingHTTPServer):
 
     def record(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         with self.lock:
-            self.requests.append({"path": handler.path, "body": json.loads(body or b"{}"),
-                                  "authorization": handler.headers.get("Authorization")})
+            self.requests.append(
+                {
+                    "path": handler.path,
+                    "body": json.loads(body or b"{}"),
+                    "authorization": handler.headers.get("Authorization"),
+                }
+            )
 
     def completions(self) -> list[dict]:
         with self.lock:
@@ -148,7 +169,9 @@ class CountingProxy(_Recorder):
                 response = conn.getresponse()
                 payload = response.read()
                 self.send_response(response.status)
-                self.send_header("Content-Type", response.getheader("Content-Type", "application/json"))
+                self.send_header(
+                    "Content-Type", response.getheader("Content-Type", "application/json")
+                )
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -189,17 +212,30 @@ QUESTIONS = [
 def examples_path(tmp_path):
     """Two GSM8K-style questions as Example records."""
     path = tmp_path / "examples.jsonl"
-    path.write_text("".join(json.dumps({"id": qid, "task": "gsm8k", "question": q, "gold": gold}) + "\n"
-                            for qid, q, gold in QUESTIONS))
+    path.write_text(
+        "".join(
+            json.dumps({"id": qid, "task": "gsm8k", "question": q, "gold": gold}) + "\n"
+            for qid, q, gold in QUESTIONS
+        )
+    )
     return path
 
 
 def chat_reply(text: str, prompt_tokens: int = 10, completion_tokens: int = 5) -> dict:
-    return {"id": "stub", "object": "chat.completion", "created": 0, "model": "stub",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
+    return {
+        "id": "stub",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "stub",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
 
 
 class StubOpenAIServer(_Recorder):
@@ -250,7 +286,15 @@ def openai_backend(base_url: str, model: str = "stub", **overrides):
     """An openai BackendConfig for tests: short completions, no key, quick retries."""
     from qrdistill.llm import BackendConfig
 
-    settings = dict(kind="openai", model=model, base_urls=[base_url], api_key_env=None,
-                    max_tokens=24, concurrency=2, max_retries=1, backoff_base_s=0.05,
-                    request_timeout_s=120)
+    settings = dict(
+        kind="openai",
+        model=model,
+        base_urls=[base_url],
+        api_key_env=None,
+        max_tokens=24,
+        concurrency=2,
+        max_retries=1,
+        backoff_base_s=0.05,
+        request_timeout_s=120,
+    )
     return BackendConfig(**{**settings, **overrides})

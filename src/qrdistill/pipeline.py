@@ -146,11 +146,15 @@ def _mark_done(folder: Path, fingerprint: str, stage: str) -> None:
 
 
 class Pipeline:
-    def __init__(self, cfg: RunConfig, *, from_stage: str | None = None, threshold: float | None = None):
+    def __init__(
+        self, cfg: RunConfig, *, from_stage: str | None = None, threshold: float | None = None
+    ):
         if from_stage is not None and from_stage not in STAGES:
             raise PipelineError(f"--from {from_stage!r}: choose one of {', '.join(STAGES)}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:  # before any stage runs
-            raise PipelineError(f"--threshold {threshold}: must be in [0, 1] (judge scores are normalised)")
+            raise PipelineError(
+                f"--threshold {threshold}: must be in [0, 1] (judge scores are normalised)"
+            )
         self.cfg = cfg
         self.layout = RunLayout(Path(cfg.run_dir))
         self.force_from = STAGES.index(from_stage) if from_stage else len(STAGES)
@@ -176,7 +180,8 @@ class Pipeline:
             raise PipelineError(
                 f"stage '{stage}' is not up to date, and under several processes only training runs: "
                 f"run `qrdistill {'filter' if STAGES.index(stage) <= 2 else stage} CONFIG` on one process "
-                "first, then `accelerate launch -m qrdistill train CONFIG`")
+                "first, then `accelerate launch -m qrdistill train CONFIG`"
+            )
         return False
 
     def _mark_done(self, folder: Path, fingerprint: str, stage: str) -> None:
@@ -190,20 +195,25 @@ class Pipeline:
     def run_data(self) -> None:
         from qrdistill.data import prepare_splits
 
-        fp = self._prints["data"] = _fingerprint(self.cfg.data.model_dump(mode="json"), self.cfg.seed)
+        fp = self._prints["data"] = _fingerprint(
+            self.cfg.data.model_dump(mode="json"), self.cfg.seed
+        )
         if self._should_skip("data", self.layout.data, fp):
             return
         self._header("data", f"task {self.cfg.data.task}")
         paths = prepare_splits(self.cfg.data, self.layout.data)
         for split, path in paths.items():
-            console.print(f"  {split}: {sum(1 for _ in open(path, encoding='utf-8'))} questions -> {path}")
+            console.print(
+                f"  {split}: {sum(1 for _ in open(path, encoding='utf-8'))} questions -> {path}"
+            )
         self._mark_done(self.layout.data, fp, "data")
 
     def run_generate(self) -> None:
         from qrdistill.teacher import generate_paths
 
         fp = self._prints["generate"] = _fingerprint(
-            self._prints["data"], self.cfg.generate.model_dump(mode="json"))
+            self._prints["data"], self.cfg.generate.model_dump(mode="json")
+        )
         if self._should_skip("generate", self.layout.generate, fp):
             return
         self._header("generate", "teacher reasoning paths, one per style")
@@ -214,11 +224,14 @@ class Pipeline:
         from qrdistill.quality import filter_paths, funnel_table
 
         fp = self._prints["filter"] = _fingerprint(
-            self._prints["generate"], self.cfg.filter.model_dump(mode="json"), self.threshold)
+            self._prints["generate"], self.cfg.filter.model_dump(mode="json"), self.threshold
+        )
         if self._should_skip("filter", self.layout.filter, fp):
             return
         self._header("filter", "answer check and LLM judge")
-        filter_paths(self.cfg.filter, self.layout.paths, self.layout.filter, threshold=self.threshold)
+        filter_paths(
+            self.cfg.filter, self.layout.paths, self.layout.filter, threshold=self.threshold
+        )
         console.print(funnel_table(read_json(self.layout.filter / "funnel.json")))
         self._mark_done(self.layout.filter, fp, "filter")
 
@@ -228,18 +241,27 @@ class Pipeline:
         for method in self.methods:
             train_cfg, filtered = self.cfg.method_train_config(method)
             upstream = self._prints["filter"] if filtered else self._prints["generate"]
-            fp = self._prints[f"train:{method}"] = _fingerprint(upstream, train_cfg.model_dump(mode="json"), filtered)
+            fp = self._prints[f"train:{method}"] = _fingerprint(
+                upstream, train_cfg.model_dump(mode="json"), filtered
+            )
             out = self.layout.train(method)
             if self._should_skip("train", out, fp):
                 continue
             self._header("train", f"method {method}")
             if (out / ".stage.json").exists():  # its config changed since it finished: start over
                 if self.world_size > 1:
-                    raise PipelineError(f"{out} was trained with another config; remove it, or retrain "
-                                        "it on one process, before training it under several processes")
+                    raise PipelineError(
+                        f"{out} was trained with another config; remove it, or retrain "
+                        "it on one process, before training it under several processes"
+                    )
                 shutil.rmtree(out)
-            train(train_cfg, self.layout.kept if filtered else self.layout.paths, out,
-                  resume=(out / "checkpoints").exists(), method=method)
+            train(
+                train_cfg,
+                self.layout.kept if filtered else self.layout.paths,
+                out,
+                resume=(out / "checkpoints").exists(),
+                method=method,
+            )
             self._mark_done(out, fp, "train")
 
     def eval_models(self):
@@ -247,14 +269,21 @@ class Pipeline:
 
         models = []
         if self.cfg.zero_shot:
-            models += [EvalModel(method="zero_shot", student=s.name, model=s.model)
-                       for s in self.cfg.train.students]
+            models += [
+                EvalModel(method="zero_shot", student=s.name, model=s.model)
+                for s in self.cfg.train.students
+            ]
         for method in self.methods:
             train_cfg, _ = self.cfg.method_train_config(method)
-            models += [EvalModel(method=method, student=s.name,
-                                 model=str(self.layout.train(method) / "students" / s.name),
-                                 fingerprint=self._prints.get(f"train:{method}", ""))
-                       for s in train_cfg.students]
+            models += [
+                EvalModel(
+                    method=method,
+                    student=s.name,
+                    model=str(self.layout.train(method) / "students" / s.name),
+                    fingerprint=self._prints.get(f"train:{method}", ""),
+                )
+                for s in train_cfg.students
+            ]
         return models
 
     def run_evaluate(self) -> None:
@@ -262,11 +291,20 @@ class Pipeline:
 
         trained = [self._prints[k] for k in sorted(self._prints) if k.startswith("train:")]
         fp = self._prints["evaluate"] = _fingerprint(
-            self._prints["data"], trained, self.cfg.evaluate.model_dump(mode="json"), self.cfg.zero_shot)
+            self._prints["data"],
+            trained,
+            self.cfg.evaluate.model_dump(mode="json"),
+            self.cfg.zero_shot,
+        )
         if self._should_skip("evaluate", self.layout.evaluate, fp):
             return
         self._header("evaluate", "each student alone on the test split")
-        evaluate(self.cfg.evaluate, self.layout.data / "test.jsonl", self.eval_models(), self.layout.evaluate)
+        evaluate(
+            self.cfg.evaluate,
+            self.layout.data / "test.jsonl",
+            self.eval_models(),
+            self.layout.evaluate,
+        )
         self._mark_done(self.layout.evaluate, fp, "evaluate")
 
     def run_report(self) -> Path:

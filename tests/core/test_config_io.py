@@ -25,8 +25,14 @@ class Outer(StrictConfig):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("a.b=1", (["a", "b"], 1)), ("lr=1e-4", (["lr"], 1e-4)), ("x=[1, 2]", (["x"], [1, 2])),
-     ("flag=false", (["flag"], False)), ("s=hello world", (["s"], "hello world")), ("e=", (["e"], ""))],
+    [
+        ("a.b=1", (["a", "b"], 1)),
+        ("lr=1e-4", (["lr"], 1e-4)),
+        ("x=[1, 2]", (["x"], [1, 2])),
+        ("flag=false", (["flag"], False)),
+        ("s=hello world", (["s"], "hello world")),
+        ("e=", (["e"], "")),
+    ],
 )
 def test_parse_override(text, expected):
     assert parse_override(text) == expected
@@ -96,8 +102,10 @@ def test_jsonl_roundtrip_and_located_errors(tmp_path):
 
 def test_jsonl_as_model_names_line_and_field(tmp_path):
     path = tmp_path / "ex.jsonl"
-    path.write_text('{"id": "1", "task": "t", "question": "q", "gold": "1"}\n'
-                    '{"id": "2", "task": "t", "question": "q"}\n')
+    path.write_text(
+        '{"id": "1", "task": "t", "question": "q", "gold": "1"}\n'
+        '{"id": "2", "task": "t", "question": "q"}\n'
+    )
     with pytest.raises(DataError, match=r"ex.jsonl:2: field 'gold': Field required"):
         read_jsonl_as(path, Example)
 
@@ -106,13 +114,18 @@ def test_every_user_error_is_one_line_with_exit_2(monkeypatch, capsys):
     import qrdistill.cli as cli
     from qrdistill import errors
 
-    families = [cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, Exception)]
+    families = [
+        cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, Exception)
+    ]
     assert all(issubclass(cls, errors.QRDistillError) for cls in families)
 
     def fails(args):
-        raise errors.CheckpointMismatch("checkpoints/step-4: does not match\n  resume with its config")
+        raise errors.CheckpointMismatch(
+            "checkpoints/step-4: does not match\n  resume with its config"
+        )
 
     monkeypatch.setattr(cli, "cmd_tasks", fails)
     assert cli.main(["tasks"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: checkpoints/step-4: does not match resume with its config")
+        "error: checkpoints/step-4: does not match resume with its config"
+    )

@@ -14,7 +14,11 @@ def student(tiny_students):
     return load_causal_lm(str(tiny_students[0]))
 
 
-PROMPTS = ["Question: how many clips?", "Answer briefly: 48 + 24 = ?", "Let's think step by step about a long question " * 3]
+PROMPTS = [
+    "Question: how many clips?",
+    "Answer briefly: 48 + 24 = ?",
+    "Let's think step by step about a long question " * 3,
+]
 
 
 def test_batched_equals_one_by_one(student):

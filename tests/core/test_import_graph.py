@@ -33,9 +33,14 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:  # relative import
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
-                                    + ([node.module] if node.module else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1]
+                        + ([node.module] if node.module else [])
+                    )
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                    for a in node.names
+                ]
             else:
                 continue
             edges |= {t for t in targets if t in modules and t != name}
@@ -52,7 +57,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         path.pop()
@@ -77,9 +82,13 @@ def test_a_cycle_would_be_found():
 
 def test_quality_depends_on_llm_and_records_not_on_teacher():
     graph = import_graph()
-    quality = {dep for name, deps in graph.items() if name.startswith("qrdistill.quality") for dep in deps}
+    quality = {
+        dep for name, deps in graph.items() if name.startswith("qrdistill.quality") for dep in deps
+    }
     assert not {dep for dep in quality if dep.startswith("qrdistill.teacher")}
-    assert {"qrdistill.records"} <= quality and any(dep.startswith("qrdistill.llm") for dep in quality)
+    assert {"qrdistill.records"} <= quality and any(
+        dep.startswith("qrdistill.llm") for dep in quality
+    )
 
 
 # Any attempt to import torch is recorded and refused: a library that would import torch if it
@@ -107,10 +116,19 @@ print("exit", code)
 
 def test_config_and_dry_run_do_not_import_torch(tmp_path):
     src = str(SRC.parent)
-    result = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path / "run")], capture_output=True,
-                            text=True, cwd=tmp_path, timeout=300,
-                            env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PYTHONPATH": src,
-                                 "HOME": str(Path.home())})
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": src,
+            "HOME": str(Path.home()),
+        },
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "exit 0" in result.stdout  # the quickstart's models and data are all there
     assert not (tmp_path / "run").exists()  # a dry run writes nothing

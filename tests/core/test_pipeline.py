@@ -17,15 +17,28 @@ def tiny_config(tmp_path: Path, students) -> Path:
     a, b = (str(s) for s in students)
     config = {
         "run_dir": str(tmp_path / "run"),
-        "data": {"task": "strategyqa", "source": {"kind": "packaged"},
-                 "train_size": 4, "dev_size": 0, "test_size": 3},
+        "data": {
+            "task": "strategyqa",
+            "source": {"kind": "packaged"},
+            "train_size": 4,
+            "dev_size": 0,
+            "test_size": 3,
+        },
         # A random tiny teacher is never right: the answer check and judge are off so that
         # paths still reach training; the stages' own tests cover filtering for real.
-        "generate": {"backend": {"kind": "hf", "model": a, "max_tokens": 12, "batch_size": 8},
-                     "styles": ["vanilla", "program"], "show_progress": False},
+        "generate": {
+            "backend": {"kind": "hf", "model": a, "max_tokens": 12, "batch_size": 8},
+            "styles": ["vanilla", "program"],
+            "show_progress": False,
+        },
         "filter": {"answer_check": False, "judge_enabled": False, "show_progress": False},
-        "train": {"students": [{"name": "a", "model": a}, {"name": "b", "model": b}],
-                  "batch_size": 4, "max_length": 128, "progress": False, "log_every": 1},
+        "train": {
+            "students": [{"name": "a", "model": a}, {"name": "b", "model": b}],
+            "batch_size": 4,
+            "max_length": 128,
+            "progress": False,
+            "log_every": 1,
+        },
         "evaluate": {"max_new_tokens": 8},
         "methods": {"qr_distill": {}, "no_peer": {}},
     }
@@ -50,7 +63,9 @@ def test_every_stage_writes_its_artifacts(finished_run):
     _, run = finished_run
     train = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
     assert len(train) == 4
-    paths = [json.loads(line) for line in (run / "generate" / "paths.jsonl").read_text().splitlines()]
+    paths = [
+        json.loads(line) for line in (run / "generate" / "paths.jsonl").read_text().splitlines()
+    ]
     assert sorted({p["style"] for p in paths}) == ["program", "vanilla"]
     assert len(paths) == 8  # 4 questions x 2 styles
     assert len((run / "filter" / "kept.jsonl").read_text().splitlines()) == 8
@@ -58,9 +73,14 @@ def test_every_stage_writes_its_artifacts(finished_run):
         for student in ("a", "b"):
             assert (run / "train" / method / "students" / student / "config.json").exists()
         trained = json.loads((run / "train" / method / "summary.json").read_text())
-        assert (trained["method"], trained["objective"]) == (method, "qr_distill")  # variant and objective
+        assert (trained["method"], trained["objective"]) == (
+            method,
+            "qr_distill",
+        )  # variant and objective
     summary = json.loads((run / "evaluate" / "summary.json").read_text())
-    singles = {(r["method"], r["student"]) for r in summary if not r["student"].startswith("ensemble")}
+    singles = {
+        (r["method"], r["student"]) for r in summary if not r["student"].startswith("ensemble")
+    }
     assert singles == {(m, s) for m in ("zero_shot", "qr_distill", "no_peer") for s in ("a", "b")}
     assert all(r["n"] == 3 for r in summary)
     assert (run / "report" / "report.html").exists()
@@ -93,7 +113,11 @@ def test_from_stage_redoes_it_and_everything_after(finished_run):
     Pipeline(cfg, from_stage="train").run(STAGES)
     after = stage_markers(run)
     changed = {k for k in after if after[k] != before[k]}
-    assert changed == {"train/qr_distill/.stage.json", "train/no_peer/.stage.json", "evaluate/.stage.json"}
+    assert changed == {
+        "train/qr_distill/.stage.json",
+        "train/no_peer/.stage.json",
+        "evaluate/.stage.json",
+    }
 
 
 def test_cli_reports_config_errors_with_the_key(tmp_path, capsys):
@@ -106,19 +130,28 @@ def test_cli_reports_config_errors_with_the_key(tmp_path, capsys):
 
 def test_dry_run_flags_a_missing_model(tmp_path, capsys):
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "run_dir": str(tmp_path / "r"),
-        "data": {"task": "strategyqa", "test_size": 2, "dev_size": 0, "train_size": 2},
-        "train": {"students": [{"name": "a", "model": str(tmp_path / "missing")}],
-                  "routing": {"mode": "all"}, "peer": {"enabled": False}},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "run_dir": str(tmp_path / "r"),
+                "data": {"task": "strategyqa", "test_size": 2, "dev_size": 0, "train_size": 2},
+                "train": {
+                    "students": [{"name": "a", "model": str(tmp_path / "missing")}],
+                    "routing": {"mode": "all"},
+                    "peer": {"enabled": False},
+                },
+            }
+        )
+    )
     assert main(["run", str(config), "--dry-run"]) == 1
     assert "NO" in capsys.readouterr().out
 
 
 def test_unknown_method_without_overrides_is_an_error(tmp_path, tiny_students):
     config = tiny_config(tmp_path, tiny_students)
-    with pytest.raises(ValueError, match="methods.no_routng: not a preset.*did you mean 'no_routing'"):
+    with pytest.raises(
+        ValueError, match="methods.no_routng: not a preset.*did you mean 'no_routing'"
+    ):
         load_run_config(config, ["methods.no_routng={}"])
 
 
@@ -135,9 +168,18 @@ def test_cli_server_down_is_a_one_line_error(tmp_path, tiny_students, capsys):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = tiny_config(tmp_path, tiny_students)
-    code = main(["generate", str(config), "--set", "generate.backend.kind=openai",
-                 "--set", f"generate.backend.base_urls=[http://127.0.0.1:{port}/v1]",
-                 "--set", "generate.backend.max_retries=0"])
+    code = main(
+        [
+            "generate",
+            str(config),
+            "--set",
+            "generate.backend.kind=openai",
+            "--set",
+            f"generate.backend.base_urls=[http://127.0.0.1:{port}/v1]",
+            "--set",
+            "generate.backend.max_retries=0",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "error:" in err and str(port) in err and "Traceback" not in err

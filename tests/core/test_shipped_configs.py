@@ -10,8 +10,11 @@ from rich.console import Console
 from qrdistill.checks import check_run
 from qrdistill.config import load_run_config
 
-CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "configs").glob("*.yaml")
-                 if not p.name.startswith("accelerate"))
+CONFIGS = sorted(
+    p
+    for p in (Path(__file__).parents[2] / "configs").glob("*.yaml")
+    if not p.name.startswith("accelerate")
+)
 
 
 def test_configs_are_shipped():
@@ -42,4 +45,11 @@ def test_paper_config_matches_the_paper():
     assert cfg.generate.backend.temperature == 0.8 and cfg.generate.backend.max_tokens == 1024
     assert len(cfg.generate.styles) == 6
     assert cfg.generate.backend.api_key_env == "GEMINI_API_KEY"
-    assert set(cfg.methods) >= {"qr_distill", "sft_single", "answer_aug", "no_filter", "no_routing", "no_peer"}
+    assert set(cfg.methods) >= {
+        "qr_distill",
+        "sft_single",
+        "answer_aug",
+        "no_filter",
+        "no_routing",
+        "no_peer",
+    }

@@ -245,6 +245,10 @@ def test_base_prompts_of_real_records() -> None:
     )
     date = load_packaged("date_understanding")[0]
     assert get_task("date_understanding").build_prompt(date).splitlines()[2:8] == [
-        "A. 02/23/2021", "B. 06/12/2021", "C. 03/11/2021", "D. 05/01/2021", "E. 04/29/2021",
+        "A. 02/23/2021",
+        "B. 06/12/2021",
+        "C. 03/11/2021",
+        "D. 05/01/2021",
+        "E. 04/29/2021",
         "F. 05/09/2021",
     ]

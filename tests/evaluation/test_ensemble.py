@@ -4,21 +4,38 @@ from qrdistill.evaluation.ensemble import CONFIDENCE, VOTE, ensemble_predictions
 
 
 def row(qid, student, answer, logprob, correct=False, method="m", tokens=10):
-    return {"question_id": qid, "task": "arc_challenge", "method": method, "student": student,
-            "model": f"model-{student}", "response": f"{student} says {answer}", "answer": answer,
-            "correct": correct, "mean_logprob": logprob, "completion_tokens": tokens}
+    return {
+        "question_id": qid,
+        "task": "arc_challenge",
+        "method": method,
+        "student": student,
+        "model": f"model-{student}",
+        "response": f"{student} says {answer}",
+        "answer": answer,
+        "correct": correct,
+        "mean_logprob": logprob,
+        "completion_tokens": tokens,
+    }
 
 
 PREDICTIONS = [
     # q1: two weak votes for B against one confident A.
     # vote -> B (2 votes); confidence -> A: e^-0.1 = 0.905 > e^-0.2 + e^-3 = 0.869.
-    row("q1", "s1", "A", -0.1, correct=True), row("q1", "s2", "B", -0.2), row("q1", "s3", "B", -3.0),
+    row("q1", "s1", "A", -0.1, correct=True),
+    row("q1", "s2", "B", -0.2),
+    row("q1", "s3", "B", -3.0),
     # q2: one vote each for C and D, s3 abstains; the tie goes to the more confident D.
-    row("q2", "s1", "C", -1.0), row("q2", "s2", "D", -0.5, correct=True), row("q2", "s3", None, None),
+    row("q2", "s1", "C", -1.0),
+    row("q2", "s2", "D", -0.5, correct=True),
+    row("q2", "s3", None, None),
     # q3: nobody answers.
-    row("q3", "s1", None, -1.0), row("q3", "s2", None, -1.0), row("q3", "s3", None, None),
+    row("q3", "s1", None, -1.0),
+    row("q3", "s2", None, -1.0),
+    row("q3", "s3", None, None),
     # q4: equal confidence and one vote each: the student listed first wins both.
-    row("q4", "s1", "E", -1.0), row("q4", "s2", "F", -1.0, correct=True), row("q4", "s3", None, None),
+    row("q4", "s1", "E", -1.0),
+    row("q4", "s2", "F", -1.0, correct=True),
+    row("q4", "s3", None, None),
     # A method with one student has no ensemble.
     row("q1", "solo", "A", -0.1, method="single"),
 ]
@@ -30,11 +47,17 @@ def by_key(rows):
 
 def test_vote_and_confidence_outcomes():
     rows = by_key(ensemble_predictions(PREDICTIONS))
-    assert {(r["student"], r["question_id"]): (r["answer"], r["correct"]) for r in rows.values()} == {
-        (VOTE, "q1"): ("B", False), (CONFIDENCE, "q1"): ("A", True),
-        (VOTE, "q2"): ("D", True), (CONFIDENCE, "q2"): ("D", True),
-        (VOTE, "q3"): (None, False), (CONFIDENCE, "q3"): (None, False),
-        (VOTE, "q4"): ("E", False), (CONFIDENCE, "q4"): ("E", False),
+    assert {
+        (r["student"], r["question_id"]): (r["answer"], r["correct"]) for r in rows.values()
+    } == {
+        (VOTE, "q1"): ("B", False),
+        (CONFIDENCE, "q1"): ("A", True),
+        (VOTE, "q2"): ("D", True),
+        (CONFIDENCE, "q2"): ("D", True),
+        (VOTE, "q3"): (None, False),
+        (CONFIDENCE, "q3"): (None, False),
+        (VOTE, "q4"): ("E", False),
+        (CONFIDENCE, "q4"): ("E", False),
     }
 
 

@@ -12,14 +12,39 @@ from qrdistill.tasks import get_task
 from qrdistill.utils.io import read_json, read_jsonl, write_jsonl
 
 EXAMPLES = [
-    {"id": "q1", "task": "gsm8k", "question": "Natalia sold 48 clips in April and half as many in May. "
-                                              "How many clips did she sell?", "gold": "72"},
-    {"id": "q2", "task": "arc_challenge", "question": "Which is a liquid at room temperature?",
-     "choices": ["iron", "water", "salt"], "gold": "B"},
-    {"id": "q3", "task": "strategyqa", "question": "Is the sky blue on a clear day?", "gold": "yes"},
+    {
+        "id": "q1",
+        "task": "gsm8k",
+        "question": "Natalia sold 48 clips in April and half as many in May. "
+        "How many clips did she sell?",
+        "gold": "72",
+    },
+    {
+        "id": "q2",
+        "task": "arc_challenge",
+        "question": "Which is a liquid at room temperature?",
+        "choices": ["iron", "water", "salt"],
+        "gold": "B",
+    },
+    {
+        "id": "q3",
+        "task": "strategyqa",
+        "question": "Is the sky blue on a clear day?",
+        "gold": "yes",
+    },
 ]
-FIELDS = {"question_id", "task", "method", "student", "model", "response", "answer", "correct",
-          "mean_logprob", "completion_tokens"}
+FIELDS = {
+    "question_id",
+    "task",
+    "method",
+    "student",
+    "model",
+    "response",
+    "answer",
+    "correct",
+    "mean_logprob",
+    "completion_tokens",
+}
 
 
 @pytest.fixture()
@@ -45,8 +70,10 @@ def opened(monkeypatch):
 
 def models_for(tiny_students):
     a, b = tiny_students
-    return [EvalModel(method="zero_shot", student="a", model=str(a)),
-            EvalModel(method="zero_shot", student="b", model=str(b))]
+    return [
+        EvalModel(method="zero_shot", student="a", model=str(a)),
+        EvalModel(method="zero_shot", student="b", model=str(b)),
+    ]
 
 
 def test_prediction_rows_with_tiny_students(tiny_students, test_file, tmp_path, opened):
@@ -58,7 +85,8 @@ def test_prediction_rows_with_tiny_students(tiny_students, test_file, tmp_path, 
     rows = read_jsonl(out / "predictions.jsonl")
     singles = [r for r in rows if not r["student"].startswith("ensemble:")]
     assert [(r["method"], r["student"], r["question_id"]) for r in singles] == [
-        ("zero_shot", s, q) for s in ("a", "b") for q in ("q1", "q2", "q3")]
+        ("zero_shot", s, q) for s in ("a", "b") for q in ("q1", "q2", "q3")
+    ]
     examples = {e["id"]: e for e in EXAMPLES}
     for row in singles:
         assert set(row) == FIELDS
@@ -68,19 +96,27 @@ def test_prediction_rows_with_tiny_students(tiny_students, test_file, tmp_path, 
         assert row["model"] == str(tiny_students[0 if row["student"] == "a" else 1])
         assert isinstance(row["response"], str)
         assert row["answer"] == task.extract_answer(row["response"], example.get("choices"))
-        assert row["correct"] == task.is_correct(row["response"], example["gold"], example.get("choices"))
+        assert row["correct"] == task.is_correct(
+            row["response"], example["gold"], example.get("choices")
+        )
         assert row["completion_tokens"] in range(1, 9)  # at least one token, within the budget
         assert row["mean_logprob"] <= 0.0
     # Each model's own file holds exactly its rows.
     assert read_jsonl(out / "models" / "zero_shot__a.jsonl") == singles[:3]
 
-    ensembles = {(r["student"], r["question_id"]) for r in rows if r["student"].startswith("ensemble:")}
-    assert ensembles == {(kind, q) for kind in ("ensemble:vote", "ensemble:confidence") for q in ("q1", "q2", "q3")}
+    ensembles = {
+        (r["student"], r["question_id"]) for r in rows if r["student"].startswith("ensemble:")
+    }
+    assert ensembles == {
+        (kind, q) for kind in ("ensemble:vote", "ensemble:confidence") for q in ("q1", "q2", "q3")
+    }
 
     summary = read_json(out / "summary.json")
     assert {(s["method"], s["student"], s["task"]) for s in summary} == {
-        ("zero_shot", student, task) for student in ("a", "b", "ensemble:vote", "ensemble:confidence")
-        for task in ("gsm8k", "arc_challenge", "strategyqa")}
+        ("zero_shot", student, task)
+        for student in ("a", "b", "ensemble:vote", "ensemble:confidence")
+        for task in ("gsm8k", "arc_challenge", "strategyqa")
+    }
     for s in summary:
         assert s["n"] == 1 and s["accuracy"] == s["correct"] / s["n"]
         assert 0.0 <= s["ci_low"] <= s["accuracy"] <= s["ci_high"] <= 1.0
@@ -91,8 +127,11 @@ def test_prediction_rows_with_tiny_students(tiny_students, test_file, tmp_path, 
     evaluate(cfg, test_file, models, out)
     assert opened == []
     assert read_jsonl(out / "predictions.jsonl") == rows
-    retrained = [models[0], models[1].model_copy(update={"fingerprint": "retrained"}),
-                 EvalModel(method="qr_distill", student="a", model=str(tiny_students[0]))]
+    retrained = [
+        models[0],
+        models[1].model_copy(update={"fingerprint": "retrained"}),
+        EvalModel(method="qr_distill", student="a", model=str(tiny_students[0])),
+    ]
     evaluate(cfg, test_file, retrained, out)
     assert opened == [str(tiny_students[1]), str(tiny_students[0])]
     # A different generation setting re-generates every model.
@@ -106,15 +145,21 @@ def test_limit_gives_every_model_the_same_first_questions(tiny_students, test_fi
     evaluate(cfg, test_file, models_for(tiny_students), tmp_path / "eval")
     rows = read_jsonl(tmp_path / "eval" / "predictions.jsonl")
     assert [(r["student"], r["question_id"]) for r in rows] == [
-        ("a", "q1"), ("a", "q2"), ("b", "q1"), ("b", "q2")]
+        ("a", "q1"),
+        ("a", "q2"),
+        ("b", "q1"),
+        ("b", "q2"),
+    ]
 
 
 class ScriptedEngine:
     """Answers each question with a fixed response; records the prompts and stop rules it got."""
 
-    RESPONSES = {"Natalia": "48 / 2 = 24 in May, 48 + 24 = 72.\nThe answer is \\boxed{72}.",
-                 "liquid": "Water melts at 0 degrees.\nThe best answer is C.",
-                 "sky": "Rayleigh scattering makes it blue.\nThe answer is yes."}
+    RESPONSES = {
+        "Natalia": "48 / 2 = 24 in May, 48 + 24 = 72.\nThe answer is \\boxed{72}.",
+        "liquid": "Water melts at 0 degrees.\nThe best answer is C.",
+        "sky": "Rayleigh scattering makes it blue.\nThe answer is yes.",
+    }
 
     def __init__(self, calls):
         self.calls = calls
@@ -126,8 +171,10 @@ class ScriptedEngine:
         self.calls.append((prompts, stop_when))
         on_batch(len(prompts))
         responses = [next(r for key, r in self.RESPONSES.items() if key in p) for p in prompts]
-        return [Generation(text=r, prompt_tokens=len(p), completion_tokens=7, mean_logprob=-0.5)
-                for p, r in zip(prompts, responses)]
+        return [
+            Generation(text=r, prompt_tokens=len(p), completion_tokens=7, mean_logprob=-0.5)
+            for p, r in zip(prompts, responses)
+        ]
 
     def close(self):
         pass
@@ -137,11 +184,16 @@ def test_answers_are_extracted_and_verified_per_task(test_file, tmp_path, monkey
     calls = []
     monkeypatch.setattr(runner, "open_engine", lambda kind, name, **options: ScriptedEngine(calls))
     cfg = EvaluateConfig(instruction="Think step by step.", ensembles=False)
-    evaluate(cfg, test_file, [EvalModel(method="qr_distill", student="a", model="scripted")], tmp_path)
+    evaluate(
+        cfg, test_file, [EvalModel(method="qr_distill", student="a", model="scripted")], tmp_path
+    )
 
     rows = {r["question_id"]: r for r in read_jsonl(tmp_path / "predictions.jsonl")}
     assert {q: (r["answer"], r["correct"]) for q, r in rows.items()} == {
-        "q1": ("72", True), "q2": ("C", False), "q3": ("yes", True)}
+        "q1": ("72", True),
+        "q2": ("C", False),
+        "q3": ("yes", True),
+    }
     assert rows["q1"]["response"] == ScriptedEngine.RESPONSES["Natalia"]
     assert rows["q1"]["completion_tokens"] == 7 and rows["q1"]["mean_logprob"] == -0.5
 
@@ -157,14 +209,22 @@ def test_answers_are_extracted_and_verified_per_task(test_file, tmp_path, monkey
 
     summary = read_json(tmp_path / "summary.json")
     assert [(s["task"], s["n"], s["correct"], s["accuracy"]) for s in summary] == [
-        ("gsm8k", 1, 1, 1.0), ("arc_challenge", 1, 0, 0.0), ("strategyqa", 1, 1, 1.0)]
+        ("gsm8k", 1, 1, 1.0),
+        ("arc_challenge", 1, 0, 0.0),
+        ("strategyqa", 1, 1, 1.0),
+    ]
 
 
 def test_stop_rules_can_be_turned_off(test_file, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(runner, "open_engine", lambda kind, name, **options: ScriptedEngine(calls))
     model = [EvalModel(method="m", student="a", model="scripted")]
-    evaluate(EvaluateConfig(stop_after_answer=False, stop_on_loop=False), test_file, model, tmp_path / "off")
+    evaluate(
+        EvaluateConfig(stop_after_answer=False, stop_on_loop=False),
+        test_file,
+        model,
+        tmp_path / "off",
+    )
     assert [stop_when for _, stop_when in calls] == [None, None, None]
     calls.clear()
     evaluate(EvaluateConfig(stop_after_answer=False), test_file, model, tmp_path / "loop_only")
@@ -178,8 +238,10 @@ def test_duplicate_model_names_are_rejected(test_file, tmp_path):
         evaluate(EvaluateConfig(), test_file, [model, model], tmp_path)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None,
-                    reason="vllm is installed: the missing-package error cannot happen")
+@pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is not None,
+    reason="vllm is installed: the missing-package error cannot happen",
+)
 def test_vllm_backend_without_vllm_says_how_to_get_it():
     with pytest.raises(BackendError, match="pip install 'qrdistill\\[gpu\\]'"):
         runner.open_engine("vllm", "any", dtype="auto")

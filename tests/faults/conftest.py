@@ -34,8 +34,12 @@ def subprocess_env() -> dict:
     import qrdistill
 
     src = str(Path(qrdistill.__file__).resolve().parents[1])
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+    }
 
 
 def assert_one_line_error(code: int, lines: list[str], *fragments: str) -> str:

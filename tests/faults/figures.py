@@ -15,11 +15,13 @@ def record(section: str, figures: dict) -> None:
         return
     figures_file = Path(target)
     data = json.loads(figures_file.read_text()) if figures_file.exists() else {}
-    data["about"] = ("Written by tests/faults (make fault-figures). bad_inputs: generated malformed inputs, "
-                     "each ended in a one-line error (exit 2) or a retry, never a traceback. "
-                     "crash: SIGKILL points of `qrdistill run` on tiny models and a real "
-                     "`transformers serve` teacher/judge; the final artifacts are compared with an "
-                     "uninterrupted run.")
+    data["about"] = (
+        "Written by tests/faults (make fault-figures). bad_inputs: generated malformed inputs, "
+        "each ended in a one-line error (exit 2) or a retry, never a traceback. "
+        "crash: SIGKILL points of `qrdistill run` on tiny models and a real "
+        "`transformers serve` teacher/judge; the final artifacts are compared with an "
+        "uninterrupted run."
+    )
     data[section] = figures
     figures_file.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(dict(sorted(data.items())), indent=2, sort_keys=False) + "\n"

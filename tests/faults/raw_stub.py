@@ -23,10 +23,20 @@ class Reply:
 
     @classmethod
     def completion(cls, text: str | None, **kw) -> Reply:
-        payload = {"id": "stub", "object": "chat.completion", "created": 0, "model": "stub",
-                   "choices": [{"index": 0, "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": text}}],
-                   "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+        payload = {
+            "id": "stub",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "stub",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": text},
+                }
+            ],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+        }
         return cls(json.dumps(payload).encode(), **kw)
 
 
@@ -66,7 +76,7 @@ class RawStubServer(ThreadingHTTPServer):
                     self.end_headers()
                     if reply.trickle_s:
                         for i in range(len(reply.body)):
-                            self.wfile.write(reply.body[i:i + 1])
+                            self.wfile.write(reply.body[i : i + 1])
                             self.wfile.flush()
                             time.sleep(reply.trickle_s)
                     else:

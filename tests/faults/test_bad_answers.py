@@ -26,8 +26,14 @@ from served_model import openai_backend
 BAD = {
     "invalid JSON": (Reply(b'{"choices": [{"message": {"content": "hi"'), "is not valid JSON"),
     "empty choices": (Reply(b'{"id": "x", "choices": []}'), "HTTP 200 with empty choices"),
-    "text/plain": (Reply(b"The answer is 5.", content_type="text/plain"), "Content-Type 'text/plain', not JSON"),
-    "error body": (Reply(b'{"error": {"message": "model overloaded"}}'), "carrying an error: model overloaded"),
+    "text/plain": (
+        Reply(b"The answer is 5.", content_type="text/plain"),
+        "Content-Type 'text/plain', not JSON",
+    ),
+    "error body": (
+        Reply(b'{"error": {"message": "model overloaded"}}'),
+        "carrying an error: model overloaded",
+    ),
     "content null": (Reply.completion(None), "an empty completion (content null"),
     "content empty": (Reply.completion(""), "an empty completion (content ''"),
     "JSON list": (Reply(b"[1, 2]"), "JSON is a list, not a chat completion object"),
@@ -50,7 +56,10 @@ def test_stub_malformed_answer_is_retried_then_succeeds(kind, pauses):
     finally:
         stub.close()
     assert (generation.text, generation.prompt_tokens, generation.completion_tokens) == (
-        "The answer is \\boxed{5}.", 7, 3)
+        "The answer is \\boxed{5}.",
+        7,
+        3,
+    )
     assert stub.posts == 2 and len(pauses) == 1
 
 
@@ -65,7 +74,9 @@ def test_stub_malformed_answer_fails_with_one_line_naming_endpoint_and_fault(kin
     finally:
         stub.close()
     message = str(err.value)
-    assert message.startswith(f"question q1: failed after 3 attempt(s); last error from {stub.base_url}")
+    assert message.startswith(
+        f"question q1: failed after 3 attempt(s); last error from {stub.base_url}"
+    )
     assert what in message and "\n" not in message
     assert stub.posts == 3 and len(pauses) == 2
 
@@ -73,8 +84,11 @@ def test_stub_malformed_answer_fails_with_one_line_naming_endpoint_and_fault(kin
 def test_stub_null_completion_is_never_cached_as_a_path(examples_path, tmp_path, pauses):
     stub = RawStubServer([], default=Reply.completion(None))
     try:
-        cfg = GenerateConfig(backend=openai_backend(stub.base_url, concurrency=1, max_retries=1),
-                             styles=["vanilla"], show_progress=False)
+        cfg = GenerateConfig(
+            backend=openai_backend(stub.base_url, concurrency=1, max_retries=1),
+            styles=["vanilla"],
+            show_progress=False,
+        )
         with pytest.raises(BackendError, match="an empty completion"):
             generate_paths(cfg, examples_path, tmp_path / "gen")
     finally:
@@ -87,8 +101,9 @@ def test_stub_null_completion_is_never_cached_as_a_path(examples_path, tmp_path,
 
 
 def test_stub_retry_after_is_capped_by_backoff_max(pauses):
-    stub = RawStubServer([Reply(b'{"error": {"message": "slow down"}}', status=429,
-                                headers={"Retry-After": "600"})])
+    stub = RawStubServer(
+        [Reply(b'{"error": {"message": "slow down"}}', status=429, headers={"Retry-After": "600"})]
+    )
     try:
         backend = OpenAIBackend(openai_backend(stub.base_url, max_retries=1, backoff_max_s=1))
         generation = backend.complete(make_request(backend.cfg, "2+3?", 0, "question q1"))
@@ -108,7 +123,9 @@ def test_stub_trickled_body_hits_the_whole_request_deadline(pauses):
         took = time.monotonic() - started
     finally:
         stub.close()
-    assert "no complete answer within request_timeout_s=1s (the body was still arriving" in str(err.value)
+    assert "no complete answer within request_timeout_s=1s (the body was still arriving" in str(
+        err.value
+    )
     assert 2.0 <= took < 4.0  # two attempts of about 1 s each
     assert stub.posts == 2
 
@@ -116,12 +133,29 @@ def test_stub_trickled_body_hits_the_whole_request_deadline(pauses):
 def test_stub_ctrl_c_returns_at_once_while_requests_hang(examples_path, tmp_path):
     stub = RawStubServer([], default=Reply.completion("late", hang_s=60))
     config = tmp_path / "gen.yaml"
-    config.write_text(dump_yaml(GenerateConfig(
-        backend=openai_backend(stub.base_url, concurrency=2, request_timeout_s=120),
-        styles=["vanilla"], show_progress=False)))
-    process = subprocess.Popen([sys.executable, "-m", "qrdistill.teacher", str(config), str(examples_path),
-                                str(tmp_path / "gen")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=subprocess_env())
+    config.write_text(
+        dump_yaml(
+            GenerateConfig(
+                backend=openai_backend(stub.base_url, concurrency=2, request_timeout_s=120),
+                styles=["vanilla"],
+                show_progress=False,
+            )
+        )
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qrdistill.teacher",
+            str(config),
+            str(examples_path),
+            str(tmp_path / "gen"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
     try:
         deadline = time.monotonic() + 60
         while stub.posts < 2:  # both requests in flight, neither will be answered for a minute

@@ -33,19 +33,44 @@ STAGES = ("generate", "filter", "train", "evaluate")
 
 def crash_config(tmp_path: Path, students, base_url: str, model: str, run_dir: Path) -> Path:
     a, b = (str(s) for s in students)
-    backend = {"kind": "openai", "model": model, "base_urls": [base_url], "api_key_env": None,
-               "temperature": 0.0, "max_tokens": 8, "concurrency": 1, "max_retries": 1,
-               "backoff_base_s": 0.05}
+    backend = {
+        "kind": "openai",
+        "model": model,
+        "base_urls": [base_url],
+        "api_key_env": None,
+        "temperature": 0.0,
+        "max_tokens": 8,
+        "concurrency": 1,
+        "max_retries": 1,
+        "backoff_base_s": 0.05,
+    }
     config = {
         "run_dir": str(run_dir),
-        "data": {"task": "strategyqa", "source": {"kind": "packaged"},
-                 "train_size": 4, "dev_size": 0, "test_size": 3},
+        "data": {
+            "task": "strategyqa",
+            "source": {"kind": "packaged"},
+            "train_size": 4,
+            "dev_size": 0,
+            "test_size": 3,
+        },
         "generate": {"backend": backend, "styles": ["vanilla", "program"], "show_progress": False},
-        "filter": {"answer_check": False, "judge": {**backend}, "judge_attempts": 1,
-                   "on_unparseable": "keep", "threshold": 0.0, "show_progress": False},
-        "train": {"students": [{"name": "a", "model": a}, {"name": "b", "model": b}],
-                  "batch_size": 4, "max_length": 128, "progress": False, "log_every": 1,
-                  "epochs": 3, "checkpoint_every": 1},
+        "filter": {
+            "answer_check": False,
+            "judge": {**backend},
+            "judge_attempts": 1,
+            "on_unparseable": "keep",
+            "threshold": 0.0,
+            "show_progress": False,
+        },
+        "train": {
+            "students": [{"name": "a", "model": a}, {"name": "b", "model": b}],
+            "batch_size": 4,
+            "max_length": 128,
+            "progress": False,
+            "log_every": 1,
+            "epochs": 3,
+            "checkpoint_every": 1,
+        },
         "evaluate": {"max_new_tokens": 6},
         "methods": {"qr_distill": {}},
     }
@@ -96,33 +121,47 @@ def progress(run: Path, stage: str) -> int:
 def schedule() -> list[tuple[str, int]]:
     rng = random.Random(SEED)
     units = {"generate": 7, "filter": 7, "train": 5, "evaluate": 3}
-    return [(stage, k) for stage in STAGES for k in sorted(rng.sample(range(1, units[stage] + 1), 2))]
+    return [
+        (stage, k) for stage in STAGES for k in sorted(rng.sample(range(1, units[stage] + 1), 2))
+    ]
 
 
 def run_until(config: Path, run: Path, stage: str, at: int) -> dict:
     """Start `qrdistill run`, SIGKILL it once `stage` has reached `at` units; what it left."""
-    process = subprocess.Popen([sys.executable, "-m", "qrdistill", "run", str(config)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=subprocess_env())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qrdistill", "run", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
     deadline = time.monotonic() + 300
     while progress(run, stage) < at:
         if process.poll() is not None:
-            pytest.fail(f"run ended before the kill point {stage}:{at}: {process.stderr.read()[-3000:]}")
+            pytest.fail(
+                f"run ended before the kill point {stage}:{at}: {process.stderr.read()[-3000:]}"
+            )
         assert time.monotonic() < deadline, f"no progress to {stage}:{at}"
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     process.stderr.close()
-    done = [s for s in STAGES if (run / s / ".stage.json").exists()
-            or (s == "train" and (run / "train" / "qr_distill" / ".stage.json").exists())]
+    done = [
+        s
+        for s in STAGES
+        if (run / s / ".stage.json").exists()
+        or (s == "train" and (run / "train" / "qr_distill" / ".stage.json").exists())
+    ]
     return {"stage": stage, "after": at, "stages_finished_at_kill": done}
 
 
 def normalised(run: Path) -> dict[str, bytes]:
     """Every artifact a later stage or a person reads, with the run directory's path removed."""
-    keep = re.compile(r"^(data/.*\.jsonl|generate/(paths\.jsonl|usage\.json)|filter/(judged\.jsonl|"
-                      r"kept\.jsonl|funnel\.json)|train/qr_distill/(metrics\.jsonl|routing\.jsonl|"
-                      r"summary\.json|students/.*)|evaluate/(predictions\.jsonl|summary\.json|models/.*\.jsonl))$")
+    keep = re.compile(
+        r"^(data/.*\.jsonl|generate/(paths\.jsonl|usage\.json)|filter/(judged\.jsonl|"
+        r"kept\.jsonl|funnel\.json)|train/qr_distill/(metrics\.jsonl|routing\.jsonl|"
+        r"summary\.json|students/.*)|evaluate/(predictions\.jsonl|summary\.json|models/.*\.jsonl))$"
+    )
     found = {}
     for path in sorted(run.rglob("*")):
         name = str(path.relative_to(run))
@@ -144,10 +183,13 @@ def one_thread():
 
 
 @pytest.mark.server
-def test_sigkill_at_seeded_points_then_rerun_matches_an_uninterrupted_run(served_model, proxy, tmp_path,
-                                                                          tiny_students, one_thread):
+def test_sigkill_at_seeded_points_then_rerun_matches_an_uninterrupted_run(
+    served_model, proxy, tmp_path, tiny_students, one_thread
+):
     reference_run, crashed_run = tmp_path / "reference", tmp_path / "crashed"
-    reference = crash_config(tmp_path, tiny_students, proxy.base_url, served_model.model, reference_run)
+    reference = crash_config(
+        tmp_path, tiny_students, proxy.base_url, served_model.model, reference_run
+    )
     crashed = crash_config(tmp_path, tiny_students, proxy.base_url, served_model.model, crashed_run)
     assert main(["run", str(reference)]) == 0
     asked_by_reference = len(proxy.completions())
@@ -155,7 +197,9 @@ def test_sigkill_at_seeded_points_then_rerun_matches_an_uninterrupted_run(served
     def key_of(body: dict) -> set[str]:
         # The cache key of a POST, as the teacher or as the judge (their sampling is the same here).
         sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 8, "seed": 0}
-        return {request_key("openai", served_model.model, body["messages"][0]["content"], sampling, 0)}
+        return {
+            request_key("openai", served_model.model, body["messages"][0]["content"], sampling, 0)
+        }
 
     points, repeated = [], 0
     for stage, at in schedule():
@@ -183,10 +227,18 @@ def test_sigkill_at_seeded_points_then_rerun_matches_an_uninterrupted_run(served
     assert sorted(got) == sorted(want)
     different = [name for name in want if got[name] != want[name]]
     assert different == []
-    steps = [json.loads(line)["step"] for line in
-             (crashed_run / "train" / "qr_distill" / "metrics.jsonl").read_text().splitlines()]
-    want_steps = [json.loads(line)["step"] for line in
-                  (reference_run / "train" / "qr_distill" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"]
+        for line in (crashed_run / "train" / "qr_distill" / "metrics.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    want_steps = [
+        json.loads(line)["step"]
+        for line in (reference_run / "train" / "qr_distill" / "metrics.jsonl")
+        .read_text()
+        .splitlines()
+    ]
     rows_lost = len(set(want_steps) - set(steps))
     rows_duplicated = len(steps) - len(set(steps))
     assert steps == want_steps == list(range(1, 7)) and rows_lost == rows_duplicated == 0
@@ -195,10 +247,19 @@ def test_sigkill_at_seeded_points_then_rerun_matches_an_uninterrupted_run(served
     assert not (crashed_run / ".lock").exists()
     killed = [p for p in points if "skipped" not in p]
     assert len(killed) >= 6
-    record("crash", {"seed": SEED, "schedule": points, "kills": len(killed),
-                     "stages_cut": sorted({p["stage"] for p in killed}),
-                     "artifacts_compared": len(want), "artifacts_different": len(different),
-                     "requests_in_uninterrupted_run": asked_by_reference,
-                     "finished_requests_asked_again": repeated,
-                     "in_flight_requests_asked_again": in_flight_again,
-                     "metrics_rows_lost": rows_lost, "metrics_rows_duplicated": rows_duplicated})
+    record(
+        "crash",
+        {
+            "seed": SEED,
+            "schedule": points,
+            "kills": len(killed),
+            "stages_cut": sorted({p["stage"] for p in killed}),
+            "artifacts_compared": len(want),
+            "artifacts_different": len(different),
+            "requests_in_uninterrupted_run": asked_by_reference,
+            "finished_requests_asked_again": repeated,
+            "in_flight_requests_asked_again": in_flight_again,
+            "metrics_rows_lost": rows_lost,
+            "metrics_rows_duplicated": rows_duplicated,
+        },
+    )

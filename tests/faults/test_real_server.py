@@ -28,9 +28,19 @@ def cached(path) -> int:
 
 
 @pytest.mark.server
-def test_real_server_stalls_then_recovers_and_the_run_completes(served_model, examples_path, tmp_path, caplog):
-    backend = openai_backend(served_model.base_url, served_model.model, concurrency=1, max_tokens=8,
-                             request_timeout_s=3, max_retries=4, backoff_base_s=0.1, backoff_max_s=0.5)
+def test_real_server_stalls_then_recovers_and_the_run_completes(
+    served_model, examples_path, tmp_path, caplog
+):
+    backend = openai_backend(
+        served_model.base_url,
+        served_model.model,
+        concurrency=1,
+        max_tokens=8,
+        request_timeout_s=3,
+        max_retries=4,
+        backoff_base_s=0.1,
+        backoff_max_s=0.5,
+    )
     cfg = GenerateConfig(backend=backend, styles=["vanilla", "program"], show_progress=False)
     out = tmp_path / "gen"
     result: dict = {}
@@ -57,7 +67,9 @@ def test_real_server_stalls_then_recovers_and_the_run_completes(served_model, ex
         worker.join(timeout=180)
     assert "error" not in result, result
     paths = read_jsonl_as(result["paths"], ReasoningPath)
-    assert sorted(p.id for p in paths) == sorted(f"{q}::{s}::0" for q in ("q1", "q2") for s in cfg.styles)
+    assert sorted(p.id for p in paths) == sorted(
+        f"{q}::{s}::0" for q in ("q1", "q2") for s in cfg.styles
+    )
     assert all(p.text.strip() for p in paths)
     retries = [r.getMessage() for r in caplog.records if "; retry 1/4" in r.getMessage()]
     assert retries and "APITimeoutError" in retries[0]

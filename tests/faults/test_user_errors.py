@@ -41,19 +41,32 @@ def test_validation_errors_of_several_keys_are_one_line(cli, tmp_path):
 
 @pytest.mark.parametrize("skip_bad_lines", [False, True])
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
-def test_data_file_that_is_not_utf8_names_file_and_line(cli, tmp_path, config, skip_bad_lines, suffix):
+def test_data_file_that_is_not_utf8_names_file_and_line(
+    cli, tmp_path, config, skip_bad_lines, suffix
+):
     data = tmp_path / f"data{suffix}"
     if suffix == ".jsonl":
-        good = [json.dumps({"question": f"Is {i} even?", "answer": "yes"}).encode() for i in range(9)]
+        good = [
+            json.dumps({"question": f"Is {i} even?", "answer": "yes"}).encode() for i in range(9)
+        ]
         good[3] = '{"question": "caf\xe9?", "answer": "no"}'.encode("latin-1")
         data.write_bytes(b"\n".join(good) + b"\n")
     else:
         rows = [b"question,answer"] + [f"Is {i} even?,yes".encode() for i in range(9)]
         rows[4] = "caf\xe9?,no".encode("latin-1")
         data.write_bytes(b"\n".join(rows) + b"\n")
-    overrides = ["--set", "data.task=strategyqa", "--set", "data.source={kind: local, path: %s}" % data,
-                 "--set", f"data.skip_bad_lines={str(skip_bad_lines).lower()}",
-                 "--set", "data.train_size=2", "--set", "data.test_size=2"]
+    overrides = [
+        "--set",
+        "data.task=strategyqa",
+        "--set",
+        "data.source={kind: local, path: %s}" % data,
+        "--set",
+        f"data.skip_bad_lines={str(skip_bad_lines).lower()}",
+        "--set",
+        "data.train_size=2",
+        "--set",
+        "data.test_size=2",
+    ]
     code, lines = cli("generate", config, *overrides)
     if skip_bad_lines and suffix == ".jsonl":  # the bad line is skipped, named in a warning
         assert code == 0, lines
@@ -65,12 +78,16 @@ def test_data_file_that_is_not_utf8_names_file_and_line(cli, tmp_path, config, s
 def test_a_directory_where_the_data_file_belongs(cli, tmp_path, config):
     folder = tmp_path / "data.jsonl"
     folder.mkdir()
-    assert_one_line_error(*cli("generate", config, "--set", "data.source={kind: local, path: %s}" % folder),
-                          f"{folder}: is a directory")
+    assert_one_line_error(
+        *cli("generate", config, "--set", "data.source={kind: local, path: %s}" % folder),
+        f"{folder}: is a directory",
+    )
 
 
 def test_run_from_a_stage_that_does_not_exist(cli, tmp_path, config):
-    assert_one_line_error(*cli("run", config, "--from", "bogus"), "--from 'bogus'", "choose one of data")
+    assert_one_line_error(
+        *cli("run", config, "--from", "bogus"), "--from 'bogus'", "choose one of data"
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -80,7 +97,9 @@ def test_filter_threshold_out_of_range_is_checked_before_any_work(cli, tmp_path,
 
 
 def test_unknown_method_is_exit_2(cli, tmp_path, config):
-    assert_one_line_error(*cli("train", config, "--method", "nope"), "--method nope", "no_peer, qr_distill")
+    assert_one_line_error(
+        *cli("train", config, "--method", "nope"), "--method nope", "no_peer, qr_distill"
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -110,7 +129,8 @@ def test_report_on_a_summary_of_the_wrong_shape_names_it_in_the_report(cli, tmp_
 
 def test_an_error_message_with_brackets_is_printed_as_is(cli, tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"train": {"students": [{"name": "a", "model": "x"}],
-                                             "epochs": "[/bold]"}}))
+    bad.write_text(
+        yaml.safe_dump({"train": {"students": [{"name": "a", "model": "x"}], "epochs": "[/bold]"}})
+    )
     line = assert_one_line_error(*cli("run", bad, "--dry-run"), "train.epochs")
     assert "[/bold]" in line

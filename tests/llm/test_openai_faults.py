@@ -29,9 +29,19 @@ def start_generate(cfg: GenerateConfig, examples_path, out_dir) -> subprocess.Po
     """`python -m qrdistill.teacher` in its own process, as the CLI would run it."""
     config_path = out_dir.parent / f"{out_dir.name}.yaml"
     config_path.write_text(dump_yaml(cfg))
-    return subprocess.Popen([sys.executable, "-m", "qrdistill.teacher", str(config_path),
-                             str(examples_path), str(out_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qrdistill.teacher",
+            str(config_path),
+            str(examples_path),
+            str(out_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def cached_keys(out_dir) -> set[str]:
@@ -45,7 +55,9 @@ def cached_keys(out_dir) -> set[str]:
             return set()
 
 
-def wait_until_cached(out_dir, count: int, process: subprocess.Popen, timeout_s: float = 300) -> None:
+def wait_until_cached(
+    out_dir, count: int, process: subprocess.Popen, timeout_s: float = 300
+) -> None:
     deadline = time.monotonic() + timeout_s
     while len(cached_keys(out_dir)) < count:
         assert process.poll() is None, f"generate ended early: {process.communicate()}"
@@ -62,7 +74,9 @@ def pauses(monkeypatch):
 
 
 def test_server_down_at_start_fails_clearly_and_writes_nothing(examples_path, tmp_path):
-    cfg = GenerateConfig(backend=openai_backend(f"http://127.0.0.1:{free_port()}/v1"), show_progress=False)
+    cfg = GenerateConfig(
+        backend=openai_backend(f"http://127.0.0.1:{free_port()}/v1"), show_progress=False
+    )
     process = start_generate(cfg, examples_path, tmp_path / "gen")
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 2
@@ -72,10 +86,14 @@ def test_server_down_at_start_fails_clearly_and_writes_nothing(examples_path, tm
 
 
 @pytest.mark.server
-def test_sigkill_mid_run_then_rerun_recomputes_nothing_finished(served_model, proxy, examples_path, tmp_path):
-    cfg = GenerateConfig(backend=openai_backend(proxy.base_url, served_model.model, concurrency=1,
-                                                max_tokens=16),
-                         styles=["vanilla", "program", "backward"], show_progress=False)
+def test_sigkill_mid_run_then_rerun_recomputes_nothing_finished(
+    served_model, proxy, examples_path, tmp_path
+):
+    cfg = GenerateConfig(
+        backend=openai_backend(proxy.base_url, served_model.model, concurrency=1, max_tokens=16),
+        styles=["vanilla", "program", "backward"],
+        show_progress=False,
+    )
     out = tmp_path / "gen"
     process = start_generate(cfg, examples_path, out)
     wait_until_cached(out, 2, process)
@@ -91,18 +109,24 @@ def test_sigkill_mid_run_then_rerun_recomputes_nothing_finished(served_model, pr
     ids = [(p.question_id, p.style, p.sample_index) for p in paths]
     assert sorted(ids) == sorted({(q, s, 0) for q in ("q1", "q2") for s in cfg.styles})
     # The rerun asked the server for exactly the requests that had not finished, by their seeds.
-    seed_of = {job.request.key: job.request.seed
-               for job in plan_jobs(cfg, read_jsonl_as(examples_path, Example))}
+    seed_of = {
+        job.request.key: job.request.seed
+        for job in plan_jobs(cfg, read_jsonl_as(examples_path, Example))
+    }
     rerun = proxy.completions()[asked_before:]
     assert sorted(body["seed"] for body in rerun) == sorted(
-        seed for key, seed in seed_of.items() if key not in finished)
+        seed for key, seed in seed_of.items() if key not in finished
+    )
 
 
 @pytest.mark.server
-def test_server_killed_mid_run_names_the_request_and_the_run_resumes(served_model, proxy, examples_path,
-                                                                      tmp_path):
+def test_server_killed_mid_run_names_the_request_and_the_run_resumes(
+    served_model, proxy, examples_path, tmp_path
+):
     doomed = ServedModel(served_model.folder, tmp_path / "doomed.log").start()
-    backend = openai_backend(doomed.base_url, doomed.model, concurrency=1, max_tokens=16, max_retries=1)
+    backend = openai_backend(
+        doomed.base_url, doomed.model, concurrency=1, max_tokens=16, max_retries=1
+    )
     cfg = GenerateConfig(backend=backend, styles=["vanilla", "program"], show_progress=False)
     out = tmp_path / "gen"
     try:
@@ -113,8 +137,11 @@ def test_server_killed_mid_run_names_the_request_and_the_run_resumes(served_mode
     finally:
         doomed.stop()
     assert process.returncode == 2
-    assert re.search(r"error: question q\d, style \w+, sample 0: failed after 2 attempt\(s\); "
-                     r"last error from http://127\.0\.0\.1:\d+/v1/?: APIConnectionError", stderr), stderr
+    assert re.search(
+        r"error: question q\d, style \w+, sample 0: failed after 2 attempt\(s\); "
+        r"last error from http://127\.0\.0\.1:\d+/v1/?: APIConnectionError",
+        stderr,
+    ), stderr
     assert not (out / "paths.jsonl").exists()
     finished = cached_keys(out)
 
@@ -122,44 +149,70 @@ def test_server_killed_mid_run_names_the_request_and_the_run_resumes(served_mode
     cfg.backend = backend.model_copy(update={"base_urls": [proxy.base_url]})
     paths = read_jsonl_as(generate_paths(cfg, examples_path, out), ReasoningPath)
     assert len(proxy.completions()) == 4 - len(finished)
-    assert sorted(p.id for p in paths) == sorted({f"{q}::{s}::0" for q in ("q1", "q2") for s in cfg.styles})
+    assert sorted(p.id for p in paths) == sorted(
+        {f"{q}::{s}::0" for q in ("q1", "q2") for s in cfg.styles}
+    )
 
 
 @pytest.mark.server
 def test_request_timeout_is_retried_then_named(served_model, examples_path, tmp_path, pauses):
-    backend = openai_backend(served_model.base_url, served_model.model, request_timeout_s=0.2,
-                             max_retries=1, backoff_base_s=0.4, concurrency=1, max_tokens=16)
+    backend = openai_backend(
+        served_model.base_url,
+        served_model.model,
+        request_timeout_s=0.2,
+        max_retries=1,
+        backoff_base_s=0.4,
+        concurrency=1,
+        max_tokens=16,
+    )
     cfg = GenerateConfig(backend=backend, styles=["vanilla"], show_progress=False)
-    with pytest.raises(BackendError, match=r"^question q1, style vanilla, sample 0: failed after 2 "
-                                           r"attempt\(s\); .*APITimeoutError"):
+    with pytest.raises(
+        BackendError,
+        match=r"^question q1, style vanilla, sample 0: failed after 2 "
+        r"attempt\(s\); .*APITimeoutError",
+    ):
         generate_paths(cfg, examples_path, tmp_path / "gen")
     assert len(pauses) == 1 and 0.2 <= pauses[0] <= 0.4  # half the ceiling plus jitter
     assert not (tmp_path / "gen").exists()
 
 
 def test_stub_429_retry_after_is_honoured(examples_path, tmp_path, pauses):
-    stub = StubOpenAIServer([(429, {"Retry-After": "3"}, {"error": {"message": "slow down"}}),
-                             "So 3 + 2 = 5. The answer is \\boxed{5}."],
-                            default="The answer is \\boxed{12}.")
+    stub = StubOpenAIServer(
+        [
+            (429, {"Retry-After": "3"}, {"error": {"message": "slow down"}}),
+            "So 3 + 2 = 5. The answer is \\boxed{5}.",
+        ],
+        default="The answer is \\boxed{12}.",
+    )
     try:
-        cfg = GenerateConfig(backend=openai_backend(stub.base_url, concurrency=1), styles=["vanilla"],
-                             show_progress=False)
+        cfg = GenerateConfig(
+            backend=openai_backend(stub.base_url, concurrency=1),
+            styles=["vanilla"],
+            show_progress=False,
+        )
         paths = read_jsonl_as(generate_paths(cfg, examples_path, tmp_path / "gen"), ReasoningPath)
     finally:
         stub.close()
     assert pauses == [3.0]
-    assert [(p.question_id, p.answer, p.correct) for p in paths] == [("q1", "5", True), ("q2", "12", True)]
+    assert [(p.question_id, p.answer, p.correct) for p in paths] == [
+        ("q1", "5", True),
+        ("q2", "12", True),
+    ]
     assert len(stub.completions()) == 3
 
 
 def test_stub_5xx_backs_off_with_jitter_then_names_the_request(examples_path, tmp_path, pauses):
     stub = StubOpenAIServer([], default=(503, {}, {"error": {"message": "overloaded"}}))
     try:
-        backend = openai_backend(stub.base_url, concurrency=1, max_retries=3, backoff_base_s=1.0,
-                                 backoff_max_s=3.0)
+        backend = openai_backend(
+            stub.base_url, concurrency=1, max_retries=3, backoff_base_s=1.0, backoff_max_s=3.0
+        )
         cfg = GenerateConfig(backend=backend, styles=["program"], show_progress=False)
-        with pytest.raises(BackendError, match=r"^question q1, style program, sample 0: failed after 4 "
-                                               r"attempt\(s\); .*HTTP 503"):
+        with pytest.raises(
+            BackendError,
+            match=r"^question q1, style program, sample 0: failed after 4 "
+            r"attempt\(s\); .*HTTP 503",
+        ):
             generate_paths(cfg, examples_path, tmp_path / "gen")
     finally:
         stub.close()
@@ -171,15 +224,22 @@ def test_stub_5xx_backs_off_with_jitter_then_names_the_request(examples_path, tm
     assert not (tmp_path / "gen").exists()
 
 
-def test_stub_401_is_not_retried_and_the_key_stays_secret(examples_path, tmp_path, monkeypatch, pauses):
+def test_stub_401_is_not_retried_and_the_key_stays_secret(
+    examples_path, tmp_path, monkeypatch, pauses
+):
     secret = "sk-live-never-show-me-777"
     monkeypatch.setenv("QRD_STUB_KEY", secret)
+
     def echo_key(handler):  # a server that quotes the key it was sent back in its error
         return {"error": {"message": f"bad key {handler.headers['Authorization']}"}}
+
     stub = StubOpenAIServer([], default=(401, {}, echo_key))
     try:
-        cfg = GenerateConfig(backend=openai_backend(stub.base_url, api_key_env="QRD_STUB_KEY"),
-                             styles=["vanilla"], show_progress=False)
+        cfg = GenerateConfig(
+            backend=openai_backend(stub.base_url, api_key_env="QRD_STUB_KEY"),
+            styles=["vanilla"],
+            show_progress=False,
+        )
         with pytest.raises(BackendError, match="refused the request") as err:
             generate_paths(cfg, examples_path, tmp_path / "gen")
     finally:
@@ -189,8 +249,13 @@ def test_stub_401_is_not_retried_and_the_key_stays_secret(examples_path, tmp_pat
     assert pauses == []
 
 
-def test_stub_requests_are_spread_over_base_urls_and_a_dead_one_is_left_out(examples_path, tmp_path, pauses):
-    first, second = StubOpenAIServer([], default="\\boxed{5}"), StubOpenAIServer([], default="\\boxed{5}")
+def test_stub_requests_are_spread_over_base_urls_and_a_dead_one_is_left_out(
+    examples_path, tmp_path, pauses
+):
+    first, second = (
+        StubOpenAIServer([], default="\\boxed{5}"),
+        StubOpenAIServer([], default="\\boxed{5}"),
+    )
     dead = f"http://127.0.0.1:{free_port()}/v1"
     try:
         backend = openai_backend(first.base_url, concurrency=1, max_retries=2)
@@ -200,7 +265,9 @@ def test_stub_requests_are_spread_over_base_urls_and_a_dead_one_is_left_out(exam
         assert (len(first.completions()), len(second.completions())) == (2, 2)
 
         backend.base_urls = [first.base_url, dead]
-        paths = read_jsonl_as(generate_paths(cfg, examples_path, tmp_path / "one_dead"), ReasoningPath)
+        paths = read_jsonl_as(
+            generate_paths(cfg, examples_path, tmp_path / "one_dead"), ReasoningPath
+        )
     finally:
         first.close()
         second.close()

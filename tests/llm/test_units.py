@@ -26,8 +26,18 @@ def test_request_key_changes_with_everything_that_changes_the_output():
     assert len({base.key, *(v.key for v in variants)}) == 1 + len(variants)
     assert len({base.seed, *(v.seed for v in variants)}) == 1 + len(variants)
     # Neither the label, the endpoint, the retry policy nor the prices change what is generated.
-    same = make_request(cfg.model_copy(update={"base_urls": ["http://elsewhere/v1"], "max_retries": 0,
-                                               "price_input_per_1m": 3.0}), "prompt", 0, "other label")
+    same = make_request(
+        cfg.model_copy(
+            update={
+                "base_urls": ["http://elsewhere/v1"],
+                "max_retries": 0,
+                "price_input_per_1m": 3.0,
+            }
+        ),
+        "prompt",
+        0,
+        "other label",
+    )
     assert (same.key, same.seed) == (base.key, base.seed)
 
 
@@ -43,8 +53,10 @@ def test_cache_persists_each_put_and_is_created_only_by_the_first(tmp_path):
     cache.close()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None,
-                    reason="vllm is installed: the missing-package error cannot happen")
+@pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is not None,
+    reason="vllm is installed: the missing-package error cannot happen",
+)
 def test_vllm_backend_says_what_to_install_when_missing():
     with pytest.raises(BackendError, match="needs the vllm package"):
         make_backend(BackendConfig(kind="vllm"))

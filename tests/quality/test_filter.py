@@ -19,37 +19,52 @@ from served_model import StubOpenAIServer, free_port, openai_backend
 
 
 def make_path(question_id: str, style: str, text: str, correct: bool) -> ReasoningPath:
-    return ReasoningPath(id=ReasoningPath.make_id(question_id, style, 0), question_id=question_id,
-                         task="gsm8k", style=style, prompt=f"Question {question_id}?", gold="5",
-                         text=text, answer="5" if correct else "4", correct=correct,
-                         backend="openai", model="teacher")
+    return ReasoningPath(
+        id=ReasoningPath.make_id(question_id, style, 0),
+        question_id=question_id,
+        task="gsm8k",
+        style=style,
+        prompt=f"Question {question_id}?",
+        gold="5",
+        text=text,
+        answer="5" if correct else "4",
+        correct=correct,
+        backend="openai",
+        model="teacher",
+    )
 
 
 @pytest.fixture
 def paths_path(tmp_path):
     path = tmp_path / "paths.jsonl"
-    write_jsonl(path, [
-        make_path("q1", "vanilla", "3 + 2 = 5. \\boxed{5}", correct=True),
-        make_path("q1", "program", "print(3 + 2)  # 5. \\boxed{5}", correct=True),
-        make_path("q2", "vanilla", "3 + 1 = 4. \\boxed{4}", correct=False),
-        make_path("q2", "program", "x = 4 + 1  # four from nowhere. \\boxed{5}", correct=True),
-    ])
+    write_jsonl(
+        path,
+        [
+            make_path("q1", "vanilla", "3 + 2 = 5. \\boxed{5}", correct=True),
+            make_path("q1", "program", "print(3 + 2)  # 5. \\boxed{5}", correct=True),
+            make_path("q2", "vanilla", "3 + 1 = 4. \\boxed{4}", correct=False),
+            make_path("q2", "program", "x = 4 + 1  # four from nowhere. \\boxed{5}", correct=True),
+        ],
+    )
     return path
 
 
 def judge_config(base_url: str, **overrides) -> FilterConfig:
-    return FilterConfig(judge=openai_backend(base_url, concurrency=1).model_dump(), show_progress=False,
-                        **overrides)
+    return FilterConfig(
+        judge=openai_backend(base_url, concurrency=1).model_dump(), show_progress=False, **overrides
+    )
 
 
 def test_stub_judge_verdicts_are_stored_and_unreadable_ones_are_rejected(paths_path, tmp_path):
-    stub = StubOpenAIServer([
-        "Score: 9/10\nReason: each step follows.",  # q1 vanilla
-        "Looks fine to me!",  # q1 program: unreadable, asked again twice
-        '{"score": 0.3, "reason": "the 4 is invented"}',  # q2 program
-        "I already said it is fine.",
-        "Fine.",
-    ])
+    stub = StubOpenAIServer(
+        [
+            "Score: 9/10\nReason: each step follows.",  # q1 vanilla
+            "Looks fine to me!",  # q1 program: unreadable, asked again twice
+            '{"score": 0.3, "reason": "the 4 is invented"}',  # q2 program
+            "I already said it is fine.",
+            "Fine.",
+        ]
+    )
     out = tmp_path / "filter"
     try:
         kept_path = filter_paths(judge_config(stub.base_url), paths_path, out)
@@ -57,16 +72,24 @@ def test_stub_judge_verdicts_are_stored_and_unreadable_ones_are_rejected(paths_p
         stub.close()
 
     judged = {p.id: p for p in read_jsonl_as(out / "judged.jsonl", ReasoningPath)}
-    assert judged["q1::vanilla::0"].judge == JudgeVerdict(score=0.9, reason="each step follows.",
-                                                          status="ok", attempts=1)
-    assert judged["q2::program::0"].judge == JudgeVerdict(score=0.3, reason="the 4 is invented",
-                                                          status="ok", attempts=1)
+    assert judged["q1::vanilla::0"].judge == JudgeVerdict(
+        score=0.9, reason="each step follows.", status="ok", attempts=1
+    )
+    assert judged["q2::program::0"].judge == JudgeVerdict(
+        score=0.3, reason="the 4 is invented", status="ok", attempts=1
+    )
     unreadable = judged["q1::program::0"].judge
     assert (unreadable.status, unreadable.score, unreadable.attempts) == ("unparseable", None, 3)
     assert "Fine." in unreadable.reason
-    assert judged["q2::vanilla::0"].judge.status == "skipped"  # wrong answer: never sent to the judge
+    assert (
+        judged["q2::vanilla::0"].judge.status == "skipped"
+    )  # wrong answer: never sent to the judge
     assert {pid: p.kept for pid, p in judged.items()} == {
-        "q1::vanilla::0": True, "q1::program::0": False, "q2::vanilla::0": False, "q2::program::0": False}
+        "q1::vanilla::0": True,
+        "q1::program::0": False,
+        "q2::vanilla::0": False,
+        "q2::program::0": False,
+    }
     originals = {p.id: p for p in read_jsonl_as(paths_path, ReasoningPath)}
     for pid, path in judged.items():  # nothing else about a path changes
         unchanged = {"judge", "kept"}
@@ -76,16 +99,24 @@ def test_stub_judge_verdicts_are_stored_and_unreadable_ones_are_rejected(paths_p
     # What the judge was asked: question and path, and the format reminder only on a retry.
     asked = [body["messages"][0]["content"] for body in stub.completions()]
     assert len(asked) == 5
-    for prompt, path_id in zip(asked, ["q1::vanilla::0", "q1::program::0", "q2::program::0",
-                                       "q1::program::0", "q1::program::0"]):
+    for prompt, path_id in zip(
+        asked,
+        ["q1::vanilla::0", "q1::program::0", "q2::program::0", "q1::program::0", "q1::program::0"],
+    ):
         assert originals[path_id].prompt in prompt and originals[path_id].text in prompt
     assert [FORMAT_REMINDER in prompt for prompt in asked] == [False, False, False, True, True]
 
     funnel = read_json(out / "funnel.json")
     assert funnel["per_style"] == {
         "vanilla": {"generated": 2, "answer_correct": 1, "judge_kept": 1, "judge_unparseable": 0},
-        "program": {"generated": 2, "answer_correct": 2, "judge_kept": 0, "judge_unparseable": 1}}
-    assert funnel["total"] == {"generated": 4, "answer_correct": 3, "judge_kept": 1, "judge_unparseable": 1}
+        "program": {"generated": 2, "answer_correct": 2, "judge_kept": 0, "judge_unparseable": 1},
+    }
+    assert funnel["total"] == {
+        "generated": 4,
+        "answer_correct": 3,
+        "judge_kept": 1,
+        "judge_unparseable": 1,
+    }
     assert funnel["threshold"] == 0.5
 
     console = Console(record=True, width=120)
@@ -104,14 +135,22 @@ def test_stub_judge_verdicts_are_stored_and_unreadable_ones_are_rejected(paths_p
 
 
 def test_stub_judge_second_attempt_can_succeed(paths_path, tmp_path):
-    stub = StubOpenAIServer(["Hmm.", "Score: 8/10\nReason: fine", "Score: 8/10\nReason: fine",
-                             '{"score": 7, "reason": "ok"}'])
+    stub = StubOpenAIServer(
+        [
+            "Hmm.",
+            "Score: 8/10\nReason: fine",
+            "Score: 8/10\nReason: fine",
+            '{"score": 7, "reason": "ok"}',
+        ]
+    )
     try:
         filter_paths(judge_config(stub.base_url), paths_path, tmp_path / "filter")
     finally:
         stub.close()
     judged = {p.id: p for p in read_jsonl_as(tmp_path / "filter" / "judged.jsonl", ReasoningPath)}
-    assert judged["q1::vanilla::0"].judge == JudgeVerdict(score=0.7, reason="ok", status="ok", attempts=2)
+    assert judged["q1::vanilla::0"].judge == JudgeVerdict(
+        score=0.7, reason="ok", status="ok", attempts=2
+    )
     assert judged["q1::vanilla::0"].kept
 
 
@@ -125,7 +164,9 @@ def test_judge_disabled_keeps_correct_paths_without_any_call(paths_path, tmp_pat
 
 def test_threshold_outside_the_score_range_is_an_error(paths_path, tmp_path):
     with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
-        filter_paths(FilterConfig(judge_enabled=False), paths_path, tmp_path / "filter", threshold=8)
+        filter_paths(
+            FilterConfig(judge_enabled=False), paths_path, tmp_path / "filter", threshold=8
+        )
 
 
 def test_hf_judge_runs_through_the_same_backends(tiny_students, paths_path, tmp_path):
@@ -133,7 +174,9 @@ def test_hf_judge_runs_through_the_same_backends(tiny_students, paths_path, tmp_
     judge = {"kind": "hf", "model": str(tiny_students[1]), "max_tokens": 8, "dtype": "float32"}
     cfg = FilterConfig(judge=judge, judge_attempts=2, show_progress=False)
     filter_paths(cfg, paths_path, tmp_path / "filter")
-    judged = [p for p in read_jsonl_as(tmp_path / "filter" / "judged.jsonl", ReasoningPath) if p.correct]
+    judged = [
+        p for p in read_jsonl_as(tmp_path / "filter" / "judged.jsonl", ReasoningPath) if p.correct
+    ]
     assert len(judged) == 3
     for path in judged:
         if path.judge.status == "ok":

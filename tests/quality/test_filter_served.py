@@ -13,17 +13,26 @@ from served_model import openai_backend
 pytestmark = pytest.mark.server
 
 
-def test_generate_judge_filter_and_refilter_with_no_new_calls(served_model, proxy, examples_path, tmp_path):
+def test_generate_judge_filter_and_refilter_with_no_new_calls(
+    served_model, proxy, examples_path, tmp_path
+):
     backend = openai_backend(proxy.base_url, served_model.model)
-    gen_cfg = GenerateConfig(backend=backend, styles=["vanilla", "chain_of_thought"], show_progress=False)
+    gen_cfg = GenerateConfig(
+        backend=backend, styles=["vanilla", "chain_of_thought"], show_progress=False
+    )
     paths_path = generate_paths(gen_cfg, examples_path, tmp_path / "generate")
     generated = read_jsonl_as(paths_path, ReasoningPath)
     asked_teacher = len(proxy.completions())
 
     # SmolLM2-135M rarely gets the answer within 24 tokens, so the answer check is off here and
     # every path goes to the judge.
-    cfg = FilterConfig(answer_check=False, judge=backend.model_dump(), judge_attempts=2,
-                       threshold=0.5, show_progress=False)
+    cfg = FilterConfig(
+        answer_check=False,
+        judge=backend.model_dump(),
+        judge_attempts=2,
+        threshold=0.5,
+        show_progress=False,
+    )
     out = tmp_path / "filter"
     filter_paths(cfg, paths_path, out)
     judge_calls = len(proxy.completions()) - asked_teacher
@@ -38,14 +47,18 @@ def test_generate_judge_filter_and_refilter_with_no_new_calls(served_model, prox
             assert path.kept == (verdict.score >= 0.5)
         else:  # failed closed
             assert (verdict.score, verdict.attempts, path.kept) == (None, 2, False)
-        assert path.model_dump(exclude={"judge", "kept"}) == before.model_dump(exclude={"judge", "kept"})
+        assert path.model_dump(exclude={"judge", "kept"}) == before.model_dump(
+            exclude={"judge", "kept"}
+        )
     assert judge_calls == sum(p.judge.attempts for p in judged)
     kept = read_jsonl_as(out / "kept.jsonl", ReasoningPath)
     assert [p.id for p in kept] == [p.id for p in judged if p.kept]
     funnel = read_json(out / "funnel.json")
     assert funnel["total"]["generated"] == 4
     assert funnel["total"]["judge_kept"] == sum(p.kept for p in judged)
-    assert sum(s["judge_kept"] for s in funnel["per_style"].values()) == funnel["total"]["judge_kept"]
+    assert (
+        sum(s["judge_kept"] for s in funnel["per_style"].values()) == funnel["total"]["judge_kept"]
+    )
 
     # Any threshold again: decided from stored scores, the server is not asked anything.
     asked = len(proxy.completions())

@@ -13,17 +13,30 @@ from qrdistill.utils.io import read_json, read_jsonl_as, write_jsonl
 
 
 def make_path(qid: str, style: str, text: str) -> ReasoningPath:
-    return ReasoningPath(id=ReasoningPath.make_id(qid, style, 0), question_id=qid, task="strategyqa",
-                         style=style, prompt=f"Is {qid} a question?", gold="yes", text=text,
-                         answer="yes", correct=True)
+    return ReasoningPath(
+        id=ReasoningPath.make_id(qid, style, 0),
+        question_id=qid,
+        task="strategyqa",
+        style=style,
+        prompt=f"Is {qid} a question?",
+        gold="yes",
+        text=text,
+        answer="yes",
+        correct=True,
+    )
 
 
 @pytest.fixture
 def paths_path(tmp_path):
     path = tmp_path / "paths.jsonl"
-    write_jsonl(path, [make_path("q1", "vanilla", "It is. The answer is yes."),
-                       make_path("q2", "program", "print('yes')  # The answer is yes."),
-                       make_path("q3", "backward", "Checking backwards: yes. The answer is yes.")])
+    write_jsonl(
+        path,
+        [
+            make_path("q1", "vanilla", "It is. The answer is yes."),
+            make_path("q2", "program", "print('yes')  # The answer is yes."),
+            make_path("q3", "backward", "Checking backwards: yes. The answer is yes."),
+        ],
+    )
     return path
 
 
@@ -37,18 +50,27 @@ def test_choice_probabilities_are_normalised_and_batch_independent(tiny_students
         assert row == pytest.approx(alone, abs=1e-5)
 
 
-def test_probability_judge_scores_every_path_and_refilters_without_a_model(paths_path, tmp_path, tiny_students):
+def test_probability_judge_scores_every_path_and_refilters_without_a_model(
+    paths_path, tmp_path, tiny_students
+):
     judge = str(tiny_students[0])
-    cfg = FilterConfig(judge={"kind": "hf", "model": judge}, judge_scoring="probability",
-                       threshold=0.0, show_progress=False)
+    cfg = FilterConfig(
+        judge={"kind": "hf", "model": judge},
+        judge_scoring="probability",
+        threshold=0.0,
+        show_progress=False,
+    )
     out = tmp_path / "filter"
     filter_paths(cfg, paths_path, out)
     judged = read_jsonl_as(out / "judged.jsonl", ReasoningPath)
 
     model, tok = load_causal_lm(judge)
     paths = read_jsonl_as(paths_path, ReasoningPath)
-    expected = choice_probabilities(model, tok, [
-        render_prompt(tok, judge_prompt(DEFAULT_PROBABILITY_TEMPLATE, p)) for p in paths])
+    expected = choice_probabilities(
+        model,
+        tok,
+        [render_prompt(tok, judge_prompt(DEFAULT_PROBABILITY_TEMPLATE, p)) for p in paths],
+    )
     for path, (yes, _) in zip(judged, expected):
         assert path.judge.status == "ok" and path.judge.attempts == 1
         assert path.judge.score == pytest.approx(yes, abs=1e-4)
@@ -73,6 +95,8 @@ def test_probability_judge_scores_every_path_and_refilters_without_a_model(paths
 
 
 def test_probability_scoring_needs_a_local_judge(paths_path, tmp_path):
-    cfg = FilterConfig(judge={"kind": "openai", "model": "m"}, judge_scoring="probability", show_progress=False)
+    cfg = FilterConfig(
+        judge={"kind": "openai", "model": "m"}, judge_scoring="probability", show_progress=False
+    )
     with pytest.raises(BackendError, match="only the hf backend"):
         filter_paths(cfg, paths_path, tmp_path / "filter")

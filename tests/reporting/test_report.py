@@ -13,7 +13,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def prediction(method, student, qid, correct, task="arc_challenge"):
-    return {"method": method, "student": student, "task": task, "question_id": qid, "correct": correct}
+    return {
+        "method": method,
+        "student": student,
+        "task": task,
+        "question_id": qid,
+        "correct": correct,
+    }
 
 
 def outcomes(method, student, pattern, task="arc_challenge"):
@@ -23,39 +29,91 @@ def outcomes(method, student, pattern, task="arc_challenge"):
 def make_run(root):
     """A run with two students, 8 ARC and 4 Date questions, baselines, one ablation and an ensemble."""
     predictions = (
-        outcomes("zero_shot", "smollm", "10000000") + outcomes("zero_shot", "gemma", "11000000")
+        outcomes("zero_shot", "smollm", "10000000")
+        + outcomes("zero_shot", "gemma", "11000000")
         + outcomes("zero_shot", "smollm", "1000", "date_understanding")
         + outcomes("zero_shot", "gemma", "0000", "date_understanding")
-        + outcomes("qr_distill", "smollm", "11111100") + outcomes("qr_distill", "gemma", "11110000")
+        + outcomes("qr_distill", "smollm", "11111100")
+        + outcomes("qr_distill", "gemma", "11110000")
         + outcomes("qr_distill", "smollm", "1110", "date_understanding")
         + outcomes("qr_distill", "gemma", "1100", "date_understanding")
-        + outcomes("no_peer", "smollm", "11100000") + outcomes("no_peer", "gemma", "11111111")
-        + outcomes("qr_distill", "ensemble:vote", "11111000"))
+        + outcomes("no_peer", "smollm", "11100000")
+        + outcomes("no_peer", "gemma", "11111111")
+        + outcomes("qr_distill", "ensemble:vote", "11111000")
+    )
     write_json(root / "evaluate" / "summary.json", summarize(predictions))
-    write_json(root / "filter" / "funnel.json", {
-        "threshold": 0.5, "answer_check": True, "judge_enabled": True, "on_unparseable": "reject",
-        "per_style": {"vanilla": {"generated": 40, "answer_correct": 30, "judge_kept": 24, "judge_unparseable": 1},
-                      "program": {"generated": 40, "answer_correct": 18, "judge_kept": 9, "judge_unparseable": 0}},
-        "total": {"generated": 80, "answer_correct": 48, "judge_kept": 33, "judge_unparseable": 1}})
+    write_json(
+        root / "filter" / "funnel.json",
+        {
+            "threshold": 0.5,
+            "answer_check": True,
+            "judge_enabled": True,
+            "on_unparseable": "reject",
+            "per_style": {
+                "vanilla": {
+                    "generated": 40,
+                    "answer_correct": 30,
+                    "judge_kept": 24,
+                    "judge_unparseable": 1,
+                },
+                "program": {
+                    "generated": 40,
+                    "answer_correct": 18,
+                    "judge_kept": 9,
+                    "judge_unparseable": 0,
+                },
+            },
+            "total": {
+                "generated": 80,
+                "answer_correct": 48,
+                "judge_kept": 33,
+                "judge_unparseable": 1,
+            },
+        },
+    )
     routing = []
     for epoch, (vanilla_smollm, program_smollm) in enumerate([(0.5, 0.5), (0.875, 0.25)]):
         for style, rate_smollm in (("vanilla", vanilla_smollm), ("program", program_smollm)):
             for student, rate in (("smollm", rate_smollm), ("gemma", 1 - rate_smollm)):
                 # band: what routing.jsonl records for a no-preference router at 24 paths, rate 0.5
                 band = (0.3, 0.7)
-                routing.append({"epoch": epoch, "style": style, "student": student, "count": int(rate * 24),
-                                "total": 24, "rate": rate, "mean_prob": rate - 0.05, "partial": False,
-                                "band_low": band[0], "band_high": band[1],
-                                "outside_band": not band[0] <= rate <= band[1],
-                                "unrouted_share": 0.0, "all_share": 0.0})
+                routing.append(
+                    {
+                        "epoch": epoch,
+                        "style": style,
+                        "student": student,
+                        "count": int(rate * 24),
+                        "total": 24,
+                        "rate": rate,
+                        "mean_prob": rate - 0.05,
+                        "partial": False,
+                        "band_low": band[0],
+                        "band_high": band[1],
+                        "outside_band": not band[0] <= rate <= band[1],
+                        "unrouted_share": 0.0,
+                        "all_share": 0.0,
+                    }
+                )
     write_jsonl(root / "train" / "qr_distill" / "routing.jsonl", routing)
-    metrics = [{"step": step, "epoch": step / 10, "objective": 3.0 - 0.1 * step,
-                "loss/smollm": 2.5 - 0.1 * step, "loss/gemma": 2.8 - 0.05 * step if step % 2 else None,
-                "lr/router": 1e-3} for step in range(1, 11)]
+    metrics = [
+        {
+            "step": step,
+            "epoch": step / 10,
+            "objective": 3.0 - 0.1 * step,
+            "loss/smollm": 2.5 - 0.1 * step,
+            "loss/gemma": 2.8 - 0.05 * step if step % 2 else None,
+            "lr/router": 1e-3,
+        }
+        for step in range(1, 11)
+    ]
     write_jsonl(root / "train" / "qr_distill" / "metrics.jsonl", metrics)
-    write_jsonl(root / "train" / "no_peer" / "metrics.jsonl",
-                [{"step": s, "loss_smollm": 2.0 / s, "loss_gemma": 1.5 / s} for s in (1, 2, 3)])
-    (root / "config.yaml").write_text("run_dir: runs/demo\nreport:\n  title: Demo run\n", encoding="utf-8")
+    write_jsonl(
+        root / "train" / "no_peer" / "metrics.jsonl",
+        [{"step": s, "loss_smollm": 2.0 / s, "loss_gemma": 1.5 / s} for s in (1, 2, 3)],
+    )
+    (root / "config.yaml").write_text(
+        "run_dir: runs/demo\nreport:\n  title: Demo run\n", encoding="utf-8"
+    )
 
 
 def png_size(path):
@@ -85,20 +143,54 @@ def report(tmp_path_factory):
 def test_accuracy_tables_hold_the_exact_accuracies(report):
     _, _, md = report
     assert "# Demo run" in md  # the title comes from the run's report config
-    table1 = md.split("the shape of the paper's Table 1")[1].split("the shape of the paper's Table 2")[0]
+    table1 = md.split("the shape of the paper's Table 1")[1].split(
+        "the shape of the paper's Table 2"
+    )[0]
     header = table_row(table1, "method")
-    assert header == ["method", "paper row", "smollm · ARC", "smollm · Date", "smollm · avg",
-                      "gemma · ARC", "gemma · Date", "gemma · avg"]
+    assert header == [
+        "method",
+        "paper row",
+        "smollm · ARC",
+        "smollm · Date",
+        "smollm · avg",
+        "gemma · ARC",
+        "gemma · Date",
+        "gemma · avg",
+    ]
     # zero_shot: smollm ARC 1/8, Date 1/4, avg (12.5 + 25) / 2; gemma ARC 2/8, Date 0/4.
-    assert table_row(table1, "zero_shot") == ["zero_shot", "zero-shot", "12.50", "25.00", "18.75",
-                                              "25.00", "0.00", "12.50"]
-    assert table_row(table1, "qr_distill") == ["qr_distill", "QR-Distill", "75.00", "75.00", "75.00",
-                                               "50.00", "50.00", "50.00"]
+    assert table_row(table1, "zero_shot") == [
+        "zero_shot",
+        "zero-shot",
+        "12.50",
+        "25.00",
+        "18.75",
+        "25.00",
+        "0.00",
+        "12.50",
+    ]
+    assert table_row(table1, "qr_distill") == [
+        "qr_distill",
+        "QR-Distill",
+        "75.00",
+        "75.00",
+        "75.00",
+        "50.00",
+        "50.00",
+        "50.00",
+    ]
     assert "no_peer" not in table1
     # Table 2: the ablation (no Date results: no average) and the full method for comparison.
     table2 = md.split("the shape of the paper's Table 2")[1].split("ensembles across")[0]
-    assert table_row(table2, "no_peer") == ["no_peer", "without peer teaching", "37.50", "–", "–",
-                                            "100.00", "–", "–"]
+    assert table_row(table2, "no_peer") == [
+        "no_peer",
+        "without peer teaching",
+        "37.50",
+        "–",
+        "–",
+        "100.00",
+        "–",
+        "–",
+    ]
     assert table_row(table2, "qr_distill")[2] == "75.00"
     ensembles = md.split("ensembles across each method's students")[1].split("Every result")[0]
     assert table_row(ensembles, "qr_distill")[2] == "62.50"
@@ -109,8 +201,22 @@ def test_accuracy_tables_hold_the_exact_accuracies(report):
 def test_paper_reference_is_labelled_as_the_papers(report):
     _, _, md = report
     assert "reported in Lei et al., 2025 (arXiv 2508.16861), not measured by this run" in md
-    assert table_row(md, "QR-Distill")[1:7] == ["69.87", "80.25", "16.92", "55.75", "73.37", "59.23"]
-    assert table_row(md, "without peer teaching")[1:] == ["75.38", "59.16", "72.19", "77.88", "46.33", "76.33"]
+    assert table_row(md, "QR-Distill")[1:7] == [
+        "69.87",
+        "80.25",
+        "16.92",
+        "55.75",
+        "73.37",
+        "59.23",
+    ]
+    assert table_row(md, "without peer teaching")[1:] == [
+        "75.38",
+        "59.16",
+        "72.19",
+        "77.88",
+        "46.33",
+        "76.33",
+    ]
 
 
 def test_funnel_and_routing_numbers(report):
@@ -122,10 +228,16 @@ def test_funnel_and_routing_numbers(report):
     routing = md.split("## Routing")[1].split("## Training")[0]
     assert "epoch 1" in routing
     assert table_row(routing, "style") == ["style", "smollm", "gemma"]
-    assert table_row(routing, "vanilla") == ["vanilla", "88%* (21/24), p 0.82, band 30–70%",
-                                             "12%* (3/24), p 0.07, band 30–70%"]
-    assert table_row(routing, "program") == ["program", "25%* (6/24), p 0.20, band 30–70%",
-                                             "75%* (18/24), p 0.70, band 30–70%"]
+    assert table_row(routing, "vanilla") == [
+        "vanilla",
+        "88%* (21/24), p 0.82, band 30–70%",
+        "12%* (3/24), p 0.07, band 30–70%",
+    ]
+    assert table_row(routing, "program") == [
+        "program",
+        "25%* (6/24), p 0.20, band 30–70%",
+        "75%* (18/24), p 0.70, band 30–70%",
+    ]
     assert "4 of 4 (style, student) cells leave the no-preference band" in routing
 
 
@@ -139,8 +251,13 @@ def test_training_curves_plot_every_loss_key(report):
 def test_pngs_are_real_images_and_the_html_embeds_them(report):
     root, html_path, md = report
     pngs = sorted(p.name for p in (root / "report").glob("*.png"))
-    assert pngs == ["accuracy.png", "funnel.png", "routing_qr_distill.png", "training_no_peer.png",
-                    "training_qr_distill.png"]
+    assert pngs == [
+        "accuracy.png",
+        "funnel.png",
+        "routing_qr_distill.png",
+        "training_no_peer.png",
+        "training_qr_distill.png",
+    ]
     for name in pngs:
         width, height, size = png_size(root / "report" / name)
         assert width >= 400 and height >= 300 and size > 10_000
@@ -160,7 +277,9 @@ def test_config_and_versions(report):
 
 
 def test_an_empty_run_says_not_run(tmp_path):
-    html_path = build_report(tmp_path, tmp_path / "out", cfg=ReportConfig(include_paper_reference=False))
+    html_path = build_report(
+        tmp_path, tmp_path / "out", cfg=ReportConfig(include_paper_reference=False)
+    )
     md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "Not run: evaluation (evaluate/summary.json not found)." in md
     assert "Not run: quality filtering (filter/funnel.json not found)." in md
@@ -171,19 +290,25 @@ def test_an_empty_run_says_not_run(tmp_path):
 
 
 def test_a_partial_run_reports_what_exists(tmp_path):
-    write_json(tmp_path / "filter" / "funnel.json",
-               {"vanilla": {"generated": 3, "answer_correct": 2, "judge_kept": 1}})  # the bare form
+    write_json(
+        tmp_path / "filter" / "funnel.json",
+        {"vanilla": {"generated": 3, "answer_correct": 2, "judge_kept": 1}},
+    )  # the bare form
     (tmp_path / "train" / "qr_distill").mkdir(parents=True)  # training started, nothing logged yet
     build_report(tmp_path)
     md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert table_row(md, "vanilla")[:4] == ["vanilla", "3", "2 (67%)", "1 (33%)"]
     assert "Not run: evaluation" in md and "Not run: training (" in md
-    assert json.loads((tmp_path / "filter" / "funnel.json").read_text())["vanilla"]["generated"] == 3
+    assert (
+        json.loads((tmp_path / "filter" / "funnel.json").read_text())["vanilla"]["generated"] == 3
+    )
 
 
 def test_a_damaged_artifact_is_named_not_fatal(tmp_path):
     (tmp_path / "train" / "qr_distill").mkdir(parents=True)
-    (tmp_path / "train" / "qr_distill" / "metrics.jsonl").write_text('{"step": 1, "loss/a": 2.0}\n{"step": 2, "lo')
+    (tmp_path / "train" / "qr_distill" / "metrics.jsonl").write_text(
+        '{"step": 1, "loss/a": 2.0}\n{"step": 2, "lo'
+    )
     build_report(tmp_path)
     md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert "_Could not read metrics.jsonl: " in md and "metrics.jsonl:2: not valid JSON" in md

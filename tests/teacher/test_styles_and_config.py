@@ -12,8 +12,14 @@ from qrdistill.utils.config import load_config
 
 
 def test_the_six_paper_styles_are_built_in_and_wrap_the_base_prompt():
-    assert list(BUILTIN_STYLES) == ["vanilla", "chain_of_thought", "tree_of_thought", "program",
-                                    "backward", "fact_retrieval"]
+    assert list(BUILTIN_STYLES) == [
+        "vanilla",
+        "chain_of_thought",
+        "tree_of_thought",
+        "program",
+        "backward",
+        "fact_retrieval",
+    ]
     base = "Compute 1+1.\n\nGive the final answer as a number inside \\boxed{}."
     styled = {style: apply_style(template, base) for style, template in BUILTIN_STYLES.items()}
     for text in styled.values():
@@ -25,10 +31,12 @@ def test_the_six_paper_styles_are_built_in_and_wrap_the_base_prompt():
 
 def test_styles_are_data_users_add_and_replace_them(tmp_path):
     path = tmp_path / "gen.yaml"
-    path.write_text("styles: [vanilla, socratic]\n"
-                    "style_templates:\n"
-                    "  vanilla: 'Answer briefly. {prompt}'\n"
-                    "  socratic: '{prompt} Ask yourself questions first.'\n")
+    path.write_text(
+        "styles: [vanilla, socratic]\n"
+        "style_templates:\n"
+        "  vanilla: 'Answer briefly. {prompt}'\n"
+        "  socratic: '{prompt} Ask yourself questions first.'\n"
+    )
     cfg = load_config(GenerateConfig, path)
     assert cfg.style_template("vanilla") == "Answer briefly. {prompt}"
     assert cfg.style_template("socratic") == "{prompt} Ask yourself questions first."

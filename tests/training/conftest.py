@@ -21,10 +21,20 @@ def make_paths(n_questions: int = 4) -> list[ReasoningPath]:
                 "program": f"def solve():\n    print({a} + {b})\n# prints {a + b}\nThe answer is \\boxed{{{a + b}}}.",
                 "backward": f"Guess {a + b}. Check: {a + b} - {b} = {a}. The answer is \\boxed{{{a + b}}}.",
             }[style]
-            paths.append(ReasoningPath(
-                id=ReasoningPath.make_id(f"q{q}", style, 0), question_id=f"q{q}", task="gsm8k", style=style,
-                prompt=f"Question: what is {a} + {b}? Put the answer in \\boxed{{}}.", gold=str(a + b),
-                text=text, answer=str(a + b), correct=(k != 2 or q % 2 == 0), kept=True))
+            paths.append(
+                ReasoningPath(
+                    id=ReasoningPath.make_id(f"q{q}", style, 0),
+                    question_id=f"q{q}",
+                    task="gsm8k",
+                    style=style,
+                    prompt=f"Question: what is {a} + {b}? Put the answer in \\boxed{{}}.",
+                    gold=str(a + b),
+                    text=text,
+                    answer=str(a + b),
+                    correct=(k != 2 or q % 2 == 0),
+                    kept=True,
+                )
+            )
     return paths
 
 
@@ -47,13 +57,28 @@ def make_config(tiny_students, embed_cache):
     def build(**overrides) -> TrainConfig:
         data = {
             "students": [
-                {"name": "llama", "model": str(a), "lr": 1e-3, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
-                {"name": "qwen", "model": str(b), "lr": 1e-3, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+                {
+                    "name": "llama",
+                    "model": str(a),
+                    "lr": 1e-3,
+                    "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+                },
+                {
+                    "name": "qwen",
+                    "model": str(b),
+                    "lr": 1e-3,
+                    "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+                },
             ],
             "routing": {"cache_dir": str(embed_cache), "hidden": 16},
             "peer": {"dim": 16},
-            "epochs": 1, "batch_size": 4, "max_length": 128, "log_every": 1, "checkpoint_every": 2,
-            "progress": False, "seed": 0,
+            "epochs": 1,
+            "batch_size": 4,
+            "max_length": 128,
+            "log_every": 1,
+            "checkpoint_every": 2,
+            "progress": False,
+            "seed": 0,
         }
         for key, value in overrides.items():
             node = data

@@ -22,7 +22,7 @@ def main(config: str, paths: str, out: str) -> None:
 
     def recording(batch, micro_id):
         world, rank = recipe.acc.num_processes, recipe.acc.process_index
-        seen.extend(((batch * world)[:-(-len(batch) // world) * world])[rank::world])
+        seen.extend(((batch * world)[: -(-len(batch) // world) * world])[rank::world])
         return original(batch, micro_id)
 
     recipe.micro_step = recording
@@ -32,9 +32,16 @@ def main(config: str, paths: str, out: str) -> None:
         model = recipe.acc.unwrap_model(recipe.model)
         with torch.no_grad():
             probs = torch.sigmoid(model.router(recipe.embeddings))
-        torch.save({"state": trainable_state(model), "probs": probs, "routing": recipe.last_routing,
-                    "seen": seen, "world": recipe.acc.num_processes},
-                   Path(out) / f"rank{recipe.acc.process_index}.pt")
+        torch.save(
+            {
+                "state": trainable_state(model),
+                "probs": probs,
+                "routing": recipe.last_routing,
+                "seen": seen,
+                "world": recipe.acc.num_processes,
+            },
+            Path(out) / f"rank{recipe.acc.process_index}.pt",
+        )
         finish()
 
     recipe._finish = dump_then_finish

@@ -19,9 +19,14 @@ from qrdistill.training.data import (
 )
 
 
-def test_each_student_uses_its_own_tokenizer_prompt_masked_eos_appended(tiny_students, paths_file, make_config):
+def test_each_student_uses_its_own_tokenizer_prompt_masked_eos_appended(
+    tiny_students, paths_file, make_config
+):
     cfg = make_config()
-    toks = {"llama": load_tokenizer(str(tiny_students[0])), "qwen": load_tokenizer(str(tiny_students[1]))}
+    toks = {
+        "llama": load_tokenizer(str(tiny_students[0])),
+        "qwen": load_tokenizer(str(tiny_students[1])),
+    }
     data = build_data(paths_file, cfg, toks)
     item = data.items[0]
     for name, tok in toks.items():
@@ -53,20 +58,37 @@ def test_collate_pads_right_and_masks_padding(tiny_students, paths_file, make_co
 
 def test_overlength_truncates_prompt_from_the_left_never_the_answer(tiny_students):
     tok = load_tokenizer(str(tiny_students[1]))
-    item = TrainItem("p", "q", "s", "path", "Question: " + "many words here " * 40, "The answer is \\boxed{72}.", "")
+    item = TrainItem(
+        "p",
+        "q",
+        "s",
+        "path",
+        "Question: " + "many words here " * 40,
+        "The answer is \\boxed{72}.",
+        "",
+    )
     full, truncated = encode(tok, item, 10_000, "truncate_prompt")
     assert not truncated
     response = tok(item.response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     enc, truncated = encode(tok, item, len(response) + 5, "truncate_prompt")
     assert truncated and len(enc.input_ids) == len(response) + 5
-    assert enc.input_ids[-len(response):] == response  # answer intact
-    assert enc.input_ids[:5] == full.input_ids[len(full.input_ids) - len(response) - 5:-len(response)]
+    assert enc.input_ids[-len(response) :] == response  # answer intact
+    assert (
+        enc.input_ids[:5]
+        == full.input_ids[len(full.input_ids) - len(response) - 5 : -len(response)]
+    )
     assert encode(tok, item, len(response) + 5, "drop") == (None, False)
-    assert encode(tok, item, len(response), "truncate_prompt") == (None, False)  # no room for a prompt
+    assert encode(tok, item, len(response), "truncate_prompt") == (
+        None,
+        False,
+    )  # no room for a prompt
 
 
 def test_overlength_counts_are_reported(tiny_students, paths_file, make_config):
-    toks = {"llama": load_tokenizer(str(tiny_students[0])), "qwen": load_tokenizer(str(tiny_students[1]))}
+    toks = {
+        "llama": load_tokenizer(str(tiny_students[0])),
+        "qwen": load_tokenizer(str(tiny_students[1])),
+    }
     data = build_data(paths_file, make_config(max_length=40), toks)
     counts = data.counts
     assert counts["items"] + counts["items_dropped"] == 12
@@ -105,10 +127,17 @@ def test_config_rejects_impossible_setups():
     with pytest.raises(ValueError, match="at least 2 students"):
         TrainConfig.model_validate({"students": [{"name": "a", "model": "x"}]})
     with pytest.raises(ValueError, match="nothing would be trained"):
-        TrainConfig.model_validate({"students": [{"name": "a", "model": "x", "frozen": True}],
-                                    "routing": {"mode": "all"}, "peer": {"enabled": False}})
+        TrainConfig.model_validate(
+            {
+                "students": [{"name": "a", "model": "x", "frozen": True}],
+                "routing": {"mode": "all"},
+                "peer": {"enabled": False},
+            }
+        )
     with pytest.raises(ValueError, match="unique"):
-        TrainConfig.model_validate({"students": [{"name": "a", "model": "x"}, {"name": "a", "model": "y"}]})
+        TrainConfig.model_validate(
+            {"students": [{"name": "a", "model": "x"}, {"name": "a", "model": "y"}]}
+        )
 
 
 def test_the_old_method_key_names_its_new_name():
@@ -116,7 +145,11 @@ def test_the_old_method_key_names_its_new_name():
     from qrdistill.utils.config import validate_config
 
     students = [{"name": "a", "model": "x"}, {"name": "b", "model": "y"}]
-    with pytest.raises(ConfigError, match="'method' was renamed to 'objective'.*objective: sft_single"):
+    with pytest.raises(
+        ConfigError, match="'method' was renamed to 'objective'.*objective: sft_single"
+    ):
         validate_config(TrainConfig, {"students": students, "method": "sft_single"}, "train")
-    assert validate_config(TrainConfig, {"students": students, "objective": "sft_single"}).objective == "sft_single"
-
+    assert (
+        validate_config(TrainConfig, {"students": students, "objective": "sft_single"}).objective
+        == "sft_single"
+    )

@@ -20,13 +20,37 @@ def test_two_process_run_keeps_ranks_in_sync(tmp_path, paths_file, make_config, 
     launcher = Path(sys.executable).with_name("accelerate")
     # accelerate's `--cpu` flag alone runs one process (multi-CPU goes through mpirun); torchrun
     # through `--multi_gpu` with ACCELERATE_USE_CPU gives 2 CPU processes on gloo.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1",
-           "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "ACCELERATE_USE_CPU": "1",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
     result = subprocess.run(
-        [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-         str(WORKER), str(config), str(paths_file), str(out)],
-        env=env, capture_output=True, text=True, timeout=500)
+        [
+            str(launcher),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "29517",
+            str(WORKER),
+            str(config),
+            str(paths_file),
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2

@@ -14,7 +14,11 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_throughput.py"
 
 
 def test_small_gpu_throughput_runs_every_side_and_writes_figures(tmp_path, monkeypatch):
-    for key, value in {"BENCH_MAX_WAIT_S": "0", "ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_USE_CPU": "true"}.items():
+    for key, value in {
+        "BENCH_MAX_WAIT_S": "0",
+        "ACCELERATE_MIXED_PRECISION": "no",
+        "ACCELERATE_USE_CPU": "true",
+    }.items():
         monkeypatch.setenv(key, value)  # the script sets the last two; restored after the test
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # the GPU machine has none
     spec = importlib.util.spec_from_file_location("gpu_throughput", BENCH)
@@ -26,8 +30,13 @@ def test_small_gpu_throughput_runs_every_side_and_writes_figures(tmp_path, monke
     saved = json.loads(out.read_text())
     assert saved["partial"] is False and len(saved["rounds"]) == 2
     assert saved["setup"]["joint_note"] is None  # learned routing ran on the precomputed embeddings
-    sides = {"small-qwen2/qrdistill", "small-qwen2/hf_trainer", "small-llama/qrdistill",
-             "small-llama/hf_trainer", "joint/qrdistill"}
+    sides = {
+        "small-qwen2/qrdistill",
+        "small-qwen2/hf_trainer",
+        "small-llama/qrdistill",
+        "small-llama/hf_trainer",
+        "joint/qrdistill",
+    }
     assert set(saved["results"]) == sides
     figures = saved["figures"]
     for side in sides:

@@ -15,7 +15,9 @@ from qrdistill.training.students import load_student
 
 def test_pooling_uses_response_tokens_only():
     hidden = torch.randn(2, 6, 4)
-    labels = torch.tensor([[IGNORE, IGNORE, 5, 6, 7, IGNORE], [IGNORE, 3, 4, IGNORE, IGNORE, IGNORE]])
+    labels = torch.tensor(
+        [[IGNORE, IGNORE, 5, 6, 7, IGNORE], [IGNORE, 3, 4, IGNORE, IGNORE, IGNORE]]
+    )
     pooled = pool_response(hidden, labels)
     assert torch.allclose(pooled[0], hidden[0, 2:5].mean(0))
     assert torch.allclose(pooled[1], hidden[1, 1:3].mean(0))
@@ -44,36 +46,50 @@ def _inputs(data, toks, idx, extra_pad=None):
         batch = collate([data.encoded[name][i] for i in idx], tok.pad_token_id)
         if name == extra_pad:  # 7 more padding columns for this student only
             b, _ = batch["input_ids"].shape
-            batch = {"input_ids": torch.cat([batch["input_ids"], torch.full((b, 7), tok.pad_token_id)], 1),
-                     "attention_mask": torch.cat([batch["attention_mask"], torch.zeros(b, 7, dtype=torch.long)], 1),
-                     "labels": torch.cat([batch["labels"], torch.full((b, 7), IGNORE)], 1)}
+            batch = {
+                "input_ids": torch.cat(
+                    [batch["input_ids"], torch.full((b, 7), tok.pad_token_id)], 1
+                ),
+                "attention_mask": torch.cat(
+                    [batch["attention_mask"], torch.zeros(b, 7, dtype=torch.long)], 1
+                ),
+                "labels": torch.cat([batch["labels"], torch.full((b, 7), IGNORE)], 1),
+            }
         inputs.append(batch)
     return inputs
 
 
 def test_students_with_different_tokenizers_are_compared_per_path_not_per_position(
-        tiny_students, paths_file, make_config):
+    tiny_students, paths_file, make_config
+):
     cfg = make_config(routing__mode="all")
     model, data, toks = _setup(cfg, paths_file)
     model.eval()
     idx = [0, 1, 2, 3]
 
     def run(order, pad=None):
-        return model(_inputs(data, toks, order, extra_pad=pad), chars=torch.full((4,), 50.0),
-                     fixed_gates=torch.ones(4, 2))
+        return model(
+            _inputs(data, toks, order, extra_pad=pad),
+            chars=torch.full((4,), 50.0),
+            fixed_gates=torch.ones(4, 2),
+        )
 
     with torch.no_grad():
         base, padded = run(idx), run(idx, pad="qwen")
         # Path i of one student is paired with path i of the other: a permutation of the batch
         # permutes nothing inside a pair, so the (per-path averaged) loss is unchanged.
         perm = run([3, 1, 0, 2])
-    assert torch.allclose(base.terms["mutual"], padded.terms["mutual"], atol=1e-5)  # padding is invisible
+    assert torch.allclose(
+        base.terms["mutual"], padded.terms["mutual"], atol=1e-5
+    )  # padding is invisible
     assert torch.allclose(base.per_path, padded.per_path, atol=1e-5)
     assert torch.allclose(base.terms["mutual"], perm.terms["mutual"], atol=1e-5)
     assert base.terms["mutual"] > 0
 
 
-def test_peer_terms_use_only_rows_that_several_students_computed(tiny_students, paths_file, make_config):
+def test_peer_terms_use_only_rows_that_several_students_computed(
+    tiny_students, paths_file, make_config
+):
     """Sparse routing: a path computed by one student alone has no ensemble to learn from. The
     mutual term of a partly routed batch equals that of the batch of its shared rows."""
     cfg = make_config(routing__mode="all")
@@ -81,29 +97,35 @@ def test_peer_terms_use_only_rows_that_several_students_computed(tiny_students, 
     model.eval()
     gates = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
     with torch.no_grad():
-        sparse = model(_inputs(data, toks, [0, 1, 2, 3]), chars=torch.full((4,), 50.0),
-                       fixed_gates=gates)
-        shared = model(_inputs(data, toks, [0, 2]), chars=torch.full((2,), 50.0),
-                       fixed_gates=torch.ones(2, 2))
+        sparse = model(
+            _inputs(data, toks, [0, 1, 2, 3]), chars=torch.full((4,), 50.0), fixed_gates=gates
+        )
+        shared = model(
+            _inputs(data, toks, [0, 2]), chars=torch.full((2,), 50.0), fixed_gates=torch.ones(2, 2)
+        )
     assert torch.allclose(sparse.terms["mutual"], shared.terms["mutual"], atol=1e-5)
     assert torch.allclose(sparse.terms["competence"], shared.terms["competence"], atol=1e-5)
     assert torch.isnan(sparse.per_path[1, 1]) and torch.isnan(sparse.per_path[3, 0])
     assert torch.allclose(sparse.per_path[[0, 2]], shared.per_path, atol=1e-5)
     with torch.no_grad():
-        alone = model(_inputs(data, toks, [1]), chars=torch.full((1,), 50.0),
-                      fixed_gates=torch.tensor([[1.0, 0.0]]))
+        alone = model(
+            _inputs(data, toks, [1]),
+            chars=torch.full((1,), 50.0),
+            fixed_gates=torch.tensor([[1.0, 0.0]]),
+        )
     assert alone.terms["mutual"] == 0 and alone.terms["competence"] == 0
 
 
-def test_peer_terms_under_bf16_autocast_when_a_student_computed_nothing(tiny_students, paths_file, make_config):
+def test_peer_terms_under_bf16_autocast_when_a_student_computed_nothing(
+    tiny_students, paths_file, make_config
+):
     """Mixed precision (as under accelerate's bf16) with one student routed no row: the absent
     student's column and the others' projections still combine."""
     cfg = make_config(routing__mode="all")
     model, data, toks = _setup(cfg, paths_file)
     gates = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(_inputs(data, toks, [0, 1]), chars=torch.full((2,), 50.0),
-                    fixed_gates=gates)
+        out = model(_inputs(data, toks, [0, 1]), chars=torch.full((2,), 50.0), fixed_gates=gates)
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.terms["mutual"] == 0 and out.terms["variance"] > 0
 
@@ -172,7 +194,8 @@ def test_logit_kl_is_zero_between_identical_students_and_ignores_prompt_and_padd
 
 
 def test_logit_peer_refuses_different_tokenizers_before_any_model_is_loaded(
-        tiny_students, paths_file, make_config, monkeypatch):
+    tiny_students, paths_file, make_config, monkeypatch
+):
     from qrdistill.errors import ConfigError
     from qrdistill.models import load_tokenizer
     from qrdistill.training import recipe

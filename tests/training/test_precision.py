@@ -19,8 +19,13 @@ STEPS = 3
 
 
 def _student(tiny_students, **switches) -> StudentConfig:
-    return StudentConfig(name="llama", model=str(tiny_students[0]), lr=1e-3,
-                         lora={"r": 4, "alpha": 8, "dropout": 0.0}, **switches)
+    return StudentConfig(
+        name="llama",
+        model=str(tiny_students[0]),
+        lr=1e-3,
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+        **switches,
+    )
 
 
 def _losses(out) -> list[list[float]]:
@@ -38,7 +43,9 @@ def run(tmp_path, make_config, paths_file):
         key = tuple(sorted(switches.items()))
         if key not in cache:
             students = [dict(s.model_dump(), **switches) for s in make_config().students]
-            cfg = make_config(max_steps=STEPS, routing__mode="all", peer__enabled=False, students=students)
+            cfg = make_config(
+                max_steps=STEPS, routing__mode="all", peer__enabled=False, students=students
+            )
             name = "-".join(f"{k}_{v}" for k, v in key) or "fp32"
             cache[key] = _losses(train(cfg, paths_file, tmp_path / name))
         return cache[key]
@@ -63,12 +70,16 @@ def test_auto_precision_is_fp32_on_cpu(tiny_students):
 
 
 @pytest.mark.parametrize("precision,dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
-def test_half_precision_loads_half_base_fp32_lora_and_trains_close_to_fp32(precision, dtype, tiny_students, run):
+def test_half_precision_loads_half_base_fp32_lora_and_trains_close_to_fp32(
+    precision, dtype, tiny_students, run
+):
     with pytest.warns(UserWarning, match="loss scaling") if precision == "fp16" else _nothing():
         model, _ = load_student(_student(tiny_students, precision=precision))
     q = model.get_base_model().model.layers[0].self_attn.q_proj
     assert q.base_layer.weight.dtype == dtype  # frozen base in half precision
-    assert q.lora_A["default"].weight.dtype == torch.float32  # trained weights (and AdamW state) fp32
+    assert (
+        q.lora_A["default"].weight.dtype == torch.float32
+    )  # trained weights (and AdamW state) fp32
     assert model.forward.qrdistill_autocast == dtype
     ids = torch.randint(0, 100, (2, 12))
     assert model(input_ids=ids).logits.dtype == dtype  # the forward does run in half precision
@@ -83,7 +94,9 @@ def test_gradient_checkpointing_is_on_and_exact(tiny_students, run):
     ids = torch.randint(0, 100, (2, 12))
     model(input_ids=ids, labels=ids).loss.backward()
     lora_b = model.get_base_model().model.layers[0].self_attn.q_proj.lora_B["default"].weight
-    assert lora_b.grad is not None and lora_b.grad.abs().sum() > 0  # gradients reach the first layer
+    assert (
+        lora_b.grad is not None and lora_b.grad.abs().sum() > 0
+    )  # gradients reach the first layer
     _close(run(gradient_checkpointing=True), run(), rel=1e-4)  # recomputation changes nothing
 
 

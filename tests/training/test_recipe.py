@@ -17,8 +17,11 @@ from qrdistill.utils.io import read_json, read_jsonl
 
 
 def _weights(out) -> dict[str, torch.Tensor]:
-    return {f"{name}/{k}": v for name in ("llama", "qwen")
-            for k, v in load_file(out / "students" / name / "model.safetensors").items()}
+    return {
+        f"{name}/{k}": v
+        for name in ("llama", "qwen")
+        for k, v in load_file(out / "students" / name / "model.safetensors").items()
+    }
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -31,15 +34,31 @@ def test_qr_distill_run_writes_every_output(tmp_path, paths_file, make_config, t
     out = train(make_config(epochs=2), paths_file, tmp_path / "run")
     rows = read_jsonl(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 7))  # 12 paths / 4 = 3 steps x 2 epochs
-    for key in ("epoch", "objective", "distill", "router", "entropy", "mutual", "loss/llama", "loss/qwen",
-                "lr/router", "lr/peer", "tokens/llama", "tokens/qwen", "route_rate/llama", "tau"):
+    for key in (
+        "epoch",
+        "objective",
+        "distill",
+        "router",
+        "entropy",
+        "mutual",
+        "loss/llama",
+        "loss/qwen",
+        "lr/router",
+        "lr/peer",
+        "tokens/llama",
+        "tokens/qwen",
+        "route_rate/llama",
+        "tau",
+    ):
         assert key in rows[-1]
     assert rows[-1]["tokens/llama"] > 0 and rows[-1]["tokens/qwen"] > 0
     routing = read_jsonl(out / "routing.jsonl")
     assert len(routing) == 2 * 3 * 2  # epoch x style x student
     assert all(r["total"] == 4 and 0 <= r["rate"] <= 1 and 0 < r["mean_prob"] < 1 for r in routing)
     assert all(r["band_low"] <= r["band_high"] and r["unrouted_share"] == 0 for r in routing)
-    assert all(r["outside_band"] == (not r["band_low"] <= r["rate"] <= r["band_high"]) for r in routing)
+    assert all(
+        r["outside_band"] == (not r["band_low"] <= r["rate"] <= r["band_high"]) for r in routing
+    )
     summary = read_json(out / "summary.json")
     assert summary["counts"]["items"] == 12 and summary["steps"] == 6
     assert summary["effective"] == {"routing_mode": "learned", "peer": True}
@@ -48,15 +67,20 @@ def test_qr_distill_run_writes_every_output(tmp_path, paths_file, make_config, t
         model = AutoModelForCausalLM.from_pretrained(out / "students" / name)
         original = AutoModelForCausalLM.from_pretrained(base)
         assert not any("lora" in k for k in model.state_dict())
-        diff = [k for k, v in model.state_dict().items() if not torch.equal(v, original.state_dict()[k])]
+        diff = [
+            k for k, v in model.state_dict().items() if not torch.equal(v, original.state_dict()[k])
+        ]
         assert any("q_proj" in k for k in diff) and any("v_proj" in k for k in diff)
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("step-*"))
     assert ckpts == ["step-4", "step-6"]  # every 2 steps, keep the newest 2
 
 
 def test_seeded_runs_are_identical_and_an_interrupted_run_resumes_exactly(
-        tmp_path, paths_file, make_config, monkeypatch):
-    cfg = make_config(epochs=2, grad_accum=2, batch_size=2, checkpoint_every=2)  # 6 micro = 3 steps/epoch
+    tmp_path, paths_file, make_config, monkeypatch
+):
+    cfg = make_config(
+        epochs=2, grad_accum=2, batch_size=2, checkpoint_every=2
+    )  # 6 micro = 3 steps/epoch
     full = train(cfg, paths_file, tmp_path / "full")
     again = train(cfg, paths_file, tmp_path / "again")
     assert _same(_weights(full), _weights(again))
@@ -82,7 +106,8 @@ def test_seeded_runs_are_identical_and_an_interrupted_run_resumes_exactly(
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
-        tmp_path, paths_file, make_config, monkeypatch):
+    tmp_path, paths_file, make_config, monkeypatch
+):
     calls = {"n": 0}
     original = objective_mod.per_path_loss
 
@@ -115,7 +140,9 @@ def test_each_baseline_and_ablation_is_one_config_change(name, tmp_path, paths_f
     out = train(make_config(epochs=2, max_steps=2, **change), paths_file, tmp_path / name)
     summary = read_json(out / "summary.json")
     assert summary["effective"] == {"routing_mode": routing, "peer": peer}
-    assert summary["objective"] == change.get("objective", "qr_distill") and summary["method"] is None
+    assert (
+        summary["objective"] == change.get("objective", "qr_distill") and summary["method"] is None
+    )
     assert summary["steps"] == 2
     expected_items = {"sft_single": 4, "answer_aug": 10, "step_by_step": 8}.get(name, 12)
     assert summary["counts"]["items"] == expected_items
@@ -137,7 +164,9 @@ def test_frozen_student_is_not_updated(tmp_path, paths_file, make_config, tiny_s
     assert "lr/qwen" not in read_jsonl(out / "metrics.jsonl")[-1]  # not in the optimizer
 
 
-def test_logit_peer_with_a_shared_tokenizer_and_tensorboard(tmp_path, paths_file, make_config, tiny_students):
+def test_logit_peer_with_a_shared_tokenizer_and_tensorboard(
+    tmp_path, paths_file, make_config, tiny_students
+):
     cfg = make_config(max_steps=2, peer__kind="logits", report_to="tensorboard")
     cfg.students[1].model = str(tiny_students[0])  # both share the llama tokenizer
     out = train(cfg, paths_file, tmp_path / "logits")
@@ -149,13 +178,40 @@ def test_single_student_and_module_cli(tmp_path, paths_file, tiny_students, embe
     from qrdistill.training.__main__ import main
 
     config = tmp_path / "run.yaml"
-    config.write_text(json.dumps({"train": {
-        "students": [{"name": "solo", "model": str(tiny_students[1]), "lora": {"r": 2}}],
-        "routing": {"mode": "all"}, "peer": {"enabled": False}, "batch_size": 6, "progress": False}}))
-    assert main(["--config", str(config), "--paths", str(paths_file), "--out", str(tmp_path / "solo"),
-                 "--set", "max_steps=1"]) == 0
+    config.write_text(
+        json.dumps(
+            {
+                "train": {
+                    "students": [
+                        {"name": "solo", "model": str(tiny_students[1]), "lora": {"r": 2}}
+                    ],
+                    "routing": {"mode": "all"},
+                    "peer": {"enabled": False},
+                    "batch_size": 6,
+                    "progress": False,
+                }
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "--paths",
+                str(paths_file),
+                "--out",
+                str(tmp_path / "solo"),
+                "--set",
+                "max_steps=1",
+            ]
+        )
+        == 0
+    )
     assert read_json(tmp_path / "solo" / "summary.json")["steps"] == 1
     assert (tmp_path / "solo" / "students" / "solo" / "config.json").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("students: [{name: a, model: x}]\nepochz: 3\n")
-    assert main(["--config", str(bad), "--paths", str(paths_file), "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(["--config", str(bad), "--paths", str(paths_file), "--out", str(tmp_path / "x")]) == 2
+    )

@@ -16,8 +16,11 @@ from qrdistill.utils.io import read_json, read_jsonl, write_jsonl
 
 
 def _weights(out) -> dict[str, torch.Tensor]:
-    return {f"{name}/{k}": v for name in ("llama", "qwen")
-            for k, v in load_file(out / "students" / name / "model.safetensors").items()}
+    return {
+        f"{name}/{k}": v
+        for name in ("llama", "qwen")
+        for k, v in load_file(out / "students" / name / "model.safetensors").items()
+    }
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -38,8 +41,9 @@ def crash_after_step_2(monkeypatch):
     return lambda: monkeypatch.setattr(Recipe, "optimizer_step", original)
 
 
-def test_changed_config_is_retrained_from_scratch_not_resumed(tmp_path, paths_file, make_config,
-                                                               crash_after_step_2, caplog):
+def test_changed_config_is_retrained_from_scratch_not_resumed(
+    tmp_path, paths_file, make_config, crash_after_step_2, caplog
+):
     old = make_config(epochs=1, checkpoint_every=2, max_steps=3)
     with pytest.raises(KeyboardInterrupt):
         train(old, paths_file, tmp_path / "run")
@@ -60,15 +64,19 @@ def test_changed_config_is_retrained_from_scratch_not_resumed(tmp_path, paths_fi
     assert summary["fingerprint"]["sha256"] == checkpoint.fingerprint(new, paths_file)["sha256"]
 
 
-def test_changed_data_is_retrained_and_cosmetic_keys_still_resume(tmp_path, paths_file, make_config,
-                                                                 crash_after_step_2, caplog):
+def test_changed_data_is_retrained_and_cosmetic_keys_still_resume(
+    tmp_path, paths_file, make_config, crash_after_step_2, caplog
+):
     cfg = make_config(epochs=1, checkpoint_every=2, max_steps=3)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, paths_file, tmp_path / "run")
     crash_after_step_2()
     # Only cosmetic keys differ: the checkpoint is resumed (the run is exactly the uninterrupted one).
     cosmetic = make_config(epochs=1, checkpoint_every=1, max_steps=3, checkpoint_keep=5)
-    fp_old, fp_new = checkpoint.fingerprint(cfg, paths_file), checkpoint.fingerprint(cosmetic, paths_file)
+    fp_old, fp_new = (
+        checkpoint.fingerprint(cfg, paths_file),
+        checkpoint.fingerprint(cosmetic, paths_file),
+    )
     assert fp_old["sha256"] == fp_new["sha256"]
     assert checkpoint.resumable(tmp_path / "run" / "checkpoints", fp_new) is not None
 
@@ -77,13 +85,18 @@ def test_changed_data_is_retrained_and_cosmetic_keys_still_resume(tmp_path, path
     edited = tmp_path / "edited.jsonl"
     write_jsonl(edited, rows)
     with caplog.at_level(logging.WARNING, logger="qrdistill.training.checkpoint"):
-        assert checkpoint.resumable(tmp_path / "run" / "checkpoints",
-                                    checkpoint.fingerprint(cfg, edited)) is None
+        assert (
+            checkpoint.resumable(
+                tmp_path / "run" / "checkpoints", checkpoint.fingerprint(cfg, edited)
+            )
+            is None
+        )
     assert "the training data (paths file)" in caplog.text
 
 
-def test_torn_metrics_row_is_repaired_on_resume(tmp_path, paths_file, make_config, crash_after_step_2,
-                                                caplog):
+def test_torn_metrics_row_is_repaired_on_resume(
+    tmp_path, paths_file, make_config, crash_after_step_2, caplog
+):
     cfg = make_config(epochs=1, checkpoint_every=2, max_steps=3)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, paths_file, tmp_path / "run")
@@ -101,7 +114,8 @@ def test_torn_metrics_row_is_repaired_on_resume(tmp_path, paths_file, make_confi
 
 
 def test_killed_while_exporting_after_the_last_checkpoint_resumes_to_the_same_summary(
-        tmp_path, paths_file, make_config, monkeypatch):
+    tmp_path, paths_file, make_config, monkeypatch
+):
     from qrdistill.training import recipe
 
     cfg = make_config(epochs=1, checkpoint_every=2, max_steps=3)
@@ -119,5 +133,7 @@ def test_killed_while_exporting_after_the_last_checkpoint_resumes_to_the_same_su
     out = train(cfg, paths_file, tmp_path / "run", resume=True)
     want, got = read_json(full / "summary.json"), read_json(out / "summary.json")
     assert got["routing_last_epoch"] == want["routing_last_epoch"] != []
-    assert {k: v for k, v in got.items() if k != "students"} == {k: v for k, v in want.items() if k != "students"}
+    assert {k: v for k, v in got.items() if k != "students"} == {
+        k: v for k, v in want.items() if k != "students"
+    }
     assert _same(_weights(out), _weights(full))

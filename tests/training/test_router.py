@@ -20,7 +20,9 @@ from qrdistill.training.router import (
 
 def test_gates_open_with_exactly_the_router_probability():
     scores = torch.tensor([[-2.0, 0.0, 1.5]]).expand(20_000, 3)
-    gates = sample_gates(scores, logistic_noise((20_000, 3), torch.Generator().manual_seed(0)), min_students=0)
+    gates = sample_gates(
+        scores, logistic_noise((20_000, 3), torch.Generator().manual_seed(0)), min_students=0
+    )
     assert set(gates.unique().tolist()) <= {0.0, 1.0}
     assert torch.allclose(gates.mean(0), torch.sigmoid(scores[0]), atol=0.01)
 
@@ -90,7 +92,9 @@ def _simulate(fit: float, seed: int = 0, steps: int = 400) -> torch.Tensor:
         gates = sample_gates(logits.detach() / tau, logistic_noise((16, 2), gen), 1)
         losses = 3.0 - 0.2 * trained[items].clamp(max=8) - 0.002 * trained.sum(0)
         losses[:, 0] -= fit * (style[items] == 0).float()
-        losses = torch.where(gates > 0, losses + 0.05 * torch.randn(16, 2, generator=gen), float("nan"))
+        losses = torch.where(
+            gates > 0, losses + 0.05 * torch.randn(16, 2, generator=gen), float("nan")
+        )
         probs = torch.sigmoid(logits / tau)
         loss = router_loss(probs, comparative_signal(losses)) - 0.01 * entropy_regulariser(probs)
         opt.zero_grad()
@@ -166,7 +170,9 @@ def test_router_learns_which_student_a_style_suits_not_which_style_is_hard():
     assert (gates.sum(1) >= 1).all()
 
 
-def test_router_parameters_get_a_nonzero_gradient_from_the_student_losses(tiny_students, paths_file, make_config):
+def test_router_parameters_get_a_nonzero_gradient_from_the_student_losses(
+    tiny_students, paths_file, make_config
+):
     """Through the real objective with tiny students, every gate open so the students' losses
     are compared on every path; the entropy term is off, so the gradient can only come from the
     students' losses."""
@@ -179,9 +185,17 @@ def test_router_parameters_get_a_nonzero_gradient_from_the_student_losses(tiny_s
     data = build_data(paths_file, cfg, {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)})
     model = QRDistillObjective([m for m, _ in loaded], cfg, embed_dim=8)
     idx = list(range(6))
-    inputs = [collate([data.encoded[s.name][i] for i in idx], tok.pad_token_id)
-              for s, (_, tok) in zip(cfg.students, loaded)]
-    out = model(inputs, chars=torch.ones(6), embeddings=torch.randn(6, 8), noise=torch.full((6, 2), 20.0), tau=1.0)
+    inputs = [
+        collate([data.encoded[s.name][i] for i in idx], tok.pad_token_id)
+        for s, (_, tok) in zip(cfg.students, loaded)
+    ]
+    out = model(
+        inputs,
+        chars=torch.ones(6),
+        embeddings=torch.randn(6, 8),
+        noise=torch.full((6, 2), 20.0),
+        tau=1.0,
+    )
     assert (out.gates == 1).all() and out.terms["router"] != 0
     out.loss.backward()
     grads = [p.grad for p in model.router.parameters()]

@@ -24,34 +24,49 @@ def _objective(cfg, paths_file):
 
 
 def _step(model, data, toks, rows, gates):
-    inputs = [collate([data.encoded[name][i] for i in rows], tok.pad_token_id) for name, tok in toks.items()]
+    inputs = [
+        collate([data.encoded[name][i] for i in rows], tok.pad_token_id)
+        for name, tok in toks.items()
+    ]
     out = model(inputs, chars=torch.full((len(rows),), 40.0), fixed_gates=gates)
     return out, inputs
 
 
 def _lora_grads(student) -> dict[str, torch.Tensor | None]:
-    return {n: (None if p.grad is None else p.grad.clone()) for n, p in student.named_parameters() if p.requires_grad}
+    return {
+        n: (None if p.grad is None else p.grad.clone())
+        for n, p in student.named_parameters()
+        if p.requires_grad
+    }
 
 
-def test_a_zero_gate_costs_the_student_no_compute_and_exactly_zero_gradient(tiny_students, paths_file, make_config):
+def test_a_zero_gate_costs_the_student_no_compute_and_exactly_zero_gradient(
+    tiny_students, paths_file, make_config
+):
     cfg = make_config(routing__mode="random", peer__enabled=False)
     model, data, toks = _objective(cfg, paths_file)
     model.eval()  # no dropout, so the two runs below compute the same numbers
     seen: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
     for s, student in enumerate(model.students):
         student.register_forward_pre_hook(
-            lambda mod, args, kwargs, s=s: seen[s].append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+            lambda mod, args, kwargs, s=s: seen[s].append(tuple(kwargs["input_ids"].shape)),
+            with_kwargs=True,
+        )
 
     rows = [0, 1, 2, 3]
-    gates = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 0.0]])  # qwen computes paths 0 and 2
+    gates = torch.tensor(
+        [[1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 0.0]]
+    )  # qwen computes paths 0 and 2
     out, inputs = _step(model, data, toks, rows, gates)
     out.loss.backward()
     sparse = _lora_grads(model.students[1])
     # qwen's forward (and so its backward) saw exactly its two routed rows, trimmed to their length.
     routed_width = int(inputs[1]["attention_mask"][[0, 2]].sum(1).max())
     assert seen[1] == [(2, routed_width)] and seen[0] == [(4, inputs[0]["input_ids"].shape[1])]
-    assert out.tokens.tolist() == [int(inputs[0]["attention_mask"].sum()),
-                                   int(inputs[1]["attention_mask"][[0, 2]].sum())]
+    assert out.tokens.tolist() == [
+        int(inputs[0]["attention_mask"].sum()),
+        int(inputs[1]["attention_mask"][[0, 2]].sum()),
+    ]
     assert torch.isnan(out.per_path[[1, 3], 1]).all() and not torch.isnan(out.per_path[:, 0]).any()
 
     # The gradient qwen got equals the one from a batch of its routed rows alone: paths 1 and 3
@@ -80,9 +95,14 @@ def _teach_planted_style(base, out_dir, paths, steps: int = 80):
 
     tok = load_tokenizer(str(base))
     model = AutoModelForCausalLM.from_pretrained(base)
-    items = [TrainItem(p.id, p.question_id, p.style, "path", p.prompt, p.text, p.text)
-             for p in paths if p.style == PLANTED]
-    batch = collate([encode(tok, item, 128, "truncate_prompt")[0] for item in items], tok.pad_token_id)
+    items = [
+        TrainItem(p.id, p.question_id, p.style, "path", p.prompt, p.text, p.text)
+        for p in paths
+        if p.style == PLANTED
+    ]
+    batch = collate(
+        [encode(tok, item, 128, "truncate_prompt")[0] for item in items], tok.pad_token_id
+    )
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(steps):
@@ -116,12 +136,17 @@ def _planted_gap(routing: list[dict], epochs: set[int]) -> float:
     """Share of the planted style's paths routed to the student that knows it, minus the share
     routed to the other, over the given epochs."""
     cells = [r for r in routing if r["style"] == PLANTED and r["epoch"] in epochs]
-    share = {s: sum(r["count"] for r in cells if r["student"] == s) / sum(r["total"] for r in cells if r["student"] == s)
-             for s in ("llama", "qwen")}
+    share = {
+        s: sum(r["count"] for r in cells if r["student"] == s)
+        / sum(r["total"] for r in cells if r["student"] == s)
+        for s in ("llama", "qwen")
+    }
     return share["llama"] - share["qwen"]
 
 
-def test_router_sends_the_planted_style_to_the_student_that_knows_it(make_config, planted, tmp_path):
+def test_router_sends_the_planted_style_to_the_student_that_knows_it(
+    make_config, planted, tmp_path
+):
     routing = _planted_run(make_config, planted, tmp_path)
     last = max(r["epoch"] for r in routing)
     assert _planted_gap(routing, {last}) >= 0.3

@@ -187,7 +187,9 @@ def convert_records(
 ) -> tuple[list[Example], list[str]]:
     """Turn (origin, line, record or parse error) triples into Examples; returns (examples, skipped)."""
     if task.answer_type == "multiple_choice" and fields.choices is None:
-        raise DataError(f"task '{task.name}' is multiple choice: map the options with fields.choices")
+        raise DataError(
+            f"task '{task.name}' is multiple choice: map the options with fields.choices"
+        )
     examples: list[Example] = []
     skipped: list[str] = []
     first_line_of_id: dict[str, int] = {}
@@ -238,9 +240,15 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, int, dict[str, Any] | _Bad
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                yield str(path), line_number, _BadRecord(
-                    None, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
-                    "save the file as UTF-8")
+                yield (
+                    str(path),
+                    line_number,
+                    _BadRecord(
+                        None,
+                        f"not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+                        "save the file as UTF-8",
+                    ),
+                )
                 continue
             if not line.strip():
                 continue
@@ -269,9 +277,10 @@ def _csv_records(path: Path) -> Iterator[tuple[str, int, dict[str, Any] | _BadRe
     except UnicodeDecodeError as err:
         # Quoted cells may span lines, so a CSV cannot be cut into records before it is decoded:
         # a bad byte stops the load (with or without skip_bad_lines), naming its line.
-        line = raw[:err.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); "
-                        "save the file as UTF-8") from None
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the file as UTF-8"
+        ) from None
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         start = 2  # line 1 is the header

@@ -14,19 +14,30 @@ class EvaluateConfig(StrictConfig):
 
     max_new_tokens: int = Field(256, gt=0, description="generation budget per answer")
     batch_size: int = Field(8, gt=0)
-    stop: list[str] = Field(default_factory=list,
-                            description="extra stop strings; the text is cut before them")
+    stop: list[str] = Field(
+        default_factory=list, description="extra stop strings; the text is cut before them"
+    )
     stop_after_answer: bool = Field(
-        True, description="end an answer once the line holding its final-answer statement "
-                          "(\\boxed{..}, 'The best answer is X.', 'The answer is yes.') is complete; "
-                          "the answer itself is never cut")
-    stop_on_loop: bool = Field(True, description="end an answer stuck in a loop (one chunk repeated "
-                                                 "4+ times over 48+ characters at the end)")
+        True,
+        description="end an answer once the line holding its final-answer statement "
+        "(\\boxed{..}, 'The best answer is X.', 'The answer is yes.') is complete; "
+        "the answer itself is never cut",
+    )
+    stop_on_loop: bool = Field(
+        True,
+        description="end an answer stuck in a loop (one chunk repeated "
+        "4+ times over 48+ characters at the end)",
+    )
     instruction: str | None = Field(
-        None, description="zero-shot style instruction appended to every task prompt "
-                          "(docs/METHOD.md, \"Inference\": each student answers alone with a zero-shot instruction)")
-    ensembles: bool = Field(True, description="also score majority-vote and confidence-weighted "
-                                              "ensembles of each method's students (reported apart)")
+        None,
+        description="zero-shot style instruction appended to every task prompt "
+        '(docs/METHOD.md, "Inference": each student answers alone with a zero-shot instruction)',
+    )
+    ensembles: bool = Field(
+        True,
+        description="also score majority-vote and confidence-weighted "
+        "ensembles of each method's students (reported apart)",
+    )
     backend: Literal["hf", "vllm"] = "hf"
     dtype: str = "float32"
     device: str | None = Field(None, description="'cpu', 'cuda', ...; default: cuda when available")

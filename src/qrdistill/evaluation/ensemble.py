@@ -39,20 +39,28 @@ def _combine(rows: list[dict], kind: str) -> dict:
         return max(voters[answer], key=lambda p: (_confidence(rows[p]), -p))
 
     if kind == VOTE:
+
         def rank(answer):
             return len(voters[answer]), _confidence(rows[best_voter(answer)]), -min(voters[answer])
     else:
+
         def rank(answer):
             return sum(_confidence(rows[p]) for p in voters[answer]), -min(voters[answer])
 
     first = rows[0]
     winner = rows[best_voter(max(voters, key=rank))] if voters else {}
     return Prediction(
-        question_id=first["question_id"], task=first["task"], method=first["method"], student=kind,
-        model="+".join(row["model"] for row in rows), response=winner.get("response", ""),
-        answer=winner.get("answer"), correct=bool(winner.get("correct", False)),
+        question_id=first["question_id"],
+        task=first["task"],
+        method=first["method"],
+        student=kind,
+        model="+".join(row["model"] for row in rows),
+        response=winner.get("response", ""),
+        answer=winner.get("answer"),
+        correct=bool(winner.get("correct", False)),
         mean_logprob=winner.get("mean_logprob"),
-        completion_tokens=sum(row.get("completion_tokens") or 0 for row in rows)).row()
+        completion_tokens=sum(row.get("completion_tokens") or 0 for row in rows),
+    ).row()
 
 
 def ensemble_predictions(predictions: list[dict]) -> list[dict]:

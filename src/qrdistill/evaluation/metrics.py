@@ -29,11 +29,23 @@ def summarize(predictions: Iterable[dict]) -> list[dict]:
     """One summary row per (method, student, task), in the order the groups first appear."""
     groups: dict[tuple[str, str, str], list[bool]] = {}
     for row in predictions:
-        groups.setdefault((row["method"], row["student"], row["task"]), []).append(bool(row["correct"]))
+        groups.setdefault((row["method"], row["student"], row["task"]), []).append(
+            bool(row["correct"])
+        )
     summary = []
     for (method, student, task), outcomes in groups.items():
         n, correct = len(outcomes), sum(outcomes)
         low, high = wilson_interval(correct, n)
-        summary.append({"method": method, "student": student, "task": task, "n": n,
-                        "correct": correct, "accuracy": correct / n, "ci_low": low, "ci_high": high})
+        summary.append(
+            {
+                "method": method,
+                "student": student,
+                "task": task,
+                "n": n,
+                "correct": correct,
+                "accuracy": correct / n,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
     return summary

@@ -50,32 +50,56 @@ def base_prompt(example: Example, instruction: str | None) -> str:
     return f"{prompt}\n\n{instruction}" if instruction else prompt
 
 
-def _fingerprint(model: EvalModel, cfg: EvaluateConfig, examples: list[Example], prompts: list[str]) -> str:
+def _fingerprint(
+    model: EvalModel, cfg: EvaluateConfig, examples: list[Example], prompts: list[str]
+) -> str:
     """Everything that determines a model's predictions (batch size does not, under greedy decoding)."""
-    generation = cfg.model_dump(mode="json", include={"max_new_tokens", "stop", "stop_after_answer",
-                                                      "stop_on_loop", "backend", "dtype"})
-    payload = [model.model_dump(mode="json"), generation, [e.model_dump(mode="json") for e in examples], prompts]
+    generation = cfg.model_dump(
+        mode="json",
+        include={"max_new_tokens", "stop", "stop_after_answer", "stop_on_loop", "backend", "dtype"},
+    )
+    payload = [
+        model.model_dump(mode="json"),
+        generation,
+        [e.model_dump(mode="json") for e in examples],
+        prompts,
+    ]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _predict(model: EvalModel, cfg: EvaluateConfig, examples: list[Example], prompts: list[str],
-             progress: Progress) -> list[dict]:
+def _predict(
+    model: EvalModel,
+    cfg: EvaluateConfig,
+    examples: list[Example],
+    prompts: list[str],
+    progress: Progress,
+) -> list[dict]:
     bar = progress.add_task(f"{model.method}/{model.student}", total=len(examples))
     by_task: dict[str, list[int]] = {}
     for index, example in enumerate(examples):
         by_task.setdefault(example.task, []).append(index)
     generations = [None] * len(examples)
-    engine = open_engine(cfg.backend, model.model, dtype=cfg.dtype, device=cfg.device or "auto",
-                         trust_remote_code=cfg.trust_remote_code)
+    engine = open_engine(
+        cfg.backend,
+        model.model,
+        dtype=cfg.dtype,
+        device=cfg.device or "auto",
+        trust_remote_code=cfg.trust_remote_code,
+    )
     try:
         # One generate call per task: each task states its answer in its own format, so each
         # has its own rule for when an answer is complete. Greedy, so the log-probabilities are
         # the ensembles' confidence.
         for name, indices in by_task.items():
             stop_when = stop_rule(get_task(name), cfg.stop_after_answer, cfg.stop_on_loop)
-            outputs = engine.generate([engine.render(prompts[i]) for i in indices],
-                                      max_new_tokens=cfg.max_new_tokens, stop=cfg.stop, stop_when=stop_when,
-                                      batch_size=cfg.batch_size, on_batch=lambda n: progress.advance(bar, n))
+            outputs = engine.generate(
+                [engine.render(prompts[i]) for i in indices],
+                max_new_tokens=cfg.max_new_tokens,
+                stop=cfg.stop,
+                stop_when=stop_when,
+                batch_size=cfg.batch_size,
+                on_batch=lambda n: progress.advance(bar, n),
+            )
             for index, output in zip(indices, outputs):
                 generations[index] = output
     finally:
@@ -83,12 +107,20 @@ def _predict(model: EvalModel, cfg: EvaluateConfig, examples: list[Example], pro
     rows = []
     for example, generation in zip(examples, generations):
         task = get_task(example.task)
-        rows.append(Prediction(
-            question_id=example.id, task=example.task, method=model.method, student=model.student,
-            model=model.model, response=generation.text,
-            answer=task.extract_answer(generation.text, example.choices),
-            correct=bool(task.is_correct(generation.text, example.gold, example.choices)),
-            mean_logprob=generation.mean_logprob, completion_tokens=generation.completion_tokens).row())
+        rows.append(
+            Prediction(
+                question_id=example.id,
+                task=example.task,
+                method=model.method,
+                student=model.student,
+                model=model.model,
+                response=generation.text,
+                answer=task.extract_answer(generation.text, example.choices),
+                correct=bool(task.is_correct(generation.text, example.gold, example.choices)),
+                mean_logprob=generation.mean_logprob,
+                completion_tokens=generation.completion_tokens,
+            ).row()
+        )
     return rows
 
 
@@ -109,7 +141,7 @@ def evaluate(cfg: EvaluateConfig, test_path: Path, models: list[EvalModel], out_
     (accuracy and 95% Wilson interval per method, student and task).
     """
     test_path, out_dir = Path(test_path), Path(out_dir)
-    examples = read_jsonl_as(test_path, Example)[:cfg.limit]
+    examples = read_jsonl_as(test_path, Example)[: cfg.limit]
     if not examples:
         raise DataError(f"{test_path}: no test questions to evaluate on")
     keys = [model.key for model in models]
@@ -118,7 +150,12 @@ def evaluate(cfg: EvaluateConfig, test_path: Path, models: list[EvalModel], out_
     prompts = [base_prompt(example, cfg.instruction) for example in examples]
 
     predictions: list[dict] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         for model in models:
             predictions_path = out_dir / "models" / f"{model.key}.jsonl"
@@ -129,11 +166,17 @@ def evaluate(cfg: EvaluateConfig, test_path: Path, models: list[EvalModel], out_
                 rows = _predict(model, cfg, examples, prompts, progress)
                 # Predictions first, then the marker: an interruption between them only costs a rerun.
                 write_jsonl(predictions_path, rows)
-                write_json(done_path, {"fingerprint": fingerprint, "model": model.model, "n": len(rows)})
+                write_json(
+                    done_path, {"fingerprint": fingerprint, "model": model.model, "n": len(rows)}
+                )
             else:
-                progress.console.print(f"{model.method}/{model.student}: finished earlier, reusing {predictions_path}")
+                progress.console.print(
+                    f"{model.method}/{model.student}: finished earlier, reusing {predictions_path}"
+                )
             accuracy = sum(row["correct"] for row in rows) / len(rows)
-            progress.console.print(f"{model.method}/{model.student}: accuracy {accuracy:.1%} on {len(rows)} questions")
+            progress.console.print(
+                f"{model.method}/{model.student}: accuracy {accuracy:.1%} on {len(rows)} questions"
+            )
             predictions += rows
 
     if cfg.ensembles:

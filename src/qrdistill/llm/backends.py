@@ -63,7 +63,11 @@ class Request:
 def make_request(cfg: BackendConfig, prompt: str, sample_index: int, label: str) -> Request:
     key = request_key(cfg.kind, cfg.model, prompt, cfg.sampling(), sample_index)
     # Each request gets its own seed, fixed by its key: samples differ, reruns repeat them.
-    seed = None if cfg.seed is None else int(hashlib.sha256(f"{cfg.seed}:{key}".encode()).hexdigest()[:8], 16)
+    seed = (
+        None
+        if cfg.seed is None
+        else int(hashlib.sha256(f"{cfg.seed}:{key}".encode()).hexdigest()[:8], 16)
+    )
     return Request(key=key, prompt=prompt, seed=seed, label=label)
 
 
@@ -74,14 +78,16 @@ def make_backend(cfg: BackendConfig):
 
 def make_yes_probability_backend(cfg: BackendConfig):
     if cfg.kind != "hf":
-        raise BackendError(f"judge_scoring: probability reads the judge's logits, which only the hf "
-                           f"backend has (this judge is '{cfg.kind}'); use judge_scoring: generate")
+        raise BackendError(
+            f"judge_scoring: probability reads the judge's logits, which only the hf "
+            f"backend has (this judge is '{cfg.kind}'); use judge_scoring: generate"
+        )
     return HFYesProbabilityBackend(cfg)
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 class OpenAIBackend:
@@ -104,8 +110,15 @@ class OpenAIBackend:
         self.cfg = cfg
         self._key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
         # The library's own retries are off: ours honour Retry-After and name the request.
-        self._clients = [openai.OpenAI(base_url=url, api_key=self._key or NO_KEY, max_retries=0,
-                                       timeout=cfg.request_timeout_s) for url in self._reachable_urls()]
+        self._clients = [
+            openai.OpenAI(
+                base_url=url,
+                api_key=self._key or NO_KEY,
+                max_retries=0,
+                timeout=cfg.request_timeout_s,
+            )
+            for url in self._reachable_urls()
+        ]
         self._next_client = itertools.cycle(range(len(self._clients)))
         self._lock = threading.Lock()
 
@@ -124,8 +137,10 @@ class OpenAIBackend:
                 continue
             up.append(url)
         if not up:
-            raise BackendError(f"cannot reach the openai backend at {'; '.join(down)}; "
-                               "is the server running and is base_urls right?")
+            raise BackendError(
+                f"cannot reach the openai backend at {'; '.join(down)}; "
+                "is the server running and is base_urls right?"
+            )
         for entry in down:
             log.warning("endpoint %s is not reachable; using the others for this run", entry)
         return up
@@ -137,8 +152,10 @@ class OpenAIBackend:
         retry_after = _retry_after_s(err)
         if retry_after is not None:
             return min(retry_after, self.cfg.backoff_max_s)  # a server cannot stall the run
-        ceiling = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** attempt)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter spreads out synchronized retries
+        ceiling = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2**attempt)
+        return ceiling / 2 + random.uniform(
+            0, ceiling / 2
+        )  # jitter spreads out synchronized retries
 
     def complete(self, request: Request) -> Generation:
         import openai
@@ -149,21 +166,35 @@ class OpenAIBackend:
                 client = self._clients[next(self._next_client)]
             try:
                 return self._attempt(client, request)
-            except (openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError,
-                    BadAnswer) as err:
+            except (
+                openai.APITimeoutError,
+                openai.APIConnectionError,
+                openai.APIStatusError,
+                BadAnswer,
+            ) as err:
                 status = getattr(err, "status_code", None)
-                reason = self._scrub(f"{type(err).__name__}" + (f" HTTP {status}" if status else "")
-                                     + f": {err}")
+                reason = self._scrub(
+                    f"{type(err).__name__}" + (f" HTTP {status}" if status else "") + f": {err}"
+                )
                 reason = " ".join(reason.split())  # one line, whatever the server wrote
                 if status is not None and status not in RETRYABLE_STATUS:
-                    raise BackendError(f"{request.label}: {client.base_url} refused the request "
-                                       f"({reason})") from None
+                    raise BackendError(
+                        f"{request.label}: {client.base_url} refused the request ({reason})"
+                    ) from None
                 if attempt + 1 == attempts:
-                    raise BackendError(f"{request.label}: failed after {attempts} attempt(s); "
-                                       f"last error from {client.base_url}: {reason}") from None
+                    raise BackendError(
+                        f"{request.label}: failed after {attempts} attempt(s); "
+                        f"last error from {client.base_url}: {reason}"
+                    ) from None
                 delay = self._backoff_s(attempt, err)
-                log.info("%s: %s; retry %d/%d in %.1fs", request.label, reason, attempt + 1,
-                         self.cfg.max_retries, delay)
+                log.info(
+                    "%s: %s; retry %d/%d in %.1fs",
+                    request.label,
+                    reason,
+                    attempt + 1,
+                    self.cfg.max_retries,
+                    delay,
+                )
                 pause(delay)
                 _check_cancelled()
                 continue
@@ -178,24 +209,34 @@ class OpenAIBackend:
 
         deadline = time.monotonic() + self.cfg.request_timeout_s
         with client.chat.completions.with_streaming_response.create(
-                model=self.cfg.model, messages=[{"role": "user", "content": request.prompt}],
-                temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_tokens,
-                **({"seed": request.seed} if request.seed is not None else {})) as response:
+            model=self.cfg.model,
+            messages=[{"role": "user", "content": request.prompt}],
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
+            max_tokens=self.cfg.max_tokens,
+            **({"seed": request.seed} if request.seed is not None else {}),
+        ) as response:
             body = bytearray()
             try:
                 for chunk in response.iter_bytes():
                     body += chunk
                     _check_cancelled()
                     if time.monotonic() > deadline:
-                        raise BadAnswer(f"no complete answer within request_timeout_s="
-                                        f"{self.cfg.request_timeout_s:g}s (the body was still arriving, "
-                                        f"{len(body)} bytes so far)")
+                        raise BadAnswer(
+                            f"no complete answer within request_timeout_s="
+                            f"{self.cfg.request_timeout_s:g}s (the body was still arriving, "
+                            f"{len(body)} bytes so far)"
+                        )
             except httpx.TimeoutException:
-                raise BadAnswer(f"the body stopped arriving for request_timeout_s="
-                                f"{self.cfg.request_timeout_s:g}s ({len(body)} bytes so far)") from None
+                raise BadAnswer(
+                    f"the body stopped arriving for request_timeout_s="
+                    f"{self.cfg.request_timeout_s:g}s ({len(body)} bytes so far)"
+                ) from None
             except httpx.TransportError as err:
-                raise BadAnswer(f"the connection broke while the answer arrived ({type(err).__name__}: "
-                                f"{err}; {len(body)} bytes so far)") from None
+                raise BadAnswer(
+                    f"the connection broke while the answer arrived ({type(err).__name__}: "
+                    f"{err}; {len(body)} bytes so far)"
+                ) from None
             content_type = response.headers.get("content-type", "")
         return parse_completion(bytes(body), content_type)
 
@@ -242,14 +283,20 @@ class OpenAIBackend:
 def parse_completion(body: bytes, content_type: str) -> Generation:
     """A chat completion's text and token counts from a 200's body; BadAnswer says what is wrong."""
     if "json" not in content_type.lower():
-        raise BadAnswer(f"HTTP 200 with Content-Type {content_type or 'none'!r}, not JSON "
-                        f"(body starts {body[:60]!r})")
+        raise BadAnswer(
+            f"HTTP 200 with Content-Type {content_type or 'none'!r}, not JSON "
+            f"(body starts {body[:60]!r})"
+        )
     try:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadAnswer(f"HTTP 200 whose body is not valid JSON ({err}; body starts {body[:60]!r})") from None
+        raise BadAnswer(
+            f"HTTP 200 whose body is not valid JSON ({err}; body starts {body[:60]!r})"
+        ) from None
     if not isinstance(payload, dict):
-        raise BadAnswer(f"HTTP 200 whose JSON is a {type(payload).__name__}, not a chat completion object")
+        raise BadAnswer(
+            f"HTTP 200 whose JSON is a {type(payload).__name__}, not a chat completion object"
+        )
     if payload.get("error") is not None:
         error = payload["error"]
         message = error.get("message", error) if isinstance(error, dict) else error
@@ -262,16 +309,21 @@ def parse_completion(body: bytes, content_type: str) -> Generation:
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str) or not content.strip():
         what = "null" if content is None else repr(content)[:40]
-        raise BadAnswer(f"an empty completion (content {what}, finish_reason "
-                        f"{first.get('finish_reason') if isinstance(first, dict) else None!r})")
+        raise BadAnswer(
+            f"an empty completion (content {what}, finish_reason "
+            f"{first.get('finish_reason') if isinstance(first, dict) else None!r})"
+        )
     usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
 
     def count(key: str) -> int:
         value = usage.get(key)
         return value if isinstance(value, int) and value >= 0 else 0
 
-    return Generation(text=content, prompt_tokens=count("prompt_tokens"),
-                      completion_tokens=count("completion_tokens"))
+    return Generation(
+        text=content,
+        prompt_tokens=count("prompt_tokens"),
+        completion_tokens=count("completion_tokens"),
+    )
 
 
 def _check_cancelled() -> None:
@@ -312,15 +364,21 @@ class HFBackend:
 
     def __init__(self, cfg: BackendConfig):
         self.cfg = cfg
-        self.engine = HFEngine(cfg.model, dtype=cfg.dtype, device=cfg.device,
-                               trust_remote_code=cfg.trust_remote_code)
+        self.engine = HFEngine(
+            cfg.model, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code
+        )
 
     def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
         for batch in _batches(requests, self.cfg.batch_size):
             prompts = [self.engine.render(r.prompt) for r in batch]
-            outputs = self.engine.generate(prompts, max_new_tokens=self.cfg.max_tokens,
-                                           temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                                           batch_size=len(batch), seed=batch[0].seed)
+            outputs = self.engine.generate(
+                prompts,
+                max_new_tokens=self.cfg.max_tokens,
+                temperature=self.cfg.temperature,
+                top_p=self.cfg.top_p,
+                batch_size=len(batch),
+                seed=batch[0].seed,
+            )
             yield from zip(batch, outputs)
 
 
@@ -330,11 +388,18 @@ class HFYesProbabilityBackend(HFBackend):
     def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
         for batch in _batches(requests, self.cfg.batch_size):
             prompts = [self.engine.render(r.prompt) for r in batch]
-            for request, prompt, yes in zip(batch, prompts,
-                                            self.engine.yes_probabilities(prompts, batch_size=len(batch))):
+            for request, prompt, yes in zip(
+                batch, prompts, self.engine.yes_probabilities(prompts, batch_size=len(batch))
+            ):
                 text = f"Score: {yes:.4f}\nReason: P(Yes) = {yes:.4f} as the judge's next token"
-                yield request, Generation(text=text, prompt_tokens=self.engine.prompt_tokens(prompt),
-                                          completion_tokens=1)
+                yield (
+                    request,
+                    Generation(
+                        text=text,
+                        prompt_tokens=self.engine.prompt_tokens(prompt),
+                        completion_tokens=1,
+                    ),
+                )
 
 
 class VLLMBackend:
@@ -344,17 +409,30 @@ class VLLMBackend:
 
     def __init__(self, cfg: BackendConfig):
         self.cfg = cfg
-        self.engine = VLLMEngine(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+        self.engine = VLLMEngine(
+            cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code
+        )
 
     def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
         from vllm import SamplingParams
 
         for batch in _batches(requests, self.cfg.batch_size):
-            params = [SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                                     max_tokens=self.cfg.max_tokens, seed=r.seed) for r in batch]
+            params = [
+                SamplingParams(
+                    temperature=self.cfg.temperature,
+                    top_p=self.cfg.top_p,
+                    max_tokens=self.cfg.max_tokens,
+                    seed=r.seed,
+                )
+                for r in batch
+            ]
             conversations = [[{"role": "user", "content": r.prompt}] for r in batch]
             outputs = self.engine.llm.chat(conversations, params, use_tqdm=False)
             for request, out in zip(batch, outputs):
                 completion = out.outputs[0]
-                yield request, Generation(completion.text, len(out.prompt_token_ids),
-                                          len(completion.token_ids))
+                yield (
+                    request,
+                    Generation(
+                        completion.text, len(out.prompt_token_ids), len(completion.token_ids)
+                    ),
+                )

@@ -17,8 +17,16 @@ from qrdistill.records import Generation
 
 
 def request_key(backend: str, model: str, prompt: str, sampling: dict, sample_index: int) -> str:
-    material = json.dumps({"backend": backend, "model": model, "prompt": prompt,
-                           "sampling": sampling, "sample_index": sample_index}, sort_keys=True)
+    material = json.dumps(
+        {
+            "backend": backend,
+            "model": model,
+            "prompt": prompt,
+            "sampling": sampling,
+            "sample_index": sample_index,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
@@ -39,14 +47,22 @@ class RequestCache:
             self._conn.execute("PRAGMA busy_timeout=10000")
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, label TEXT, "
-                "text TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)")
+                "text TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)"
+            )
         return self._conn
 
     def put(self, key: str, label: str, generation: Generation) -> None:
         self._connect(create=True).execute(
             "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
-            (key, label, generation.text, generation.prompt_tokens, generation.completion_tokens,
-             time.time()))
+            (
+                key,
+                label,
+                generation.text,
+                generation.prompt_tokens,
+                generation.completion_tokens,
+                time.time(),
+            ),
+        )
 
     def get_many(self, keys: list[str]) -> dict[str, Generation]:
         conn = self._connect(create=False)
@@ -55,10 +71,12 @@ class RequestCache:
             return found
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):  # SQLite caps the number of bound parameters
-            chunk = unique[start:start + 500]
+            chunk = unique[start : start + 500]
             rows = conn.execute(
                 "SELECT key, text, prompt_tokens, completion_tokens FROM completions "
-                f"WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+                f"WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
             for key, text, prompt_tokens, completion_tokens in rows:
                 found[key] = Generation(text, prompt_tokens, completion_tokens)
         return found

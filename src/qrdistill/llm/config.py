@@ -58,5 +58,9 @@ class BackendConfig(StrictConfig):
 
     def sampling(self) -> dict:
         """The parameters that change what is generated; part of every request's cache key."""
-        return {"temperature": self.temperature, "top_p": self.top_p,
-                "max_tokens": self.max_tokens, "seed": self.seed}
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+        }

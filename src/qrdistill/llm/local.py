@@ -32,8 +32,14 @@ class HFEngine:
 
     kind = "hf"
 
-    def __init__(self, model: str, *, dtype: str = "float32", device: str | None = None,
-                 trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "float32",
+        device: str | None = None,
+        trust_remote_code: bool = False,
+    ):
         import torch
 
         from qrdistill.models import load_causal_lm
@@ -41,8 +47,9 @@ class HFEngine:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else None
         try:
-            self.model, self.tokenizer = load_causal_lm(model, dtype=dtype, device=device,
-                                                        trust_remote_code=trust_remote_code)
+            self.model, self.tokenizer = load_causal_lm(
+                model, dtype=dtype, device=device, trust_remote_code=trust_remote_code
+            )
         except (OSError, ValueError) as err:
             raise BackendError(f"hf backend: cannot load model '{model}': {err}") from None
         self.model.eval()
@@ -52,21 +59,42 @@ class HFEngine:
 
         return render_prompt(self.tokenizer, text)
 
-    def generate(self, prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 0.0,
-                 top_p: float = 1.0, stop: Sequence[str] = (), stop_when: Callable[[str], bool] | None = None,
-                 batch_size: int = 8, seed: int | None = None,
-                 on_batch: Callable[[int], None] | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        stop_when: Callable[[str], bool] | None = None,
+        batch_size: int = 8,
+        seed: int | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[Generation]:
         from qrdistill.models import generate
 
-        return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
-                        temperature=temperature, top_p=top_p, stop=stop, batch_size=batch_size,
-                        seed=seed, on_batch=on_batch, stop_when=stop_when)
+        return generate(
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            batch_size=batch_size,
+            seed=seed,
+            on_batch=on_batch,
+            stop_when=stop_when,
+        )
 
     def yes_probabilities(self, prompts: Sequence[str], batch_size: int) -> list[float]:
         """P("Yes") against P("No") as the next token of each rendered prompt."""
         from qrdistill.models import choice_probabilities
 
-        rows = choice_probabilities(self.model, self.tokenizer, prompts, ("Yes", "No"), batch_size=batch_size)
+        rows = choice_probabilities(
+            self.model, self.tokenizer, prompts, ("Yes", "No"), batch_size=batch_size
+        )
         return [yes for yes, _ in rows]
 
     def prompt_tokens(self, prompt: str) -> int:
@@ -88,13 +116,21 @@ class VLLMEngine:
 
     kind = "vllm"
 
-    def __init__(self, model: str, *, dtype: str = "auto", device: str | None = None,
-                 trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "auto",
+        device: str | None = None,
+        trust_remote_code: bool = False,
+    ):
         try:
             from vllm import LLM
         except ImportError:
-            raise BackendError("backend 'vllm' needs the vllm package on a CUDA machine, which is not "
-                               "installed (pip install 'qrdistill[gpu]'); or use the hf backend") from None
+            raise BackendError(
+                "backend 'vllm' needs the vllm package on a CUDA machine, which is not "
+                "installed (pip install 'qrdistill[gpu]'); or use the hf backend"
+            ) from None
         from qrdistill.models import resolve_model
 
         self.name, self.trust_remote_code = model, trust_remote_code
@@ -108,25 +144,49 @@ class VLLMEngine:
             self._tokenizer = load_tokenizer(self.name, trust_remote_code=self.trust_remote_code)
         return render_prompt(self._tokenizer, text)
 
-    def generate(self, prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 0.0,
-                 top_p: float = 1.0, stop: Sequence[str] = (), stop_when: Callable[[str], bool] | None = None,
-                 batch_size: int = 8, seed: int | None = None,
-                 on_batch: Callable[[int], None] | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        stop_when: Callable[[str], bool] | None = None,
+        batch_size: int = 8,
+        seed: int | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[Generation]:
         from vllm import SamplingParams
 
         # logprobs=0 returns the chosen token's log-probability, enough for the mean (greedy only,
         # like the hf engine).
         greedy = temperature == 0
-        params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                                stop=list(stop) or None, seed=seed, logprobs=0 if greedy else None)
+        params = SamplingParams(
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_new_tokens,
+            stop=list(stop) or None,
+            seed=seed,
+            logprobs=0 if greedy else None,
+        )
         results = []
         for output in self.llm.generate(list(prompts), params, use_tqdm=False):
             completion = output.outputs[0]
             length = len(completion.token_ids)
-            mean_logprob = (completion.cumulative_logprob / length
-                            if greedy and length and completion.cumulative_logprob is not None else None)
-            results.append(Generation(text=completion.text.strip(), prompt_tokens=len(output.prompt_token_ids),
-                                      completion_tokens=length, mean_logprob=mean_logprob))
+            mean_logprob = (
+                completion.cumulative_logprob / length
+                if greedy and length and completion.cumulative_logprob is not None
+                else None
+            )
+            results.append(
+                Generation(
+                    text=completion.text.strip(),
+                    prompt_tokens=len(output.prompt_token_ids),
+                    completion_tokens=length,
+                    mean_logprob=mean_logprob,
+                )
+            )
         if on_batch is not None:
             on_batch(len(prompts))
         return results
@@ -139,7 +199,8 @@ class VLLMEngine:
 ENGINES = {"hf": HFEngine, "vllm": VLLMEngine}
 
 
-def open_engine(kind: str, model: str, *, dtype: str, device: str | None = None,
-                trust_remote_code: bool = False) -> HFEngine | VLLMEngine:
+def open_engine(
+    kind: str, model: str, *, dtype: str, device: str | None = None, trust_remote_code: bool = False
+) -> HFEngine | VLLMEngine:
     """Load `model` (packaged alias, local folder or hub id) in the engine `kind` ("hf" or "vllm")."""
     return ENGINES[kind](model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)

@@ -11,8 +11,14 @@ from qrdistill.llm.cache import RequestCache
 from qrdistill.records import Generation
 
 
-def run_cached(requests: list[Request], cache: RequestCache, make_backend: Callable[[], object], *,
-               desc: str, show_progress: bool = True) -> dict[str, Generation]:
+def run_cached(
+    requests: list[Request],
+    cache: RequestCache,
+    make_backend: Callable[[], object],
+    *,
+    desc: str,
+    show_progress: bool = True,
+) -> dict[str, Generation]:
     """Completions for every request, by key: cached ones are read back, the rest are run and
     each is committed to the cache the moment it finishes.
 
@@ -25,8 +31,14 @@ def run_cached(requests: list[Request], cache: RequestCache, make_backend: Calla
         return results
     backend = make_backend()
     total = len(results) + len(todo)
-    with tqdm(total=total, initial=len(results), desc=desc, unit="req", disable=not show_progress,
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=total,
+        initial=len(results),
+        desc=desc,
+        unit="req",
+        disable=not show_progress,
+        dynamic_ncols=True,
+    ) as bar:
         for request, generation in backend.run(todo):
             cache.put(request.key, request.label, generation)
             results[request.key] = generation

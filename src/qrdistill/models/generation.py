@@ -35,17 +35,29 @@ class _StopWhen(StoppingCriteria):
         self.predicate = predicate
 
     def __call__(self, input_ids, scores, **kwargs):
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
-        return torch.tensor([self.predicate(text) for text in texts], dtype=torch.bool,
-                            device=input_ids.device)
+        texts = self.tokenizer.batch_decode(
+            input_ids[:, self.prompt_length :], skip_special_tokens=True
+        )
+        return torch.tensor(
+            [self.predicate(text) for text in texts], dtype=torch.bool, device=input_ids.device
+        )
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 256,
-             temperature: float = 0.0, top_p: float = 1.0, stop: Sequence[str] = (),
-             batch_size: int = 8, seed: int | None = None,
-             on_batch: Callable[[int], None] | None = None,
-             stop_when: Callable[[str], bool] | None = None) -> list[Generation]:
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    stop: Sequence[str] = (),
+    batch_size: int = 8,
+    seed: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    stop_when: Callable[[str], bool] | None = None,
+) -> list[Generation]:
     """Generate one completion per already-rendered prompt (see `render_prompt`).
 
     `on_batch(n)` is called after each batch with the number of prompts done in it (progress bars).
@@ -68,13 +80,22 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
     tokenizer.padding_side = "left"
     try:
         for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            batch = tokenizer([prompts[i] for i in index], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(device)
+            index = order[start : start + batch_size]
+            batch = tokenizer(
+                [prompts[i] for i in index],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            ).to(device)
             sampling = temperature > 0
-            kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sampling,
-                          pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(eos_ids) or None,
-                          return_dict_in_generate=True, output_scores=not sampling)
+            kwargs = dict(
+                max_new_tokens=max_new_tokens,
+                do_sample=sampling,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=sorted(eos_ids) or None,
+                return_dict_in_generate=True,
+                output_scores=not sampling,
+            )
             if sampling:
                 kwargs.update(temperature=temperature, top_p=top_p)
             else:
@@ -82,13 +103,18 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
             if stop:
                 kwargs.update(stop_strings=list(stop), tokenizer=tokenizer)
             if stop_when is not None:
-                kwargs.update(stopping_criteria=StoppingCriteriaList(
-                    [_StopWhen(tokenizer, batch["input_ids"].shape[1], stop_when)]))
+                kwargs.update(
+                    stopping_criteria=StoppingCriteriaList(
+                        [_StopWhen(tokenizer, batch["input_ids"].shape[1], stop_when)]
+                    )
+                )
             out = model.generate(**batch, **kwargs)
-            new_tokens = out.sequences[:, batch["input_ids"].shape[1]:]
+            new_tokens = out.sequences[:, batch["input_ids"].shape[1] :]
             logprobs = None
             if not sampling:
-                logprobs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+                logprobs = model.compute_transition_scores(
+                    out.sequences, out.scores, normalize_logits=True
+                )
             for row, i in enumerate(index):
                 tokens = new_tokens[row]
                 length = len(tokens)
@@ -96,12 +122,18 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
                     if tok in end_ids:
                         length = pos
                         break
-                text = _cut_at_stop(tokenizer.decode(tokens[:length], skip_special_tokens=True), stop)
+                text = _cut_at_stop(
+                    tokenizer.decode(tokens[:length], skip_special_tokens=True), stop
+                )
                 mean_lp = None
                 if logprobs is not None and length > 0:
                     mean_lp = float(logprobs[row, :length].float().mean())
-                results[i] = Generation(text=text.strip(), prompt_tokens=int(batch["attention_mask"][row].sum()),
-                                        completion_tokens=length, mean_logprob=mean_lp)
+                results[i] = Generation(
+                    text=text.strip(),
+                    prompt_tokens=int(batch["attention_mask"][row].sum()),
+                    completion_tokens=length,
+                    mean_logprob=mean_lp,
+                )
             if on_batch is not None:
                 on_batch(len(index))
     finally:

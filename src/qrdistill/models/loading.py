@@ -6,8 +6,15 @@ from pathlib import Path
 
 from qrdistill.models.packaged import PACKAGED_MODELS, packaged_model_path
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-           "float16": "float16", "fp16": "float16", "auto": "auto"}
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "auto": "auto",
+}
 
 
 def resolve_model(name: str) -> str:
@@ -40,7 +47,9 @@ def resolve_precision(precision: str, device: str | None = None):
         use_bf16 = device == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if use_bf16 else torch.float32
     if precision not in _PRECISIONS:
-        raise ValueError(f"precision '{precision}' is not supported; use auto, {', '.join(_PRECISIONS)}")
+        raise ValueError(
+            f"precision '{precision}' is not supported; use auto, {', '.join(_PRECISIONS)}"
+        )
     return getattr(torch, _PRECISIONS[precision])
 
 
@@ -51,13 +60,19 @@ def flash_attention_available() -> tuple[bool, str]:
     import torch
 
     if importlib.util.find_spec("flash_attn") is None:
-        return False, "the flash-attn package is not installed (pip install flash-attn --no-build-isolation)"
+        return (
+            False,
+            "the flash-attn package is not installed (pip install flash-attn --no-build-isolation)",
+        )
     if not torch.cuda.is_available():
         return False, "flash_attention_2 needs a CUDA GPU"
     from transformers.utils import is_flash_attn_2_available
 
     if not is_flash_attn_2_available():
-        return False, "transformers cannot use the installed flash-attn (version or GPU not supported)"
+        return (
+            False,
+            "transformers cannot use the installed flash-attn (version or GPU not supported)",
+        )
     return True, ""
 
 
@@ -73,30 +88,42 @@ def resolve_attn_implementation(choice: str, dtype) -> str | None:
     usable, why = flash_attention_available()
     if choice == "flash_attention_2":
         if not usable:
-            raise ValueError(f"attn_implementation: flash_attention_2 cannot run here: {why}; "
-                             "use attn_implementation: auto or sdpa")
+            raise ValueError(
+                f"attn_implementation: flash_attention_2 cannot run here: {why}; "
+                "use attn_implementation: auto or sdpa"
+            )
         if not half:
             raise ValueError("attn_implementation: flash_attention_2 needs precision bf16 or fp16")
         return choice
     if choice != "auto":
-        raise ValueError(f"attn_implementation '{choice}' is not supported; use auto, sdpa, "
-                         "flash_attention_2 or eager")
+        raise ValueError(
+            f"attn_implementation '{choice}' is not supported; use auto, sdpa, "
+            "flash_attention_2 or eager"
+        )
     return "flash_attention_2" if usable and half else None
 
 
 def load_tokenizer(name: str, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name), trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model(name), trust_remote_code=trust_remote_code
+    )
     if tokenizer.pad_token is None:
         # Padding positions are always masked out, so reusing EOS as pad is safe.
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_causal_lm(name: str, *, dtype="float32", device: str | None = None,
-                   trust_remote_code: bool = False, quantization_config=None,
-                   attn_implementation: str | None = None):
+def load_causal_lm(
+    name: str,
+    *,
+    dtype="float32",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    quantization_config=None,
+    attn_implementation: str | None = None,
+):
     """Load (model, tokenizer). `name`: packaged alias, local folder or hub id; `dtype`: a name
     (float32, bf16, ...) or a torch dtype; `attn_implementation`: None for transformers' default."""
     from transformers import AutoModelForCausalLM
@@ -107,8 +134,10 @@ def load_causal_lm(name: str, *, dtype="float32", device: str | None = None,
         raise FileNotFoundError(
             f"model '{name}' is neither a local folder, a hub id (owner/name) nor a packaged alias ({known})"
         )
-    kwargs = {"dtype": dtype if not isinstance(dtype, str) else _torch_dtype(dtype),
-              "trust_remote_code": trust_remote_code}
+    kwargs = {
+        "dtype": dtype if not isinstance(dtype, str) else _torch_dtype(dtype),
+        "trust_remote_code": trust_remote_code,
+    }
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if quantization_config is not None:
@@ -133,7 +162,8 @@ def render_prompt(tokenizer, text: str, *, system: str | None = None) -> str:
     """
     if has_chat_template(tokenizer):
         messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": text}]
+            {"role": "user", "content": text}
+        ]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     prefix = f"{system}\n\n" if system else ""
     return f"{prefix}{text}\n\n"

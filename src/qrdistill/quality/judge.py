@@ -52,17 +52,27 @@ Solution:
 Is every intermediate step sound, with no invented facts or numbers, no step that does not \
 follow from the previous ones, and no answer reached by luck? Answer Yes or No."""
 
-FORMAT_REMINDER = ("\n\nYour reply must start with a line 'Score: N' where N is an integer from "
-                   "0 to 10, followed by a line 'Reason: ...'.")
+FORMAT_REMINDER = (
+    "\n\nYour reply must start with a line 'Score: N' where N is an integer from "
+    "0 to 10, followed by a line 'Reason: ...'."
+)
 
 _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
 # "Score: 8/10", "**Score:** 7 out of 10", "Rating: 7", "score = 0.8", "Score: 80%";
 # never the "0" of an echoed "Score: <an integer from 0 to 10>"
-_SCORE_RE = re.compile(r"\b(?:score|rating)\b[\s*_:=\"'-]*(?:is\s+|of\s+)?" + _NUMBER
-                       + r"\**\s*(?:(?:/|out\s+of)\s*" + _NUMBER + r")?\s*(%)?", re.IGNORECASE)
+_SCORE_RE = re.compile(
+    r"\b(?:score|rating)\b[\s*_:=\"'-]*(?:is\s+|of\s+)?"
+    + _NUMBER
+    + r"\**\s*(?:(?:/|out\s+of)\s*"
+    + _NUMBER
+    + r")?\s*(%)?",
+    re.IGNORECASE,
+)
 # A reply that is only a score: "8", "0.8", "8/10", "80%"
-_BARE_RE = re.compile(r"^\s*\**" + _NUMBER + r"\**\s*(?:(?:/|out\s+of)\s*" + _NUMBER
-                      + r")?\s*(%)?\s*\.?\s*$", re.IGNORECASE)
+_BARE_RE = re.compile(
+    r"^\s*\**" + _NUMBER + r"\**\s*(?:(?:/|out\s+of)\s*" + _NUMBER + r")?\s*(%)?\s*\.?\s*$",
+    re.IGNORECASE,
+)
 _JSON_RE = re.compile(r"\{[^{}]*\}", re.DOTALL)
 _REASON_RE = re.compile(r"\breason\b\W*?:\s*(.+)", re.IGNORECASE)
 
@@ -73,7 +83,9 @@ def judge_prompt(template: str, path: ReasoningPath, reminder: bool = False) -> 
     return prompt + FORMAT_REMINDER if reminder else prompt
 
 
-def normalise_score(value: str, denominator: str | None = None, percent: str | None = None) -> float | None:
+def normalise_score(
+    value: str, denominator: str | None = None, percent: str | None = None
+) -> float | None:
     """A score on the scale it was given in -> [0, 1]; None when it is out of range.
 
     Without an explicit scale, a decimal of at most 1 is a probability ("0.8"), a number up to 10
@@ -132,9 +144,15 @@ def parse_verdict(text: str) -> tuple[float, str] | None:
     return score, _one_line(next((line for line in rest if line), ""))
 
 
-def judge_paths(backend: BackendConfig, template: str, attempts: int, paths: list[ReasoningPath],
-                cache: RequestCache, show_progress: bool = True,
-                scoring: str = "generate") -> dict[str, JudgeVerdict]:
+def judge_paths(
+    backend: BackendConfig,
+    template: str,
+    attempts: int,
+    paths: list[ReasoningPath],
+    cache: RequestCache,
+    show_progress: bool = True,
+    scoring: str = "generate",
+) -> dict[str, JudgeVerdict]:
     """A verdict for each path, by path id. Every request goes through `cache`, so judging the
     same paths again (e.g. at another threshold) makes no new calls.
 
@@ -148,11 +166,22 @@ def judge_paths(backend: BackendConfig, template: str, attempts: int, paths: lis
     last_reply: dict[str, str] = {}
     pending = paths
     for attempt in range(attempts):
-        requests = {p.id: make_request(backend, judge_prompt(template, p, reminder=attempt > 0),
-                                       attempt, f"judge of path {p.id}, attempt {attempt + 1}")
-                    for p in pending}
-        results = run_cached(list(requests.values()), cache, get_backend,
-                             desc=f"judge (attempt {attempt + 1})", show_progress=show_progress)
+        requests = {
+            p.id: make_request(
+                backend,
+                judge_prompt(template, p, reminder=attempt > 0),
+                attempt,
+                f"judge of path {p.id}, attempt {attempt + 1}",
+            )
+            for p in pending
+        }
+        results = run_cached(
+            list(requests.values()),
+            cache,
+            get_backend,
+            desc=f"judge (attempt {attempt + 1})",
+            show_progress=show_progress,
+        )
         unreadable = []
         for path in pending:
             reply = results[requests[path.id].key].text
@@ -161,13 +190,17 @@ def judge_paths(backend: BackendConfig, template: str, attempts: int, paths: lis
                 last_reply[path.id] = reply
                 unreadable.append(path)
             else:
-                verdicts[path.id] = JudgeVerdict(score=parsed[0], reason=parsed[1], status="ok",
-                                                 attempts=attempt + 1)
+                verdicts[path.id] = JudgeVerdict(
+                    score=parsed[0], reason=parsed[1], status="ok", attempts=attempt + 1
+                )
         pending = unreadable
         if not pending:
             break
     for path in pending:
         verdicts[path.id] = JudgeVerdict(
-            score=None, status="unparseable", attempts=attempts,
-            reason=_one_line(f"no score in {attempts} replies; last: {last_reply[path.id]!r}"))
+            score=None,
+            status="unparseable",
+            attempts=attempts,
+            reason=_one_line(f"no score in {attempts} replies; last: {last_reply[path.id]!r}"),
+        )
     return verdicts

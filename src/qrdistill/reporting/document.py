@@ -96,18 +96,31 @@ pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: .85em; }
 
 def to_html(doc: Document) -> str:
     esc = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{esc(doc.title)}</title><style>{_CSS}</style></head><body>", f"<h1>{esc(doc.title)}</h1>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(doc.title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(doc.title)}</h1>",
+    ]
     for block in doc.blocks:
         if isinstance(block, Heading):
             parts.append(f"<h{block.level}>{esc(block.text)}</h{block.level}>")
         elif isinstance(block, Paragraph):
-            parts.append(f'<p class="note">{esc(block.text)}</p>' if block.note else f"<p>{esc(block.text)}</p>")
+            parts.append(
+                f'<p class="note">{esc(block.text)}</p>'
+                if block.note
+                else f"<p>{esc(block.text)}</p>"
+            )
         elif isinstance(block, Table):
             caption = f"<caption>{esc(block.caption)}</caption>" if block.caption else ""
             head = "".join(f"<th>{esc(str(h))}</th>" for h in block.headers)
-            body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in block.rows)
-            parts.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            body = "".join(
+                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>"
+                for row in block.rows
+            )
+            parts.append(
+                f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            )
         elif isinstance(block, Image):
             data = base64.b64encode(block.path.read_bytes()).decode("ascii")
             parts.append(f'<img alt="{esc(block.alt)}" src="data:image/png;base64,{data}">')

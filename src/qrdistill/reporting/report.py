@@ -68,27 +68,52 @@ def _accuracy_section(doc: Document, run_dir: Path, out_dir: Path, cfg: ReportCo
         methods = tables.ordered(r["method"] for r in singles)
         main = [m for m in methods if not is_ablation(m)]
         ablations = [m for m in methods if is_ablation(m)]
-        doc.add(Paragraph("Accuracy in %, each student answering alone (greedy decoding). "
-                          "'avg' is the unweighted mean over tasks, as in the paper."))
+        doc.add(
+            Paragraph(
+                "Accuracy in %, each student answering alone (greedy decoding). "
+                "'avg' is the unweighted mean over tasks, as in the paper."
+            )
+        )
         if main:
-            doc.add(tables.accuracy_table(singles, main, "Methods and baselines (the shape of the paper's Table 1)"))
+            doc.add(
+                tables.accuracy_table(
+                    singles, main, "Methods and baselines (the shape of the paper's Table 1)"
+                )
+            )
         if ablations:
             reference = [FULL_METHOD] if FULL_METHOD in methods else []
-            doc.add(tables.accuracy_table(singles, ablations + reference,
-                                          "Ablations (the shape of the paper's Table 2)"))
+            doc.add(
+                tables.accuracy_table(
+                    singles, ablations + reference, "Ablations (the shape of the paper's Table 2)"
+                )
+            )
         if ensembles:
-            doc.add(tables.accuracy_table(ensembles, tables.ordered(r["method"] for r in ensembles),
-                                          "Extra: ensembles across each method's students (not in the paper)"))
+            doc.add(
+                tables.accuracy_table(
+                    ensembles,
+                    tables.ordered(r["method"] for r in ensembles),
+                    "Extra: ensembles across each method's students (not in the paper)",
+                )
+            )
         doc.add(tables.interval_table(summary))
         if singles:
-            doc.add(Image(plots.accuracy_plot(singles, out_dir / "accuracy.png"), "Accuracy per method and student"))
+            doc.add(
+                Image(
+                    plots.accuracy_plot(singles, out_dir / "accuracy.png"),
+                    "Accuracy per method and student",
+                )
+            )
     if cfg.include_paper_reference:
-        doc.add(Heading("For reference: the paper's numbers", 3),
-                Paragraph("Reported by the paper with Mistral-7B-Instruct and Gemma-7B-it students and a "
-                          "Gemini-1.5-Pro teacher; not comparable in absolute terms with a small local run.",
-                          note=True),
-                tables.paper_table(TABLE1, TABLE1_TASKS, "Paper, Table 1, accuracy %"),
-                tables.paper_table(TABLE2, TABLE2_TASKS, "Paper, Table 2 (ablations), accuracy %"))
+        doc.add(
+            Heading("For reference: the paper's numbers", 3),
+            Paragraph(
+                "Reported by the paper with Mistral-7B-Instruct and Gemma-7B-it students and a "
+                "Gemini-1.5-Pro teacher; not comparable in absolute terms with a small local run.",
+                note=True,
+            ),
+            tables.paper_table(TABLE1, TABLE1_TASKS, "Paper, Table 1, accuracy %"),
+            tables.paper_table(TABLE2, TABLE2_TASKS, "Paper, Table 2 (ablations), accuracy %"),
+        )
 
 
 def _funnel_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
@@ -99,17 +124,25 @@ def _funnel_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
         _not_run(doc, "quality filtering", path, run_dir)
         return
     # funnel.json holds {"per_style": {...}, "total": {...}, settings}; a bare {style: counts} works too.
-    per_style = funnel.get("per_style") or {k: v for k, v in funnel.items()
-                                            if isinstance(v, dict) and "generated" in v and k != "total"}
+    per_style = funnel.get("per_style") or {
+        k: v for k, v in funnel.items() if isinstance(v, dict) and "generated" in v and k != "total"
+    }
     if not per_style:
         doc.add(Paragraph("The funnel holds no paths.", note=True))
         return
-    settings = [f"{key} = {funnel[key]}" for key in ("threshold", "answer_check", "judge_enabled",
-                                                     "on_unparseable") if key in funnel]
+    settings = [
+        f"{key} = {funnel[key]}"
+        for key in ("threshold", "answer_check", "judge_enabled", "on_unparseable")
+        if key in funnel
+    ]
     if settings:
         doc.add(Paragraph("Filter settings: " + ", ".join(settings) + "."))
-    doc.add(tables.funnel_table(per_style, funnel.get("total")),
-            Image(plots.funnel_plot(per_style, out_dir / "funnel.png"), "Quality-filter funnel per style"))
+    doc.add(
+        tables.funnel_table(per_style, funnel.get("total")),
+        Image(
+            plots.funnel_plot(per_style, out_dir / "funnel.png"), "Quality-filter funnel per style"
+        ),
+    )
 
 
 def _method_dirs(run_dir: Path) -> list[Path]:
@@ -130,13 +163,19 @@ def _routing_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
         rows = list(latest.values())
         last = max(r["epoch"] for r in rows)
         last_rows = [r for r in rows if r["epoch"] == last]
-        doc.add(Heading(f"Method {method_dir.name}", 3),
-                tables.routing_table(last_rows, last),
-                Paragraph(tables.routing_verdict(last_rows)),
-                Image(plots.routing_plot(rows, out_dir / f"routing_{method_dir.name}.png"),
-                      f"Routing rates of {method_dir.name}"))
+        doc.add(
+            Heading(f"Method {method_dir.name}", 3),
+            tables.routing_table(last_rows, last),
+            Paragraph(tables.routing_verdict(last_rows)),
+            Image(
+                plots.routing_plot(rows, out_dir / f"routing_{method_dir.name}.png"),
+                f"Routing rates of {method_dir.name}",
+            ),
+        )
     if not found:
-        _not_run(doc, "training with routing", run_dir / "train" / "<method>" / "routing.jsonl", run_dir)
+        _not_run(
+            doc, "training with routing", run_dir / "train" / "<method>" / "routing.jsonl", run_dir
+        )
 
 
 def _training_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
@@ -147,10 +186,18 @@ def _training_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
         if not metrics or not plots.loss_keys(metrics):
             continue
         found = True
-        doc.add(Heading(f"Method {method_dir.name}", 3),
-                Paragraph(f"{len(metrics)} logged steps; curves: {', '.join(plots.loss_keys(metrics))}."),
-                Image(plots.training_plot(metrics, method_dir.name, out_dir / f"training_{method_dir.name}.png"),
-                      f"Training loss of {method_dir.name}"))
+        doc.add(
+            Heading(f"Method {method_dir.name}", 3),
+            Paragraph(
+                f"{len(metrics)} logged steps; curves: {', '.join(plots.loss_keys(metrics))}."
+            ),
+            Image(
+                plots.training_plot(
+                    metrics, method_dir.name, out_dir / f"training_{method_dir.name}.png"
+                ),
+                f"Training loss of {method_dir.name}",
+            ),
+        )
     if not found:
         _not_run(doc, "training", run_dir / "train" / "<method>" / "metrics.jsonl", run_dir)
 
@@ -171,7 +218,13 @@ def _config_section(doc: Document, run_dir: Path, config_text: str | None) -> No
         _not_run(doc, "the pipeline", run_dir / "config.yaml", run_dir)
     else:
         doc.add(Code(config_text, "yaml"))
-    doc.add(tables.Table(["package", "version"], _versions(), "Versions of the environment that built this report"))
+    doc.add(
+        tables.Table(
+            ["package", "version"],
+            _versions(),
+            "Versions of the environment that built this report",
+        )
+    )
 
 
 def _report_config(config_text: str | None, config_path: Path) -> ReportConfig:
@@ -181,8 +234,10 @@ def _report_config(config_text: str | None, config_path: Path) -> ReportConfig:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{config_path}:{mark.line + 1}" if mark is not None else str(config_path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or 'parse error'}); "
-                          "fix or remove it (the report reads its `report` section)") from None
+        raise ConfigError(
+            f"{where}: not valid YAML ({getattr(err, 'problem', None) or 'parse error'}); "
+            "fix or remove it (the report reads its `report` section)"
+        ) from None
     section = data.get("report") if isinstance(data, dict) else None
     return validate_config(ReportConfig, section or {}, "config.yaml: report")
 
@@ -196,12 +251,18 @@ def _guarded(section, doc: Document, run_dir: Path, out_dir: Path, *args) -> Non
         else:
             section(doc, run_dir, out_dir, *args)
     except (KeyError, TypeError, AttributeError, ValueError, IndexError) as err:
-        doc.add(Paragraph(f"Could not render this section: an artifact has an unexpected shape "
-                          f"({type(err).__name__}: {str(err)[:120]}); rerun the stage that wrote it.",
-                          note=True))
+        doc.add(
+            Paragraph(
+                f"Could not render this section: an artifact has an unexpected shape "
+                f"({type(err).__name__}: {str(err)[:120]}); rerun the stage that wrote it.",
+                note=True,
+            )
+        )
 
 
-def build_report(run_dir: Path, out_dir: Path | None = None, *, cfg: ReportConfig | None = None) -> Path:
+def build_report(
+    run_dir: Path, out_dir: Path | None = None, *, cfg: ReportConfig | None = None
+) -> Path:
     """Write report.md, report.html and the PNGs to `out_dir` (default RUN/report); return report.html.
 
     `cfg` defaults to the `report` section of RUN/config.yaml.
@@ -222,8 +283,13 @@ def build_report(run_dir: Path, out_dir: Path | None = None, *, cfg: ReportConfi
 
     doc = Document(cfg.title)
     doc.add(Paragraph(f"Run directory: {run_dir.resolve()}"))
-    for section, args in ((_accuracy_section, (cfg,)), (_funnel_section, ()), (_routing_section, ()),
-                          (_training_section, ()), (_config_section, (config_text,))):
+    for section, args in (
+        (_accuracy_section, (cfg,)),
+        (_funnel_section, ()),
+        (_routing_section, ()),
+        (_training_section, ()),
+        (_config_section, (config_text,)),
+    ):
         _guarded(section, doc, run_dir, out_dir, *args)
 
     with atomic_open(out_dir / "report.md") as handle:

@@ -30,8 +30,14 @@ def accuracy_table(summary: list[dict], methods: list[str], caption: str) -> Tab
     accuracy = {(r["method"], r["student"], r["task"]): r["accuracy"] for r in summary}
     students = ordered(r["student"] for r in summary if r["method"] in methods)
     tasks = ordered(r["task"] for r in summary if r["method"] in methods)
-    columns = [(student, task) for student in students for task in [*tasks, *(["avg"] if len(tasks) > 1 else [])]]
-    headers = ["method", "paper row"] + [f"{student} · {task_label(task)}" for student, task in columns]
+    columns = [
+        (student, task)
+        for student in students
+        for task in [*tasks, *(["avg"] if len(tasks) > 1 else [])]
+    ]
+    headers = ["method", "paper row"] + [
+        f"{student} · {task_label(task)}" for student, task in columns
+    ]
     rows = []
     for method in methods:
         row = [method, method_label(method) or MISSING]
@@ -46,22 +52,38 @@ def accuracy_table(summary: list[dict], methods: list[str], caption: str) -> Tab
 
 
 def interval_table(summary: list[dict]) -> Table:
-    rows = [[r["method"], r["student"], task_label(r["task"]), str(r["n"]), str(r["correct"]),
-             pct(r["accuracy"]), f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]"] for r in summary]
-    return Table(["method", "student", "task", "n", "correct", "accuracy %", "95% CI (Wilson) %"], rows,
-                 "Every result with its number of questions and 95% confidence interval")
+    rows = [
+        [
+            r["method"],
+            r["student"],
+            task_label(r["task"]),
+            str(r["n"]),
+            str(r["correct"]),
+            pct(r["accuracy"]),
+            f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]",
+        ]
+        for r in summary
+    ]
+    return Table(
+        ["method", "student", "task", "n", "correct", "accuracy %", "95% CI (Wilson) %"],
+        rows,
+        "Every result with its number of questions and 95% confidence interval",
+    )
 
 
 def paper_table(table: dict, tasks: tuple[str, ...], caption: str) -> Table:
     students = ordered(student for per_student in table.values() for student in per_student)
     headers = ["method (paper)"] + [f"{student} · {task}" for student in students for task in tasks]
-    rows = [[method] + [f"{v:.2f}" for student in students for v in per_student[student]]
-            for method, per_student in table.items()]
+    rows = [
+        [method] + [f"{v:.2f}" for student in students for v in per_student[student]]
+        for method, per_student in table.items()
+    ]
     return Table(headers, rows, f"{caption}: reported in {PAPER}, not measured by this run")
 
 
 def funnel_table(per_style: dict[str, dict], total: dict | None) -> Table:
     """Paths per style through the filter: generated, answer-correct, kept by the judge."""
+
     def count(counts: dict, key: str) -> str:
         value = counts.get(key)
         if value is None:
@@ -70,10 +92,20 @@ def funnel_table(per_style: dict[str, dict], total: dict | None) -> Table:
         return f"{value} ({100 * value / generated:.0f}%)" if generated else str(value)
 
     entries = [*per_style.items(), *([("total", total)] if total else [])]
-    rows = [[style, str(c.get("generated", MISSING)), count(c, "answer_correct"), count(c, "judge_kept")]
-            for style, c in entries]
-    return Table(["style", "generated", "answer correct", "judge kept"], rows,
-                 "Teacher paths per reasoning style through the quality filter (% of generated)")
+    rows = [
+        [
+            style,
+            str(c.get("generated", MISSING)),
+            count(c, "answer_correct"),
+            count(c, "judge_kept"),
+        ]
+        for style, c in entries
+    ]
+    return Table(
+        ["style", "generated", "answer correct", "judge kept"],
+        rows,
+        "Teacher paths per reasoning style through the quality filter (% of generated)",
+    )
 
 
 def routing_table(rows: list[dict], epoch: int) -> Table:
@@ -97,10 +129,13 @@ def routing_table(rows: list[dict], epoch: int) -> Table:
             parts.append(f"band {100 * r['band_low']:.0f}–{100 * r['band_high']:.0f}%")
         return ", ".join(parts)
 
-    return Table(["style"] + students, [[style] + [text(style, s) for s in students] for style in styles],
-                 f"Share of each style's paths routed to each student in epoch {epoch}, the router's mean "
-                 "gate probability p, and the 95% band of shares a router with no preference would give "
-                 "at that count (* = outside the band)")
+    return Table(
+        ["style"] + students,
+        [[style] + [text(style, s) for s in students] for style in styles],
+        f"Share of each style's paths routed to each student in epoch {epoch}, the router's mean "
+        "gate probability p, and the 95% band of shares a router with no preference would give "
+        "at that count (* = outside the band)",
+    )
 
 
 def routing_verdict(rows: list[dict]) -> str:
@@ -109,10 +144,17 @@ def routing_verdict(rows: list[dict]) -> str:
     if not any(r.get("band_low") is not None for r in rows):
         return "This run's routing log has no no-preference band; rerun training to get one."
     if not outside:
-        return ("No (style, student) cell leaves the band that a router with no preference would give "
-                "at these counts: the differences between styles in this table are within chance.")
-    cells = "; ".join(f"{r['style']} → {r['student']} {100 * r['rate']:.0f}% (band "
-                      f"{100 * r['band_low']:.0f}–{100 * r['band_high']:.0f}%)" for r in outside)
-    return (f"{len(outside)} of {len(rows)} (style, student) cells leave the no-preference band, a "
-            f"preference beyond chance at the 95% level (with this many cells, about "
-            f"{0.05 * len(rows):.1f} would by chance alone): {cells}.")
+        return (
+            "No (style, student) cell leaves the band that a router with no preference would give "
+            "at these counts: the differences between styles in this table are within chance."
+        )
+    cells = "; ".join(
+        f"{r['style']} → {r['student']} {100 * r['rate']:.0f}% (band "
+        f"{100 * r['band_low']:.0f}–{100 * r['band_high']:.0f}%)"
+        for r in outside
+    )
+    return (
+        f"{len(outside)} of {len(rows)} (style, student) cells leave the no-preference band, a "
+        f"preference beyond chance at the 95% level (with this many cells, about "
+        f"{0.05 * len(rows):.1f} would by chance alone): {cells}."
+    )

@@ -27,8 +27,10 @@ class GenerateConfig(StrictConfig):
     def _templates_have_slot(cls, templates: dict[str, str]) -> dict[str, str]:
         for style, template in templates.items():
             if PROMPT_SLOT not in template:
-                raise ValueError(f"style '{style}': the template must contain {PROMPT_SLOT}, "
-                                 "where the task's prompt goes")
+                raise ValueError(
+                    f"style '{style}': the template must contain {PROMPT_SLOT}, "
+                    "where the task's prompt goes"
+                )
         return templates
 
     @model_validator(mode="after")
@@ -36,8 +38,10 @@ class GenerateConfig(StrictConfig):
         known = set(BUILTIN_STYLES) | set(self.style_templates)
         unknown = [s for s in self.styles if s not in known]
         if unknown:
-            raise ValueError(f"unknown style(s) {unknown}; built in: {', '.join(BUILTIN_STYLES)}; "
-                             "add your own under style_templates")
+            raise ValueError(
+                f"unknown style(s) {unknown}; built in: {', '.join(BUILTIN_STYLES)}; "
+                "add your own under style_templates"
+            )
         if len(set(self.styles)) != len(self.styles):
             raise ValueError(f"styles lists a style twice: {self.styles}")
         return self

@@ -16,11 +16,15 @@ from qrdistill.utils.config import apply_overrides, load_yaml, validate_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qrdistill.training", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m qrdistill.training", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--paths", required=True, type=Path, help="ReasoningPath JSONL to train on")
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the latest checkpoint in --out"
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     try:

@@ -33,7 +33,13 @@ log = logging.getLogger(__name__)
 # Keys of TrainConfig that change neither the trained weights nor the rows of metrics.jsonl and
 # routing.jsonl: a resume may differ in them. Everything else (learning rates, epochs, max_steps,
 # schedule, seed, LoRA, routing, peer, log_every, ...) is part of the fingerprint.
-COSMETIC_KEYS = ("progress", "report_to", "checkpoint_every", "checkpoint_keep", "routing.cache_dir")
+COSMETIC_KEYS = (
+    "progress",
+    "report_to",
+    "checkpoint_every",
+    "checkpoint_keep",
+    "routing.cache_dir",
+)
 
 
 def _file_sha256(path: Path) -> str:
@@ -97,20 +103,31 @@ def resumable(root: Path, current: dict) -> Path | None:
         if saved.get("data", {}).get("sha256") != current["data"]["sha256"]:
             changed.append("the training data (paths file)")
         why = f"changed since: {', '.join(changed) or 'unknown'}"
-    log.warning("not resuming %s: it was made with another config or other data (%s); "
-                "training from scratch", found, why)
+    log.warning(
+        "not resuming %s: it was made with another config or other data (%s); "
+        "training from scratch",
+        found,
+        why,
+    )
     return None
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     # Buffers of our own modules (the router's baseline) are training state too.
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-            if k in names or k.startswith(("router.", "peer."))}
+    return {
+        k: v.detach().cpu().clone()
+        for k, v in model.state_dict().items()
+        if k in names or k.startswith(("router.", "peer."))
+    }
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -150,7 +167,9 @@ def commit(root: Path, step: int, model, optimizer, scheduler, progress: dict, k
     shutil.rmtree(final, ignore_errors=True)
     stage.rename(final)
     write_json(root / "latest.json", {"step": step, "path": final.name})
-    done = sorted((p for p in root.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+    done = sorted(
+        (p for p in root.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1])
+    )
     for old in done[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -171,7 +190,8 @@ def load(path: Path, model, optimizer, scheduler, rank: int) -> dict:
     if missing:
         raise CheckpointMismatch(
             f"{path}: checkpoint does not match this configuration (missing {sorted(missing)[:3]}...); "
-            "resume with the config it was made with, or remove the checkpoints folder to train from scratch")
+            "resume with the config it was made with, or remove the checkpoints folder to train from scratch"
+        )
     model.load_state_dict(state, strict=False)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))

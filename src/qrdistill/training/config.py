@@ -30,7 +30,9 @@ class LoraSettings(StrictConfig):
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     # "all-linear" (peft's keyword) or a list of module names.
-    target_modules: list[str] | Literal["all-linear"] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"]
+    )
 
 
 class StudentConfig(StrictConfig):
@@ -46,7 +48,9 @@ class StudentConfig(StrictConfig):
     # auto: flash_attention_2 when flash-attn is installed and usable (CUDA, bf16/fp16), else
     # the library default (sdpa). An explicit choice that cannot run is a config error.
     attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
-    compile: bool = False  # torch.compile the student in place (Module.compile: same state dict keys)
+    compile: bool = (
+        False  # torch.compile the student in place (Module.compile: same state dict keys)
+    )
     trust_remote_code: bool = False
     frozen: bool = False  # still runs forward (peer for others, router signal), never updated
     load_in_4bit: bool = False  # QLoRA; needs bitsandbytes and CUDA
@@ -55,15 +59,19 @@ class StudentConfig(StrictConfig):
     @classmethod
     def _renamed(cls, data):
         if isinstance(data, dict) and "dtype" in data:
-            raise ValueError("students[].dtype was replaced by 'precision' (auto | bf16 | fp16 | fp32; "
-                             "auto is bf16 on a CUDA GPU, fp32 on CPU)")
+            raise ValueError(
+                "students[].dtype was replaced by 'precision' (auto | bf16 | fp16 | fp32; "
+                "auto is bf16 on a CUDA GPU, fp32 on CPU)"
+            )
         return data
 
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
         if not _NAME.match(value):
-            raise ValueError("student name must be letters, digits, '_', '.', '-' (it names a folder)")
+            raise ValueError(
+                "student name must be letters, digits, '_', '.', '-' (it names a folder)"
+            )
         return value
 
 
@@ -129,9 +137,11 @@ class TrainConfig(StrictConfig):
     @classmethod
     def _renamed(cls, data):
         if isinstance(data, dict) and "method" in data:
-            raise ValueError(f"'method' was renamed to 'objective' (the loss family: qr_distill, sft_single, "
-                             f"answer_aug or step_by_step); write objective: {data['method']}. The "
-                             "variants a run compares are named under the run's `methods:` section")
+            raise ValueError(
+                f"'method' was renamed to 'objective' (the loss family: qr_distill, sft_single, "
+                f"answer_aug or step_by_step); write objective: {data['method']}. The "
+                "variants a run compares are named under the run's `methods:` section"
+            )
         return data
 
     @model_validator(mode="after")
@@ -142,12 +152,19 @@ class TrainConfig(StrictConfig):
         if all(s.frozen for s in self.students):
             raise ValueError("every student is frozen: nothing would be trained")
         if self.routing.min_students_per_path > len(self.students):
-            raise ValueError(f"routing.min_students_per_path is {self.routing.min_students_per_path} but there "
-                             f"are only {len(self.students)} students; use at most {len(self.students)}")
-        if len(self.students) < 2 and self.objective == "qr_distill" and (
-                self.routing.mode != "all" or self.peer.enabled):
-            raise ValueError("routing and peer teaching need at least 2 students; with one student "
-                             "set routing.mode: all and peer.enabled: false")
+            raise ValueError(
+                f"routing.min_students_per_path is {self.routing.min_students_per_path} but there "
+                f"are only {len(self.students)} students; use at most {len(self.students)}"
+            )
+        if (
+            len(self.students) < 2
+            and self.objective == "qr_distill"
+            and (self.routing.mode != "all" or self.peer.enabled)
+        ):
+            raise ValueError(
+                "routing and peer teaching need at least 2 students; with one student "
+                "set routing.mode: all and peer.enabled: false"
+            )
         return self
 
     @property

@@ -36,7 +36,9 @@ class TrainItem:
     task: str  # "path", or for step_by_step "rationale" / "answer"
     prompt: str  # base prompt, before the student's template
     response: str
-    route_text: str  # what the router's encoder embeds: the reasoning path (docs/METHOD.md, "Routing")
+    route_text: (
+        str  # what the router's encoder embeds: the reasoning path (docs/METHOD.md, "Routing")
+    )
 
 
 @dataclass
@@ -55,7 +57,10 @@ class TrainData:
         return len(self.items)
 
     def lengths(self) -> list[int]:
-        return [max(len(enc[i].input_ids) for enc in self.encoded.values()) for i in range(len(self.items))]
+        return [
+            max(len(enc[i].input_ids) for enc in self.encoded.values())
+            for i in range(len(self.items))
+        ]
 
 
 def select_items(paths: list[ReasoningPath], cfg: TrainConfig) -> tuple[list[TrainItem], dict]:
@@ -68,15 +73,30 @@ def select_items(paths: list[ReasoningPath], cfg: TrainConfig) -> tuple[list[Tra
     else:
         correct = [p for p in paths if p.correct]
         counts["paths_incorrect_skipped"] = len(paths) - len(correct)
-        chosen = correct if cfg.objective == "answer_aug" else _one_per_question(correct, cfg.single_path_style)
+        chosen = (
+            correct
+            if cfg.objective == "answer_aug"
+            else _one_per_question(correct, cfg.single_path_style)
+        )
     counts["paths_used"] = len(chosen)
     items: list[TrainItem] = []
     for p in chosen:
         if cfg.objective == "step_by_step":
-            items.append(TrainItem(p.id, p.question_id, p.style, "rationale", p.prompt, p.text, p.text))
+            items.append(
+                TrainItem(p.id, p.question_id, p.style, "rationale", p.prompt, p.text, p.text)
+            )
             answer = p.answer if p.answer is not None else p.gold
-            items.append(TrainItem(p.id, p.question_id, p.style, "answer",
-                                   f"{p.prompt}\n{cfg.answer_instruction}", answer, p.text))
+            items.append(
+                TrainItem(
+                    p.id,
+                    p.question_id,
+                    p.style,
+                    "answer",
+                    f"{p.prompt}\n{cfg.answer_instruction}",
+                    answer,
+                    p.text,
+                )
+            )
         else:
             items.append(TrainItem(p.id, p.question_id, p.style, "path", p.prompt, p.text, p.text))
     counts["styles"] = dict(Counter(i.style for i in items))
@@ -93,16 +113,22 @@ def _one_per_question(paths: list[ReasoningPath], style: str | None) -> list[Rea
     return list(chosen.values())
 
 
-def encode(tokenizer, item: TrainItem, max_length: int, overlength: str) -> tuple[Encoded | None, bool]:
+def encode(
+    tokenizer, item: TrainItem, max_length: int, overlength: str
+) -> tuple[Encoded | None, bool]:
     """(encoded or None if dropped, whether the prompt was truncated)."""
-    prompt_ids = tokenizer(render_prompt(tokenizer, item.prompt), add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(item.response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    prompt_ids = tokenizer(render_prompt(tokenizer, item.prompt), add_special_tokens=False)[
+        "input_ids"
+    ]
+    response_ids = tokenizer(item.response, add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id
+    ]
     truncated = False
     room = max_length - len(response_ids)
     if len(prompt_ids) > room:
         if overlength == "drop" or room < 1:
             return None, False
-        prompt_ids = prompt_ids[len(prompt_ids) - room:]
+        prompt_ids = prompt_ids[len(prompt_ids) - room :]
         truncated = True
     return Encoded(prompt_ids + response_ids, [IGNORE] * len(prompt_ids) + response_ids), truncated
 
@@ -124,9 +150,13 @@ def build_data(paths_path: Path, cfg: TrainConfig, tokenizers: dict) -> TrainDat
     counts["items_dropped"] = len(items) - len(keep)
     counts["items"] = len(keep)
     if not keep:
-        raise DataError(f"{paths_path}: no trainable items for objective '{cfg.objective}' "
-                         f"(counts: {counts}); check the file, the objective or max_length")
-    data = TrainData([items[i] for i in keep], {n: [encoded[n][i] for i in keep] for n in tokenizers}, counts)
+        raise DataError(
+            f"{paths_path}: no trainable items for objective '{cfg.objective}' "
+            f"(counts: {counts}); check the file, the objective or max_length"
+        )
+    data = TrainData(
+        [items[i] for i in keep], {n: [encoded[n][i] for i in keep] for n in tokenizers}, counts
+    )
     if cfg.peer_active and cfg.peer.kind == "logits":
         check_shared_tokenization(data)
     return data
@@ -143,11 +173,13 @@ def check_shared_tokenization(data: TrainData) -> None:
                 raise ConfigError(
                     f"peer.kind: logits needs students that share a tokenizer, but '{names[0]}' and "
                     f"'{name}' tokenise path {data.items[i].path_id} differently; use peer.kind: hidden "
-                    "(compares whole responses, works across tokenizers)")
+                    "(compares whole responses, works across tokenizers)"
+                )
 
 
-def epoch_batches(lengths: list[int], global_batch: int, seed: int, epoch: int,
-                  group_factor: int = 16) -> list[list[int]]:
+def epoch_batches(
+    lengths: list[int], global_batch: int, seed: int, epoch: int, group_factor: int = 16
+) -> list[list[int]]:
     """Length-grouped batches for one epoch, identical on every rank (seeded by seed and epoch).
 
     Shuffle, sort each window of `group_factor` batches by length so a batch pads little, then
@@ -158,8 +190,8 @@ def epoch_batches(lengths: list[int], global_batch: int, seed: int, epoch: int,
     window = global_batch * group_factor
     batches = []
     for start in range(0, len(order), window):
-        chunk = sorted(order[start:start + window], key=lambda i: -lengths[i])
-        batches += [chunk[j:j + global_batch] for j in range(0, len(chunk), global_batch)]
+        chunk = sorted(order[start : start + window], key=lambda i: -lengths[i])
+        batches += [chunk[j : j + global_batch] for j in range(0, len(chunk), global_batch)]
     perm = torch.randperm(len(batches), generator=gen).tolist()
     return [batches[i] for i in perm]
 

@@ -39,27 +39,40 @@ TERMS = ("distill", "router", "entropy", "mutual", "variance", "competence")
 
 def term_weights(cfg: TrainConfig) -> dict[str, float]:
     """The coefficient of each named term in the total loss: the one place the sum is spelled out."""
-    return {"distill": 1.0, "router": 1.0, "entropy": -cfg.lambda_entropy, "mutual": cfg.lambda_mutual,
-            "variance": cfg.lambda_mutual * cfg.peer.lambda_variance, "competence": cfg.peer.lambda_competence}
+    return {
+        "distill": 1.0,
+        "router": 1.0,
+        "entropy": -cfg.lambda_entropy,
+        "mutual": cfg.lambda_mutual,
+        "variance": cfg.lambda_mutual * cfg.peer.lambda_variance,
+        "competence": cfg.peer.lambda_competence,
+    }
 
 
 @dataclass
 class StepOutput:
     loss: torch.Tensor  # the total, with gradient
     terms: dict[str, torch.Tensor]  # each term of TERMS, detached; 0 when inactive
-    per_path: torch.Tensor  # [B, S] loss of each computed (path, student) pair; NaN where not computed
+    per_path: (
+        torch.Tensor
+    )  # [B, S] loss of each computed (path, student) pair; NaN where not computed
     gates: torch.Tensor  # [B, S] 0/1: which student computed which path
-    probs: torch.Tensor  # [B, S] gate probabilities (the gates themselves when routing is not learned)
+    probs: (
+        torch.Tensor
+    )  # [B, S] gate probabilities (the gates themselves when routing is not learned)
     tokens: torch.Tensor  # [S] real tokens through forward and backward (trainable students)
-    forward_only_tokens: torch.Tensor  # [S] real tokens through a forward pass only (frozen students)
+    forward_only_tokens: (
+        torch.Tensor
+    )  # [S] real tokens through a forward pass only (frozen students)
 
 
 def per_path_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean token cross-entropy of each path over its response tokens (reduction='none' per path),
     and the number of response tokens. [B, T, V], [B, T] -> [B], [B]."""
     targets = labels[:, 1:]
-    tokens = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE,
-                             reduction="none")  # [B, T-1], 0 where ignored
+    tokens = F.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
+    )  # [B, T-1], 0 where ignored
     count = (targets != IGNORE).sum(1)
     return tokens.sum(1) / count.clamp(min=1), count
 
@@ -94,9 +107,16 @@ class QRDistillObjective(nn.Module):
                 student.eval()
         return self
 
-    def forward(self, inputs: list[dict[str, torch.Tensor]], *, chars: torch.Tensor,
-                embeddings: torch.Tensor | None = None, noise: torch.Tensor | None = None,
-                tau: float = 1.0, fixed_gates: torch.Tensor | None = None) -> StepOutput:
+    def forward(
+        self,
+        inputs: list[dict[str, torch.Tensor]],
+        *,
+        chars: torch.Tensor,
+        embeddings: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        tau: float = 1.0,
+        fixed_gates: torch.Tensor | None = None,
+    ) -> StepOutput:
         """inputs: per student the right-padded {input_ids, attention_mask, labels} of the same B
         paths; chars: [B] response lengths in characters. Gates come from the router (embeddings, noise, tau) or are given
         (`fixed_gates`: routing modes all and random)."""
@@ -105,7 +125,9 @@ class QRDistillObjective(nn.Module):
         if self.router is not None:
             logits = self.router(embeddings)
             probs = torch.sigmoid(logits / tau)
-            gates = sample_gates(logits.detach() / tau, noise, self.cfg.routing.min_students_per_path)
+            gates = sample_gates(
+                logits.detach() / tau, noise, self.cfg.routing.min_students_per_path
+            )
         else:
             gates = fixed_gates.to(device).float()
             probs = gates
@@ -125,17 +147,26 @@ class QRDistillObjective(nn.Module):
             sub = select_rows(batch, rows)
             frozen = self.frozen[s]
             with torch.no_grad() if frozen else nullcontext():
-                out = student(input_ids=sub["input_ids"], attention_mask=sub["attention_mask"],
-                              output_hidden_states=self.peer is not None)
+                out = student(
+                    input_ids=sub["input_ids"],
+                    attention_mask=sub["attention_mask"],
+                    output_hidden_states=self.peer is not None,
+                )
             loss, count = per_path_loss(out.logits, sub["labels"])
             if not frozen:
                 terms["distill"] = terms["distill"] + loss.mean()
             per_path[rows, s] = loss.detach()
             counts[rows, s] = count.float()
             (forward_only if frozen else tokens)[s] = sub["attention_mask"].sum()
-            routed.append(None if self.peer is None else RoutedRows(
-                rows, pool_response(out.hidden_states[-1], sub["labels"]),
-                out.logits if self.peer.kind == "logits" else None))
+            routed.append(
+                None
+                if self.peer is None
+                else RoutedRows(
+                    rows,
+                    pool_response(out.hidden_states[-1], sub["labels"]),
+                    out.logits if self.peer.kind == "logits" else None,
+                )
+            )
 
         if self.router is not None:
             terms["router"] = router_loss(probs, comparative_signal(per_path))
@@ -147,6 +178,12 @@ class QRDistillObjective(nn.Module):
             terms.update(self.peer(routed, n_paths, per_char, labels=labels))
 
         loss = sum(self.weights[k] * terms[k] for k in TERMS)
-        return StepOutput(loss=loss, terms={k: v.detach() for k, v in terms.items()}, per_path=per_path,
-                          gates=gates.detach(), probs=probs.detach(), tokens=tokens, forward_only_tokens=forward_only)
-
+        return StepOutput(
+            loss=loss,
+            terms={k: v.detach() for k, v in terms.items()},
+            per_path=per_path,
+            gates=gates.detach(),
+            probs=probs.detach(),
+            tokens=tokens,
+            forward_only_tokens=forward_only,
+        )

@@ -76,7 +76,9 @@ class PeerTeaching(nn.Module):
         self.norm = nn.LayerNorm(dim, elementwise_affine=False)
         self.competence = nn.Parameter(torch.zeros(len(hidden_sizes), dim))
 
-    def project(self, routed: list[RoutedRows | None], n_paths: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def project(
+        self, routed: list[RoutedRows | None], n_paths: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """z~ [B, S, dim] (zeros where a student did not compute the path) and presence [B, S]."""
         device = self.competence.device
         present = torch.zeros(n_paths, len(self.proj), dtype=torch.bool, device=device)
@@ -89,7 +91,9 @@ class PeerTeaching(nn.Module):
             # float32 whatever autocast made of the projection, so every column stacks alike
             z = self.norm(self.proj[s](pooled.float())).float()
             present[part.rows, s] = True
-            columns.append(torch.zeros(n_paths, self.dim, device=device).index_copy(0, part.rows, z))
+            columns.append(
+                torch.zeros(n_paths, self.dim, device=device).index_copy(0, part.rows, z)
+            )
         return torch.stack(columns, dim=1), present
 
     def competence_logits(self, z: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -101,16 +105,29 @@ class PeerTeaching(nn.Module):
         z, present = self.project(routed, n_paths)
         return self.competence_logits(z, present).softmax(dim=1)
 
-    def forward(self, routed: list[RoutedRows | None], n_paths: int, loss_per_char: torch.Tensor,
-                labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        routed: list[RoutedRows | None],
+        n_paths: int,
+        loss_per_char: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """routed: per student what it computed (None: nothing); loss_per_char: [B, S], NaN where
         not computed; for kind "logits" also the micro-batch's (shared) labels [B, T]."""
         z, present = self.project(routed, n_paths)
-        variances = [variance_hinge(z[part.rows, s]) for s, part in enumerate(routed)
-                     if part is not None and part.rows.numel() >= 2]
+        variances = [
+            variance_hinge(z[part.rows, s])
+            for s, part in enumerate(routed)
+            if part is not None and part.rows.numel() >= 2
+        ]
         zero = z.new_zeros(())
-        out = {"variance": torch.stack(variances).mean() if variances and self.kind == "hidden" else zero,
-               "mutual": zero, "competence": zero}
+        out = {
+            "variance": torch.stack(variances).mean()
+            if variances and self.kind == "hidden"
+            else zero,
+            "mutual": zero,
+            "competence": zero,
+        }
         shared = present.sum(1) >= 2
         if not shared.any():
             return out
@@ -120,7 +137,9 @@ class PeerTeaching(nn.Module):
         best = loss_per_char[shared].masked_fill(~mask, float("inf")).argmin(dim=1)
         out["competence"] = F.cross_entropy(comp_logits, best.detach())
         if self.kind == "logits":
-            out["mutual"] = logit_mutual_loss(*_aligned_logits(routed, shared, labels), gamma.detach(), mask)
+            out["mutual"] = logit_mutual_loss(
+                *_aligned_logits(routed, shared, labels), gamma.detach(), mask
+            )
         else:
             target = (gamma.detach().unsqueeze(-1) * z_shared.detach()).sum(1, keepdim=True)
             out["mutual"] = (((z_shared - target) ** 2).mean(-1) * mask).sum(1).mean(0)
@@ -133,8 +152,9 @@ def variance_hinge(z: torch.Tensor) -> torch.Tensor:
     return F.relu(1.0 - std).mean()
 
 
-def _aligned_logits(routed: list[RoutedRows | None], shared: torch.Tensor,
-                    labels: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _aligned_logits(
+    routed: list[RoutedRows | None], shared: torch.Tensor, labels: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Each student's logits on the shared rows, as [m, W, V] (zeros where it did not compute
     the row), and their labels [m, W]; W = the longest shared row (responses end each row)."""
     rows = shared.nonzero().squeeze(1)
@@ -144,8 +164,11 @@ def _aligned_logits(routed: list[RoutedRows | None], shared: torch.Tensor,
     aligned = []
     for part in routed:
         vocab = next(p.logits.shape[-1] for p in routed if p is not None)
-        full = (part.logits.new_zeros((rows.numel(), width, vocab)) if part is not None
-                else labels.new_zeros((rows.numel(), width, vocab), dtype=torch.float32))
+        full = (
+            part.logits.new_zeros((rows.numel(), width, vocab))
+            if part is not None
+            else labels.new_zeros((rows.numel(), width, vocab), dtype=torch.float32)
+        )
         if part is not None:
             here = torch.isin(rows, part.rows)
             full[here] = part.logits[torch.searchsorted(part.rows, rows[here]), :width]
@@ -153,8 +176,12 @@ def _aligned_logits(routed: list[RoutedRows | None], shared: torch.Tensor,
     return aligned, labels[:, :width]
 
 
-def logit_mutual_loss(logits: list[torch.Tensor], labels: torch.Tensor, gamma: torch.Tensor,
-                      present: torch.Tensor | None = None) -> torch.Tensor:
+def logit_mutual_loss(
+    logits: list[torch.Tensor],
+    labels: torch.Tensor,
+    gamma: torch.Tensor,
+    present: torch.Tensor | None = None,
+) -> torch.Tensor:
     """sum_s KL(p_ens || p_s) averaged over response positions of the rows student s computed;
     p_ens = sum_s gamma_s p_s (gamma is 0 for a student absent from a row), detached.
 

@@ -44,8 +44,14 @@ from qrdistill.utils.io import atomic_open, iter_jsonl, repair_torn_tail, write_
 logger = logging.getLogger(__name__)
 
 
-def train(cfg: TrainConfig, paths_path: Path, out_dir: Path, *, resume: bool = False,
-          method: str | None = None) -> Path:
+def train(
+    cfg: TrainConfig,
+    paths_path: Path,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    method: str | None = None,
+) -> Path:
     """Train the configured students on `paths_path` (ReasoningPath JSONL) into `out_dir`.
     `method`: the name of the run's method (variant) this trains, recorded in summary.json
     beside the objective; None when training outside a run."""
@@ -58,8 +64,15 @@ class Recipe:
     forward through the objective. The loop's state is `progress`, `_log` and `_routing`
     (dataclasses in state.py, saved in every checkpoint)."""
 
-    def __init__(self, cfg: TrainConfig, paths_path: Path, out_dir: Path, *, resume: bool = False,
-                 method: str | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        paths_path: Path,
+        out_dir: Path,
+        *,
+        resume: bool = False,
+        method: str | None = None,
+    ):
         self.cfg, self.out, self.resume, self.method = cfg, out_dir, resume, method
         self.names = [s.name for s in cfg.students]
         self.ckpt_dir = out_dir / "checkpoints"
@@ -67,7 +80,9 @@ class Recipe:
         self._setup_data(paths_path)
         students = self._setup_students()
         self._setup_router_inputs()
-        model = QRDistillObjective(students, cfg, None if self.embeddings is None else self.embeddings.shape[1])
+        model = QRDistillObjective(
+            students, cfg, None if self.embeddings is None else self.embeddings.shape[1]
+        )
         self._setup_optimizer(model)
         self.progress = Progress.start(len(self.names))
         self._log = LogWindow.empty(len(self.names), 1 + len(TERMS))
@@ -79,8 +94,10 @@ class Recipe:
 
         log_with = None if self.cfg.report_to == "none" else self.cfg.report_to
         if log_with and importlib.util.find_spec(log_with) is None:
-            raise ConfigError(f"report_to: {log_with} needs the '{log_with}' package (pip install {log_with}); "
-                              "metrics.jsonl is written either way, report_to: none needs nothing")
+            raise ConfigError(
+                f"report_to: {log_with} needs the '{log_with}' package (pip install {log_with}); "
+                "metrics.jsonl is written either way, report_to: none needs nothing"
+            )
         # A student with no routed row in a micro-batch runs nothing, so under DDP some
         # parameters get no gradient on some ranks.
         ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
@@ -90,10 +107,14 @@ class Recipe:
     def _setup_data(self, paths_path: Path) -> None:
         """Tokenise every path for every student before any model is loaded, so data and
         tokenizer problems surface in seconds."""
-        self.tokenizers = {s.name: load_tokenizer(s.model, trust_remote_code=s.trust_remote_code)
-                           for s in self.cfg.students}
+        self.tokenizers = {
+            s.name: load_tokenizer(s.model, trust_remote_code=s.trust_remote_code)
+            for s in self.cfg.students
+        }
         self.data: TrainData = build_data(paths_path, self.cfg, self.tokenizers)
-        self.fingerprint = checkpoint.fingerprint(self.cfg, paths_path)  # config + data; checked on resume
+        self.fingerprint = checkpoint.fingerprint(
+            self.cfg, paths_path
+        )  # config + data; checked on resume
         self.lengths = self.data.lengths()
         self.chars = torch.tensor([len(i.response) for i in self.data.items], dtype=torch.float32)
         self.styles = sorted(set(i.style for i in self.data.items))
@@ -109,7 +130,9 @@ class Recipe:
             routing = self.cfg.routing
             root = Path(routing.cache_dir) if routing.cache_dir else cache_dir() / "embeddings"
             with self.acc.main_process_first():  # one rank fills the cache, the others read it
-                self.embeddings = embed_texts([i.route_text for i in self.data.items], routing.encoder, root)
+                self.embeddings = embed_texts(
+                    [i.route_text for i in self.data.items], routing.encoder, root
+                )
 
     def _setup_optimizer(self, model: QRDistillObjective) -> None:
         cfg = self.cfg
@@ -132,12 +155,16 @@ class Recipe:
         if self.acc.is_main_process and self.cfg.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.total_steps, initial=self.progress.step, desc="train", dynamic_ncols=True)
+            bar = tqdm(
+                total=self.total_steps, initial=self.progress.step, desc="train", dynamic_ncols=True
+            )
         progress = self.progress
         for epoch in range(progress.epoch, self.cfg.epochs):
             batches = epoch_batches(self.lengths, self.global_batch, self.cfg.seed, epoch)
-            windows = [list(range(i, min(i + self.cfg.grad_accum, len(batches))))
-                       for i in range(0, len(batches), self.cfg.grad_accum)]
+            windows = [
+                list(range(i, min(i + self.cfg.grad_accum, len(batches))))
+                for i in range(0, len(batches), self.cfg.grad_accum)
+            ]
             for w in range(progress.window, len(windows)):
                 if progress.step >= self.total_steps:
                     break
@@ -169,7 +196,9 @@ class Recipe:
         if step % self.cfg.checkpoint_every == 0 and step < self.total_steps:
             self.save_checkpoint()
 
-    def optimizer_step(self, epoch: int, window: list[tuple[int, list[int]]], n_batches: int) -> None:
+    def optimizer_step(
+        self, epoch: int, window: list[tuple[int, list[int]]], n_batches: int
+    ) -> None:
         """One optimizer step over a gradient-accumulation window of micro-batches."""
         self.model.train()
         for k, (b, batch) in enumerate(window):
@@ -189,21 +218,34 @@ class Recipe:
         the objective draws the gates and runs each student on its routed rows only."""
         rank, world = self.acc.process_index, self.acc.num_processes
         per_rank = math.ceil(len(batch) / world)
-        padded = (batch * world)[:per_rank * world]  # equal shards, so per-path rows can be gathered
+        padded = (batch * world)[
+            : per_rank * world
+        ]  # equal shards, so per-path rows can be gathered
         local = shard(padded, rank, world)
         device = self.acc.device
-        inputs = [{k: v.to(device) for k, v in collate([self.data.encoded[n][i] for i in local],
-                                                       self.tokenizers[n].pad_token_id).items()}
-                  for n in self.names]
+        inputs = [
+            {
+                k: v.to(device)
+                for k, v in collate(
+                    [self.data.encoded[n][i] for i in local], self.tokenizers[n].pad_token_id
+                ).items()
+            }
+            for n in self.names
+        ]
         kwargs: dict = {"chars": self.chars[local].to(device)}
         # Noise for the whole global batch, so every rank draws the same numbers and takes its rows.
-        noise = logistic_noise((len(padded), len(self.names)), step_generator(self.cfg.seed, micro_id))[rank::world]
+        noise = logistic_noise(
+            (len(padded), len(self.names)), step_generator(self.cfg.seed, micro_id)
+        )[rank::world]
         mode = self.cfg.effective_routing_mode
         if mode == "learned":
-            kwargs.update(embeddings=self.embeddings[local].to(device), noise=noise, tau=self._tau())
+            kwargs.update(
+                embeddings=self.embeddings[local].to(device), noise=noise, tau=self._tau()
+            )
         elif mode == "random":
-            kwargs["fixed_gates"] = sample_gates(torch.zeros_like(noise), noise,
-                                                 self.cfg.routing.min_students_per_path)
+            kwargs["fixed_gates"] = sample_gates(
+                torch.zeros_like(noise), noise, self.cfg.routing.min_students_per_path
+            )
         else:
             kwargs["fixed_gates"] = torch.ones_like(noise)
         out = self.model(inputs, **kwargs)
@@ -224,9 +266,13 @@ class Recipe:
         rows = self.acc.gather(torch.cat([out.per_path, out.gates, out.probs], dim=1).float()).cpu()
         scalars = torch.stack([out.loss.detach().float()] + [out.terms[k].float() for k in TERMS])
         scalars = self.acc.gather(scalars.unsqueeze(0)).cpu()
-        tokens = self.acc.gather(torch.stack([out.tokens, out.forward_only_tokens]).unsqueeze(0)).cpu().sum(0)
+        tokens = (
+            self.acc.gather(torch.stack([out.tokens, out.forward_only_tokens]).unsqueeze(0))
+            .cpu()
+            .sum(0)
+        )
         index = torch.tensor([i for part in shards for i in part])
-        per_path, gates, probs = rows[:, :s], rows[:, s:2 * s], rows[:, 2 * s:]
+        per_path, gates, probs = rows[:, :s], rows[:, s : 2 * s], rows[:, 2 * s :]
         computed = gates > 0
         if not (torch.isfinite(per_path[computed]).all() and torch.isfinite(scalars).all()):
             self._diverged(per_path, computed, scalars)
@@ -234,7 +280,9 @@ class Recipe:
         self.progress.count_tokens(tokens)
         self._routing.add(self.style_index[index], gates, probs)
 
-    def _diverged(self, per_path: torch.Tensor, computed: torch.Tensor, scalars: torch.Tensor) -> None:
+    def _diverged(
+        self, per_path: torch.Tensor, computed: torch.Tensor, scalars: torch.Tensor
+    ) -> None:
         finite = torch.isfinite(per_path) | ~computed
         bad = [n for n, ok in zip(self.names, finite.all(0)) if not ok]
         terms = [t for t, ok in zip(("total",) + TERMS, torch.isfinite(scalars).all(0)) if not ok]
@@ -243,15 +291,21 @@ class Recipe:
             f"non-finite loss at optimizer step {self.progress.step + 1} (epoch {self.progress.epoch}): "
             f"students {bad or 'none'}, terms {terms or 'none'}. Training stopped; the last good "
             f"checkpoint is {last if last else 'none (no checkpoint written yet)'}. Lower the learning "
-            "rate, use float32, or check the data; --resume restarts from that checkpoint.")
+            "rate, use float32, or check the data; --resume restarts from that checkpoint."
+        )
 
     def _log_row(self, epoch: float) -> dict:
         log = self._log
         values = (log.scalars / max(1, log.n)).tolist()
         # "objective" is the optimised total; "loss/<student>" is the plain mean loss over the
         # paths the student computed; "tokens/<student>" counts the real tokens it trained on.
-        row: dict = {"step": self.progress.step, "epoch": round(epoch, 4), "objective": values[0],
-                     **dict(zip(TERMS, values[1:])), "tau": self._tau()}
+        row: dict = {
+            "step": self.progress.step,
+            "epoch": round(epoch, 4),
+            "objective": values[0],
+            **dict(zip(TERMS, values[1:])),
+            "tau": self._tau(),
+        }
         for j, name in enumerate(self.names):
             routed = float(log.routed[j])
             row[f"loss/{name}"] = float(log.routed_loss[j]) / routed if routed else None
@@ -264,7 +318,9 @@ class Recipe:
         if self.acc.is_main_process:
             _append_jsonl(self.out / "metrics.jsonl", row)
             if self.cfg.report_to != "none":
-                self.acc.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
+                self.acc.log(
+                    {k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"]
+                )
         self.last_row = row
         self._log = LogWindow.empty(len(self.names), 1 + len(TERMS))
         return row
@@ -276,28 +332,45 @@ class Recipe:
         r = self._routing
         n_paths = float(r.paths.sum())
         overall = r.routed.sum(0) / max(1.0, n_paths)
-        shared = {"epoch": epoch, "partial": partial,
-                  "unrouted_share": r.unrouted / n_paths if n_paths else None,
-                  "all_share": r.everyone / n_paths if n_paths else None}
+        shared = {
+            "epoch": epoch,
+            "partial": partial,
+            "unrouted_share": r.unrouted / n_paths if n_paths else None,
+            "all_share": r.everyone / n_paths if n_paths else None,
+        }
         rows = []
         for a, style in enumerate(self.styles):
             total = int(r.paths[a])
             for j, name in enumerate(self.names):
                 rate = float(r.routed[a, j]) / total if total else None
                 low, high = no_preference_band(float(overall[j]), total)
-                rows.append({**shared, "style": style, "student": name, "count": int(r.routed[a, j]),
-                             "total": total, "rate": rate,
-                             "mean_prob": float(r.prob[a, j]) / total if total else None,
-                             "band_low": low, "band_high": high,
-                             "outside_band": rate is not None and not low <= rate <= high})
+                rows.append(
+                    {
+                        **shared,
+                        "style": style,
+                        "student": name,
+                        "count": int(r.routed[a, j]),
+                        "total": total,
+                        "rate": rate,
+                        "mean_prob": float(r.prob[a, j]) / total if total else None,
+                        "band_low": low,
+                        "band_high": high,
+                        "outside_band": rate is not None and not low <= rate <= high,
+                    }
+                )
         if self.acc.is_main_process:
             for row in rows:
                 _append_jsonl(self.out / "routing.jsonl", row)
             outside = [f"{row['style']}->{row['student']}" for row in rows if row["outside_band"]]
-            logger.info("routing, epoch %s: %.0f%% of paths to nobody, %.0f%% to every student; %s",
-                        epoch, 100 * (shared["unrouted_share"] or 0), 100 * (shared["all_share"] or 0),
-                        f"outside the no-preference band: {', '.join(outside)}" if outside
-                        else "no (style, student) cell outside the no-preference band")
+            logger.info(
+                "routing, epoch %s: %.0f%% of paths to nobody, %.0f%% to every student; %s",
+                epoch,
+                100 * (shared["unrouted_share"] or 0),
+                100 * (shared["all_share"] or 0),
+                f"outside the no-preference band: {', '.join(outside)}"
+                if outside
+                else "no (style, student) cell outside the no-preference band",
+            )
         self.last_routing = rows
         self._routing = RoutingTally.empty(len(self.styles), len(self.names))
 
@@ -312,16 +385,27 @@ class Recipe:
                     (self.out / name).unlink(missing_ok=True)
             self.acc.wait_for_everyone()
         else:
-            progress = checkpoint.load(found, self.acc.unwrap_model(self.model), self.optimizer,
-                                       self.scheduler, self.acc.process_index)
+            progress = checkpoint.load(
+                found,
+                self.acc.unwrap_model(self.model),
+                self.optimizer,
+                self.scheduler,
+                self.acc.process_index,
+            )
             self.progress = Progress.from_json(progress["position"])
             self._log = LogWindow.from_json(progress["log"])
             self._routing = RoutingTally.from_json(progress["routing"])
             self.last_row = progress["last_row"]
-            self.last_routing = progress.get("last_routing", [])  # summary.json's routing_last_epoch
+            self.last_routing = progress.get(
+                "last_routing", []
+            )  # summary.json's routing_last_epoch
             if self.acc.is_main_process:  # drop rows logged after the checkpoint
-                _truncate_jsonl(self.out / "metrics.jsonl", lambda r: r["step"] <= self.progress.step)
-                _truncate_jsonl(self.out / "routing.jsonl", lambda r: r["epoch"] < self.progress.epoch)
+                _truncate_jsonl(
+                    self.out / "metrics.jsonl", lambda r: r["step"] <= self.progress.step
+                )
+                _truncate_jsonl(
+                    self.out / "routing.jsonl", lambda r: r["epoch"] < self.progress.epoch
+                )
             self.acc.wait_for_everyone()
         if self.cfg.report_to != "none":
             self.acc.init_trackers("qrdistill", config=_flat(self.cfg.model_dump(mode="json")))
@@ -331,11 +415,23 @@ class Recipe:
         checkpoint.save_rank_rng(self.ckpt_dir, step, self.acc.process_index)
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            progress = {"position": self.progress.to_json(), "last_row": self.last_row,
-                        "fingerprint": self.fingerprint, "last_routing": self.last_routing,
-                        "log": self._log.to_json(), "routing": self._routing.to_json()}
-            checkpoint.commit(self.ckpt_dir, step, self.acc.unwrap_model(self.model), self.optimizer,
-                              self.scheduler, progress, self.cfg.checkpoint_keep)
+            progress = {
+                "position": self.progress.to_json(),
+                "last_row": self.last_row,
+                "fingerprint": self.fingerprint,
+                "last_routing": self.last_routing,
+                "log": self._log.to_json(),
+                "routing": self._routing.to_json(),
+            }
+            checkpoint.commit(
+                self.ckpt_dir,
+                step,
+                self.acc.unwrap_model(self.model),
+                self.optimizer,
+                self.scheduler,
+                progress,
+                self.cfg.checkpoint_keep,
+            )
         self.acc.wait_for_everyone()
 
     def _finish(self) -> None:
@@ -346,20 +442,26 @@ class Recipe:
             for name, student in zip(self.names, model.students):
                 path = export_student(student, self.tokenizers[name], self.out / "students" / name)
                 exported[name] = str(path)
-            write_json(self.out / "summary.json", {
-                "method": self.method,  # the run's variant name, or None outside a run
-                "objective": self.cfg.objective,
-                "effective": {"routing_mode": self.cfg.effective_routing_mode, "peer": self.cfg.peer_active},
-                "config": self.cfg.model_dump(mode="json"),
-                "fingerprint": {k: self.fingerprint[k] for k in ("sha256", "data")},
-                "counts": self.data.counts,
-                "world_size": self.acc.num_processes,
-                "steps": self.progress.step,
-                "epochs_completed": self.progress.epoch,
-                "final": self.last_row,
-                "routing_last_epoch": self.last_routing,
-                "students": exported,
-            })
+            write_json(
+                self.out / "summary.json",
+                {
+                    "method": self.method,  # the run's variant name, or None outside a run
+                    "objective": self.cfg.objective,
+                    "effective": {
+                        "routing_mode": self.cfg.effective_routing_mode,
+                        "peer": self.cfg.peer_active,
+                    },
+                    "config": self.cfg.model_dump(mode="json"),
+                    "fingerprint": {k: self.fingerprint[k] for k in ("sha256", "data")},
+                    "counts": self.data.counts,
+                    "world_size": self.acc.num_processes,
+                    "steps": self.progress.step,
+                    "epochs_completed": self.progress.epoch,
+                    "final": self.last_row,
+                    "routing_last_epoch": self.last_routing,
+                    "students": exported,
+                },
+            )
         if self.cfg.report_to != "none":
             self.acc.end_training()
         self.acc.wait_for_everyone()
@@ -368,10 +470,14 @@ class Recipe:
 def param_groups(model: QRDistillObjective, cfg: TrainConfig) -> list[dict]:
     """One AdamW group per student, the router and the peer modules, each with its own lr.
     Every trainable parameter is in exactly one group (tested)."""
-    groups = [{"name": s.name, "lr": s.lr, "params": [p for p in student.parameters() if p.requires_grad]}
-              for s, student in zip(cfg.students, model.students)]
+    groups = [
+        {"name": s.name, "lr": s.lr, "params": [p for p in student.parameters() if p.requires_grad]}
+        for s, student in zip(cfg.students, model.students)
+    ]
     if model.router is not None:
-        groups.append({"name": "router", "lr": cfg.routing.lr, "params": list(model.router.parameters())})
+        groups.append(
+            {"name": "router", "lr": cfg.routing.lr, "params": list(model.router.parameters())}
+        )
     if model.peer is not None:
         groups.append({"name": "peer", "lr": cfg.peer.lr, "params": list(model.peer.parameters())})
     return [g for g in groups if g["params"]]
@@ -381,7 +487,9 @@ def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
     from transformers import get_scheduler
 
     name = "constant_with_warmup" if cfg.scheduler == "constant" else cfg.scheduler
-    return get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps)
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps
+    )
 
 
 def _flat(config: dict, prefix: str = "") -> dict:

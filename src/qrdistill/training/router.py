@@ -46,7 +46,9 @@ from qrdistill.utils.io import atomic_open
 class Router(nn.Module):
     def __init__(self, in_dim: int, n_students: int, hidden: int):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, n_students))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, n_students)
+        )
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.mlp(embeddings)
@@ -109,7 +111,7 @@ def tau_at(step: int, total: int, start: float, end: float) -> float:
 def step_generator(seed: int, micro_step: int) -> torch.Generator:
     """Routing noise for one micro-step, drawn for the whole global batch: identical on every
     rank (each rank takes its rows), and independent of where a resumed run restarted."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + 7919 * micro_step) % (2 ** 63))
+    return torch.Generator().manual_seed((seed * 1_000_003 + 7919 * micro_step) % (2**63))
 
 
 def no_preference_band(rate: float, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -121,8 +123,14 @@ def no_preference_band(rate: float, n: int, level: float = 0.95) -> tuple[float,
     if rate in (0.0, 1.0):
         return (rate, rate)
     tail = (1 - level) / 2
-    log_pmf = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-               + k * math.log(rate) + (n - k) * math.log1p(-rate) for k in range(n + 1)]
+    log_pmf = [
+        math.lgamma(n + 1)
+        - math.lgamma(k + 1)
+        - math.lgamma(n - k + 1)
+        + k * math.log(rate)
+        + (n - k) * math.log1p(-rate)
+        for k in range(n + 1)
+    ]
     pmf = [math.exp(v) for v in log_pmf]
 
     def first_past_tail(order) -> int:
@@ -157,8 +165,16 @@ def embed_texts(texts: list[str], encoder: str, cache_dir: Path) -> torch.Tensor
 
         # A plain HF encoder folder gets sentence-transformers' default mean pooling.
         model = SentenceTransformer(resolve_model(encoder), device="cpu", trust_remote_code=False)
-        vectors = model.encode([t for _, t in missing], convert_to_tensor=True, batch_size=64,
-                               show_progress_bar=False).float().cpu()
+        vectors = (
+            model.encode(
+                [t for _, t in missing],
+                convert_to_tensor=True,
+                batch_size=64,
+                show_progress_bar=False,
+            )
+            .float()
+            .cpu()
+        )
         store.update({k: v.clone() for (k, _), v in zip(missing, vectors)})
         with atomic_open(cache_file, "wb", encoding=None) as handle:
             torch.save(store, handle)

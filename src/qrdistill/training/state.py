@@ -21,8 +21,12 @@ class _JSONState:
 
     @classmethod
     def from_json(cls, data: dict):
-        return cls(**{k: torch.tensor(v) if isinstance(v, list) and k in cls._TENSORS else v
-                      for k, v in data.items()})
+        return cls(
+            **{
+                k: torch.tensor(v) if isinstance(v, list) and k in cls._TENSORS else v
+                for k, v in data.items()
+            }
+        )
 
     _TENSORS: tuple[str, ...] = ()
 
@@ -37,7 +41,9 @@ class Progress(_JSONState):
     window: int = 0  # gradient-accumulation windows finished in this epoch
     step: int = 0  # optimizer steps finished
     tokens: list[int] = field(default_factory=list)  # per student: through forward and backward
-    forward_only_tokens: list[int] = field(default_factory=list)  # per student: forward only (frozen)
+    forward_only_tokens: list[int] = field(
+        default_factory=list
+    )  # per student: forward only (frozen)
 
     @classmethod
     def start(cls, n_students: int) -> Progress:

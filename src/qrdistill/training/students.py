@@ -31,13 +31,19 @@ def _quantization_config(cfg: StudentConfig, dtype):
     if not cfg.load_in_4bit:
         return None
     if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
-        raise ConfigError(f"student '{cfg.name}': load_in_4bit needs bitsandbytes and a CUDA GPU "
-                          "(pip install 'qrdistill[gpu]'); set load_in_4bit: false to train in "
-                          f"precision {cfg.precision}")
+        raise ConfigError(
+            f"student '{cfg.name}': load_in_4bit needs bitsandbytes and a CUDA GPU "
+            "(pip install 'qrdistill[gpu]'); set load_in_4bit: false to train in "
+            f"precision {cfg.precision}"
+        )
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=dtype)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+    )
 
 
 def _input_device(args, kwargs) -> str:
@@ -86,24 +92,40 @@ def load_student(cfg: StudentConfig):
     except ValueError as err:
         raise ConfigError(f"student '{cfg.name}': {err}") from None
     if dtype == torch.float16 and not cfg.frozen:
-        warnings.warn(f"student '{cfg.name}': precision fp16 trains without loss scaling unless the run is "
-                      "launched with `accelerate launch --mixed_precision fp16`; bf16 needs none", stacklevel=2)
+        warnings.warn(
+            f"student '{cfg.name}': precision fp16 trains without loss scaling unless the run is "
+            "launched with `accelerate launch --mixed_precision fp16`; bf16 needs none",
+            stacklevel=2,
+        )
     quant = _quantization_config(cfg, dtype)
-    model, tokenizer = load_causal_lm(cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
-                                      quantization_config=quant, attn_implementation=attn)
+    model, tokenizer = load_causal_lm(
+        cfg.model,
+        dtype=dtype,
+        trust_remote_code=cfg.trust_remote_code,
+        quantization_config=quant,
+        attn_implementation=attn,
+    )
     if cfg.frozen:
         model.requires_grad_(False)
     else:
         checkpointing = {"use_reentrant": False}
         if quant is not None:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-                                                    gradient_checkpointing_kwargs=checkpointing)
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=cfg.gradient_checkpointing,
+                gradient_checkpointing_kwargs=checkpointing,
+            )
         elif cfg.gradient_checkpointing:
             _enable_checkpointing(model, checkpointing)
         if cfg.gradient_checkpointing:
             model.config.use_cache = False
-        lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                          target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+        lora = LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
         model = get_peft_model(model, lora)  # LoRA weights in fp32 (peft's autocast_adapter_dtype)
     if dtype != torch.float32:
         autocast_forward(model, dtype)

@@ -52,7 +52,9 @@ def set_dotted(data: dict, parts: list[str], value: Any, label: str) -> None:
         last = depth == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"override '{label}': '{part}' is not an index of a list of {len(node)}")
+                raise ConfigError(
+                    f"override '{label}': '{part}' is not an index of a list of {len(node)}"
+                )
             if last:
                 node[int(part)] = value
             else:
@@ -140,9 +142,10 @@ def load_yaml(path: str | Path) -> dict:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw[:err.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); "
-                          "save the config as UTF-8") from None
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the config as UTF-8"
+        ) from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
@@ -155,8 +158,12 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(model: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
-                base: dict | None = None) -> T:
+def load_config(
+    model: type[T],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict | None = None,
+) -> T:
     """Load `path` (or `base`, or defaults) into `model`, apply overrides, validate."""
     data = load_yaml(path) if path is not None else dict(base or {})
     apply_overrides(data, overrides or [])

@@ -47,13 +47,20 @@ def repair_torn_tail(path: str | os.PathLike) -> bool:
         handle.flush()
         os.fsync(handle.fileno())
     line = data.count(b"\n") + 1
-    log.warning("%s:%d: repaired a torn last line left by an interrupted run (%s, %d bytes)", path, line,
-                "completed its newline" if whole else "removed it", len(tail))
+    log.warning(
+        "%s:%d: repaired a torn last line left by an interrupted run (%s, %d bytes)",
+        path,
+        line,
+        "completed its newline" if whole else "removed it",
+        len(tail),
+    )
     return True
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[TextIO]:
+def atomic_open(
+    path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"
+) -> Iterator[TextIO]:
     """Open a temp file beside `path`; on success fsync and rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +92,7 @@ def read_json(path: str | os.PathLike) -> Any:
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not a JSON file") from None
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[:err.start].count(b"\n") + 1
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 text; fix or remove this file") from None
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
@@ -116,8 +123,10 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise DataError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[err.start]:02x} at "
-                                f"column {err.start + 1}); fix or remove this line") from None
+                raise DataError(
+                    f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[err.start]:02x} at "
+                    f"column {err.start + 1}); fix or remove this line"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -128,7 +137,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
                     "fix or remove this line"
                 ) from None
             if not isinstance(record, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+                raise DataError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}"
+                )
             yield lineno, record
 
 

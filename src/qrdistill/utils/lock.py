@@ -50,9 +50,12 @@ class RunLock:
         self.held = False
 
     def _owner(self) -> dict:
-        return {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "process_start": _process_start(os.getpid())}
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "process_start": _process_start(os.getpid()),
+        }
 
     def _read(self) -> dict | None:
         try:
@@ -92,21 +95,29 @@ class RunLock:
                     except FileNotFoundError:
                         continue
                     grave.unlink(missing_ok=True)
-                    log.warning("%s: took over a stale lock of process %s on %s (started %s), "
-                                "which is no longer running", self.folder, owner.get("pid"),
-                                owner.get("host"), owner.get("started"))
+                    log.warning(
+                        "%s: took over a stale lock of process %s on %s (started %s), "
+                        "which is no longer running",
+                        self.folder,
+                        owner.get("pid"),
+                        owner.get("host"),
+                        owner.get("started"),
+                    )
                     continue
                 raise LockHeld(
                     f"{self.folder}: this {self.what} is in use by process {owner.get('pid')} on "
                     f"{owner.get('host')} (started {owner.get('started')}); wait for it to finish, or "
-                    f"if that process is gone, remove {self.path}") from None
+                    f"if that process is gone, remove {self.path}"
+                ) from None
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(self._owner(), handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             self.held = True
             return self
-        raise LockHeld(f"{self.folder}: could not take the lock {self.path}; remove it if no run is using it")
+        raise LockHeld(
+            f"{self.folder}: could not take the lock {self.path}; remove it if no run is using it"
+        )
 
     def release(self) -> None:
         if self.held:

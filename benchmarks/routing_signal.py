@@ -1,14 +1,15 @@
 """Does the router find a signal the real students produce? A planted style, per epoch.
 
-    .venv/bin/python benchmarks/routing_signal.py            # 48 paths (8 per style), 4 epochs
+    .venv/bin/python benchmarks/routing_signal.py            # 48 paths (8 per style), 6 epochs, batch 8
     .venv/bin/python benchmarks/routing_signal.py --small    # 24 paths (4 per style), 3 epochs
 
 Students: the real packaged SmolLM2-135M-Instruct and Gemma-3-270M (float32, LoRA r=8 on q/v).
 Paths: realistic ReasoningPath records (real GSM8K/StrategyQA questions and solutions, templated
 per style, benchmarks/_common.py). The plant: before the joint run, SmolLM2 is fine-tuned alone,
 with qrdistill's own trainer, on the planted style's paths, so it already predicts that style
-well and Gemma does not. Then QR-Distill (learned routing, peer teaching, default settings)
-trains both on every path. If the router follows the students' learning state, the planted
+well and Gemma does not (the students' mean loss per style, before the joint run, is recorded to
+show it). Then QR-Distill (learned routing, peer teaching, default settings, batch 8 as in the
+paper) trains both on every path. If the router follows the students' learning state, the planted
 style goes to SmolLM2 more than to Gemma, beyond the band a router with no preference would
 give; the other styles should show no such gap.
 
@@ -41,7 +42,7 @@ def teach(paths_file: Path, out: Path, epochs: int) -> Path:
     from qrdistill.training.config import TrainConfig
 
     cfg = TrainConfig(
-        students=[{**STUDENTS[0], "lr": 1e-3}],
+        students=[{**STUDENTS[0], "lr": 2e-3}],
         objective="qr_distill",
         routing={"mode": "all"},
         peer={"enabled": False},
@@ -53,6 +54,48 @@ def teach(paths_file: Path, out: Path, epochs: int) -> Path:
         seed=0,
     )
     return train(cfg, paths_file, out) / "students" / KNOWS
+
+
+def style_losses(cfg, paths_file: Path, out: Path) -> dict:
+    """Each student's mean per-path loss per style on every path, no training (every gate open)."""
+    import torch
+
+    from qrdistill.training.data import collate
+    from qrdistill.training.recipe import Recipe
+
+    recipe = Recipe(
+        cfg.model_copy(
+            update={
+                "routing": cfg.routing.model_copy(update={"mode": "all"}),
+                "peer": cfg.peer.model_copy(update={"enabled": False}),
+            }
+        ),
+        paths_file,
+        out,
+    )
+    model = recipe.acc.unwrap_model(recipe.model).eval()
+    sums: dict = {}
+    with torch.no_grad():
+        for start in range(0, len(recipe.data), 8):
+            rows = list(range(start, min(start + 8, len(recipe.data))))
+            inputs = [
+                collate(
+                    [recipe.data.encoded[n][i] for i in rows], recipe.tokenizers[n].pad_token_id
+                )
+                for n in recipe.names
+            ]
+            result = model(
+                inputs,
+                chars=recipe.chars[rows],
+                fixed_gates=torch.ones(len(rows), len(recipe.names)),
+            )
+            for k, i in enumerate(rows):
+                for j, name in enumerate(recipe.names):
+                    key = (recipe.data.items[i].style, name)
+                    sums.setdefault(key, []).append(float(result.per_path[k, j]))
+    return {
+        f"{style}/{name}": round(sum(v) / len(v), 3) for (style, name), v in sorted(sums.items())
+    }
 
 
 def planted_gap(rows: list[dict], epoch: int, style: str) -> float:
@@ -147,7 +190,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     per_style = 4 if args.small else 8
-    epochs = args.epochs or (3 if args.small else 4)
+    epochs = args.epochs or (3 if args.small else 6)
 
     from qrdistill.training import train
     from qrdistill.training.config import TrainConfig
@@ -159,19 +202,22 @@ def main() -> None:
     planted_file = write_paths([p for p in paths if p["style"] == PLANTED], tmp / "planted.jsonl")
 
     start = time.perf_counter()
-    knows = teach(planted_file, tmp / "teach", epochs=5)
+    knows = teach(planted_file, tmp / "teach", epochs=10)
     teach_s = time.perf_counter() - start
     students = [{**STUDENTS[0], "model": str(knows)}, STUDENTS[1]]
     cfg = TrainConfig(
         students=students,
         objective="qr_distill",
         epochs=epochs,
-        batch_size=4,
+        batch_size=8,
         max_length=512,
         progress=True,
         checkpoint_every=10_000,
         seed=0,
         routing={"cache_dir": str(tmp / "emb")},
+    )
+    losses_before = emit(
+        {"mean_loss_per_style_before_joint_training": style_losses(cfg, paths_file, tmp / "probe")}
     )
     start = time.perf_counter()
     out = train(cfg, paths_file, tmp / "joint")
@@ -223,8 +269,11 @@ def main() -> None:
             "models": "real packaged SmolLM2-135M-Instruct (taught the planted style first) + Gemma-3-270M, "
             "float32, LoRA r=8 alpha=16 on q_proj/v_proj",
             "data": f"{len(paths)} realistic paths, {per_style} per style; planted style: {PLANTED}",
-            "plant": f"{KNOWS} fine-tuned alone (qrdistill trainer, LoRA, lr 1e-3, 5 epochs) on the {per_style} "
+            "plant": f"{KNOWS} fine-tuned alone (qrdistill trainer, LoRA, lr 2e-3, 10 epochs) on the {per_style} "
             f"{PLANTED} paths, merged, then used as the joint run's first student",
+            "mean_loss_per_style_before": losses_before[
+                "mean_loss_per_style_before_joint_training"
+            ],
             "config": cfg.model_dump(mode="json"),
             "teach_s": round(teach_s, 1),
             "joint_s": round(joint_s, 1),

@@ -5,8 +5,8 @@ peer, objective, checkpoint, export); nothing here is hidden in callbacks.
 Distributed runs use `accelerate` (CPU, one GPU, `accelerate launch` for DDP; FSDP/DeepSpeed via
 accelerate's own config). The data order, the global batches and the routing noise are computed
 identically on every rank from the seed; each rank trains on its shard of a global batch of
-`batch_size * world_size` paths. Per-path statistics are gathered so that logs, the router's
-baseline and the non-finite check are the same on every rank.
+`batch_size * world_size` paths. Per-path statistics are gathered so that logs, routing
+statistics and the non-finite check are the same on every rank.
 """
 
 from __future__ import annotations
@@ -112,9 +112,8 @@ class Recipe:
             for s in self.cfg.students
         }
         self.data: TrainData = build_data(paths_path, self.cfg, self.tokenizers)
-        self.fingerprint = checkpoint.fingerprint(
-            self.cfg, paths_path
-        )  # config + data; checked on resume
+        # config + data, checked on resume
+        self.fingerprint = checkpoint.fingerprint(self.cfg, paths_path)
         self.lengths = self.data.lengths()
         self.chars = torch.tensor([len(i.response) for i in self.data.items], dtype=torch.float32)
         self.styles = sorted(set(i.style for i in self.data.items))

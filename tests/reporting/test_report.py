@@ -95,6 +95,11 @@ def make_run(root):
                     }
                 )
     write_jsonl(root / "train" / "qr_distill" / "routing.jsonl", routing)
+    # A method that sends every path to every student: its routing log has nothing to show.
+    write_jsonl(
+        root / "train" / "no_peer" / "routing.jsonl",
+        [{**r, "rate": 1.0, "count": 24, "mean_prob": 1.0} for r in routing],
+    )
     metrics = [
         {
             "step": step,
@@ -226,6 +231,7 @@ def test_funnel_and_routing_numbers(report):
     assert table_row(md, "total")[:4] == ["total", "80", "48 (60%)", "33 (41%)"]
     assert "Filter settings: threshold = 0.5" in md
     routing = md.split("## Routing")[1].split("## Training")[0]
+    assert "Method qr_distill" in routing and "Method no_peer" not in routing
     assert "epoch 1" in routing
     assert table_row(routing, "style") == ["style", "smollm", "gemma"]
     assert table_row(routing, "vanilla") == [

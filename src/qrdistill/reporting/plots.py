@@ -148,7 +148,7 @@ def routing_plot(rows: list[dict], path: Path) -> Path:
                 color=line.get_color(),
             )
             ax.plot([e for e, _ in outside], [v for _, v in outside], "o", color=line.get_color())
-        ax.set_title(f"Share routed to {student} (filled: outside band)")
+        ax.set_title(f"Routed to {student}\n(filled: outside the band)", fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("paths routed (%)")
         ax.set_ylim(0, 105)

@@ -155,7 +155,8 @@ def _routing_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
     found = False
     for method_dir in _method_dirs(run_dir):
         rows = _read(doc, method_dir / "routing.jsonl", read_jsonl)
-        if not rows:
+        # Every path to every student (no routing, the SFT baselines): nothing to show.
+        if not rows or all(r.get("rate") == 1.0 for r in rows):
             continue
         found = True
         # A resumed epoch may be logged twice; its last record wins.

@@ -23,7 +23,53 @@ def record(section: str, figures: dict) -> None:
         "uninterrupted run."
     )
     data[section] = figures
+    data["figures"] = headline(data)
     figures_file.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(dict(sorted(data.items())), indent=2, sort_keys=False) + "\n"
     if not figures_file.exists() or figures_file.read_text() != text:
         figures_file.write_text(text)
+
+
+def headline(data: dict) -> dict:
+    """The benchmark-style `figures` object (value, unit, target, met) of the sections present."""
+    checks = []
+    if "bad_inputs" in data:
+        checks.append(
+            (
+                "bad_inputs_tried",
+                data["bad_inputs"]["tried"],
+                "generated malformed inputs",
+                ">=",
+                300,
+            )
+        )
+    if "crash" in data:
+        crash = data["crash"]
+        checks += [
+            (
+                "sigkill_points",
+                crash["kills"],
+                "kills across generate, filter, train, evaluate",
+                ">=",
+                8,
+            ),
+            ("artifacts_different_after_rerun", crash["artifacts_different"], "files", "==", 0),
+            (
+                "finished_requests_asked_again",
+                crash["finished_requests_asked_again"],
+                "requests",
+                "==",
+                0,
+            ),
+            ("metrics_rows_lost", crash["metrics_rows_lost"], "rows", "==", 0),
+            ("metrics_rows_duplicated", crash["metrics_rows_duplicated"], "rows", "==", 0),
+        ]
+    return {
+        name: {
+            "value": value,
+            "unit": unit,
+            "target": f"{op} {bound}",
+            "met": value >= bound if op == ">=" else value == bound,
+        }
+        for name, value, unit, op, bound in checks
+    }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
 from qrdistill.llm.backends import Request
+from qrdistill.llm.budget import Spend
 from qrdistill.llm.cache import RequestCache
 from qrdistill.records import Generation
 
@@ -18,18 +20,28 @@ def run_cached(
     *,
     desc: str,
     show_progress: bool = True,
+    spend: Spend | None = None,
 ) -> dict[str, Generation]:
     """Completions for every request, by key: cached ones are read back, the rest are run and
     each is committed to the cache the moment it finishes.
 
     The backend is made only when something is missing, so a fully cached rerun (e.g. filtering
     again at another threshold) loads no model and contacts no server.
+
+    With `spend`, every completion (cached ones too) is counted, and once its budget is reached
+    no further request starts: the ones in flight finish and are kept, and the result lacks the
+    requests never started (the caller sees what is missing and says so).
     """
     results = cache.get_many([r.key for r in requests])
+    if spend is not None:
+        for key, generation in results.items():
+            spend.add(key, generation)
     todo = list({r.key: r for r in requests if r.key not in results}.values())
-    if not todo:
+    if not todo or (spend is not None and spend.reached):
         return results
     backend = make_backend()
+    # Backends pull requests lazily, so a budget check here runs before each request starts.
+    feed = todo if spend is None else itertools.takewhile(lambda _: not spend.reached, todo)
     total = len(results) + len(todo)
     with tqdm(
         total=total,
@@ -39,8 +51,10 @@ def run_cached(
         disable=not show_progress,
         dynamic_ncols=True,
     ) as bar:
-        for request, generation in backend.run(todo):
+        for request, generation in backend.run(feed):
             cache.put(request.key, request.label, generation)
             results[request.key] = generation
+            if spend is not None:
+                spend.add(request.key, generation)
             bar.update(1)
     return results

@@ -78,13 +78,12 @@ def cmd_run(args) -> int:
 
 
 def _print_estimate(cfg, stages: tuple[str, ...] = ("generate", "filter")) -> None:
-    from qrdistill.estimate import estimate_notes, estimate_table, estimates
+    from qrdistill.estimate import estimate_lines, estimates
 
     found = estimates(cfg, stages)
     if found:
-        console.print(estimate_table(found))
-        for note in estimate_notes(found):
-            console.print(f"  {note}")
+        for line in estimate_lines(found):
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def cmd_stage(args) -> int:

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.table import Table
-
 from qrdistill.config import RunConfig
 from qrdistill.llm import BackendConfig, RequestCache, make_request
 from qrdistill.llm.budget import BudgetConfig, cost_usd
@@ -204,19 +202,9 @@ def _usd(value: float | None) -> str:
     return "-" if value is None else f"${value:,.4f}"
 
 
-def estimate_table(found: list[Estimate]) -> Table:
-    table = Table(title="Estimated spend (dry run: nothing is asked of any server)")
-    for column in (
-        "stage",
-        "model",
-        "requests to run",
-        "input tokens",
-        "output tokens (expected / at most)",
-        "USD (expected / at most)",
-        "already spent",
-        "budget",
-    ):
-        table.add_column(column)
+def estimate_lines(found: list[Estimate]) -> list[str]:
+    """One line per stage (a log keeps it whole), then the notes."""
+    lines = ["Estimated spend (dry run: nothing is asked of any server):"]
     for e in found:
         spent_in = sum(g.prompt_tokens for g in e.spent)
         spent_out = sum(g.completion_tokens for g in e.spent)
@@ -226,21 +214,19 @@ def estimate_table(found: list[Estimate]) -> Table:
             caps.append(f"${e.budget.max_usd:g}")
         if e.budget is not None and e.budget.max_total_tokens is not None:
             caps.append(f"{e.budget.max_total_tokens:,} tokens")
-        table.add_row(
-            e.stage,
-            e.backend.model,
-            f"{e.requests:,} of {e.requests_total:,}",
-            f"{e.input_tokens:,} ({e.counted_by})",
-            f"{e.expected_output_tokens:,} / {e.max_output_tokens:,}",
-            f"{_usd(e.usd(e.expected_output_tokens))} / {_usd(e.usd(e.max_output_tokens))}"
+        usd = (
+            f"USD {_usd(e.usd(e.expected_output_tokens))} expected, "
+            f"{_usd(e.usd(e.max_output_tokens))} at most"
             if e.usd(0) is not None
-            else "no prices set",
-            f"{spent_in + spent_out:,} tokens"
-            + (f", {_usd(spent_usd)}" if spent_usd is not None else ""),
-            " or ".join(caps) or "none",
+            else "USD: no prices set"
         )
-    return table
-
-
-def estimate_notes(found: list[Estimate]) -> list[str]:
-    return [f"{e.stage}: {e.note}" for e in found if e.note]
+        lines.append(
+            f"  {e.stage} ({e.backend.model}): {e.requests:,} of {e.requests_total:,} requests to "
+            f"run; input {e.input_tokens:,} tokens ({e.counted_by}); output "
+            f"{e.expected_output_tokens:,} tokens expected, {e.max_output_tokens:,} at most; "
+            f"{usd}; already spent {spent_in + spent_out:,} tokens"
+            + (f" ({_usd(spent_usd)})" if spent_usd is not None else "")
+            + f"; budget {' or '.join(caps) or 'none'}"
+        )
+    lines += [f"  {e.stage}: {e.note}" for e in found if e.note]
+    return lines

@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from qrdistill.errors import BackendError
@@ -90,11 +90,16 @@ def make_yes_probability_backend(cfg: BackendConfig):
     return HFYesProbabilityBackend(cfg)
 
 
-def _batches(items: Iterable, size: int) -> Iterator[list]:
-    """Lists of `size` items, pulled lazily (a budget check may sit in front of `items`)."""
-    items = iter(items)
-    while batch := list(itertools.islice(items, size)):
-        yield batch
+def _never() -> bool:
+    return False
+
+
+def _batches(items: list, size: int, stop: Callable[[], bool]) -> Iterator[list]:
+    """Batches of `size`, until `stop()` (a spent budget) says no further one should start."""
+    for start in range(0, len(items), size):
+        if stop():
+            return
+        yield items[start : start + size]
 
 
 class OpenAIBackend:
@@ -257,16 +262,17 @@ class OpenAIBackend:
             content_type = response.headers.get("content-type", "")
         return parse_completion(bytes(body), content_type)[:n]
 
-    def _units(self, requests: Iterable[Request]) -> Iterator[list[Request]]:
+    def _units(self, requests: list[Request], stop: Callable[[], bool]) -> Iterator[list[Request]]:
         """What one worker asks for: all samples of one prompt (consecutive requests with the same
         prompt) in one request with `n`, until the server is seen not to take `n`; then one
-        request per sample. Pulls `requests` lazily (a budget check sits in front of it)."""
+        request per sample. None once `stop()` says no further request should start."""
         for _, group in itertools.groupby(requests, key=lambda r: r.prompt):
             samples = list(group)
-            if self._takes_n is False:
-                yield from ([request] for request in samples)
-            else:
-                yield samples
+            units = [samples] if self._takes_n is not False else [[r] for r in samples]
+            for unit in units:
+                if stop():
+                    return
+                yield unit
 
     def _complete_unit(self, unit: list[Request]) -> Iterator[tuple[Request, Generation]]:
         """Every request of a unit, each yielded as soon as it is there."""
@@ -294,12 +300,15 @@ class OpenAIBackend:
         for request in unit[len(generations) :]:
             yield request, self.complete(request)
 
-    def run(self, requests: Iterable[Request]) -> Iterator[tuple[Request, Generation]]:
+    def run(
+        self, requests: list[Request], stop: Callable[[], bool] = _never
+    ) -> Iterator[tuple[Request, Generation]]:
         """Yield results as they finish. At most `concurrency` units (a request, or the samples of
         one prompt asked for together) are in flight, so a failure or an interrupt leaves little
         unfinished work behind; they run on daemon threads that a failure or an interrupt cancels
-        (they stop at their next retry or chunk, and never hold up the process's exit)."""
-        pending = self._units(requests)
+        (they stop at their next retry or chunk, and never hold up the process's exit). Once
+        `stop()` is true no further unit starts, and the ones in flight finish."""
+        pending = self._units(requests, stop)
         finished: queue.Queue = queue.Queue()
         cancel = threading.Event()
         unit_done = object()
@@ -443,8 +452,10 @@ class HFBackend:
             cfg.model, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code
         )
 
-    def run(self, requests: Iterable[Request]) -> Iterator[tuple[Request, Generation]]:
-        for batch in _batches(requests, self.cfg.batch_size):
+    def run(
+        self, requests: list[Request], stop: Callable[[], bool] = _never
+    ) -> Iterator[tuple[Request, Generation]]:
+        for batch in _batches(requests, self.cfg.batch_size, stop):
             prompts = [self.engine.render(r.prompt) for r in batch]
             outputs = self.engine.generate(
                 prompts,
@@ -460,8 +471,10 @@ class HFBackend:
 class HFYesProbabilityBackend(HFBackend):
     """A local judge scored by P("Yes") vs P("No") as its next token, answered as a judge reply."""
 
-    def run(self, requests: Iterable[Request]) -> Iterator[tuple[Request, Generation]]:
-        for batch in _batches(requests, self.cfg.batch_size):
+    def run(
+        self, requests: list[Request], stop: Callable[[], bool] = _never
+    ) -> Iterator[tuple[Request, Generation]]:
+        for batch in _batches(requests, self.cfg.batch_size, stop):
             prompts = [self.engine.render(r.prompt) for r in batch]
             for request, prompt, yes in zip(
                 batch, prompts, self.engine.yes_probabilities(prompts, batch_size=len(batch))
@@ -488,10 +501,12 @@ class VLLMBackend:
             cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code
         )
 
-    def run(self, requests: Iterable[Request]) -> Iterator[tuple[Request, Generation]]:
+    def run(
+        self, requests: list[Request], stop: Callable[[], bool] = _never
+    ) -> Iterator[tuple[Request, Generation]]:
         from vllm import SamplingParams
 
-        for batch in _batches(requests, self.cfg.batch_size):
+        for batch in _batches(requests, self.cfg.batch_size, stop):
             params = [
                 SamplingParams(
                     temperature=self.cfg.temperature,

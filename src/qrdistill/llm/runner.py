@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 from tqdm.auto import tqdm
@@ -40,8 +39,7 @@ def run_cached(
     if not todo or (spend is not None and spend.reached):
         return results
     backend = make_backend()
-    # Backends pull requests lazily, so a budget check here runs before each request starts.
-    feed = todo if spend is None else itertools.takewhile(lambda _: not spend.reached, todo)
+    stop = (lambda: spend.reached) if spend is not None else (lambda: False)
     total = len(results) + len(todo)
     with tqdm(
         total=total,
@@ -51,7 +49,7 @@ def run_cached(
         disable=not show_progress,
         dynamic_ncols=True,
     ) as bar:
-        for request, generation in backend.run(feed):
+        for request, generation in backend.run(todo, stop=stop):
             cache.put(request.key, request.label, generation)
             results[request.key] = generation
             if spend is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from qrdistill.errors import QRDistillError, UsageError
+from qrdistill.errors import BudgetReached, QRDistillError, UsageError
 
 console = Console()
 # Errors are one line, never wrapped at the terminal's width (a log or a test reads them whole).
@@ -68,16 +69,30 @@ def cmd_run(args) -> int:
     if args.dry_run:
         from qrdistill.checks import check_run
 
-        return check_run(cfg, console)
+        code = check_run(cfg, console)
+        _print_estimate(cfg)
+        return code
     report = pipeline.run(STAGES)
     console.print(f"\n[bold green]Done.[/bold green] Report: {report}")
     return 0
+
+
+def _print_estimate(cfg, stages: tuple[str, ...] = ("generate", "filter")) -> None:
+    from qrdistill.estimate import estimate_lines, estimates
+
+    found = estimates(cfg, stages)
+    if found:
+        for line in estimate_lines(found):
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def cmd_stage(args) -> int:
     from qrdistill.pipeline import Pipeline
 
     cfg = _load(args)
+    if getattr(args, "dry_run", False):
+        _print_estimate(cfg, (args.command,))
+        return 0
     if getattr(args, "method", None):
         missing = [m for m in args.method if m not in cfg.methods]
         if missing:
@@ -175,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument(
             "--force", action="store_true", help="redo this stage even if up to date"
         )
+        if name in ("generate", "filter"):
+            stage.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="print the expected requests, tokens and USD of this stage, then stop",
+            )
         if name == "filter":
             stage.add_argument(
                 "--threshold",
@@ -212,7 +233,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def continue_command(argv: list[str]) -> str:
+    """The command that continues an interrupted or budget-stopped one: the same, without
+    `--from`/`--force` (the pipeline forgets forced stages as it starts, so a plain rerun redoes
+    what was forced and not yet finished, and keeps what was)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--from":
+            skip = True
+        elif arg != "--force" and not arg.startswith("--from="):
+            kept.append(arg)
+    return shlex.join(["qrdistill", *kept])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     # Our own messages at INFO; the libraries' only when something is wrong (or with -v).
     logging.basicConfig(
@@ -226,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
+    except BudgetReached as err:
+        _error(err, "budget reached")
+        err_console.print(f"to continue: {continue_command(argv)}", highlight=False)
+        return 3
     except QRDistillError as err:  # every user-facing error (qrdistill.errors)
         _error(err)
         return 2
@@ -236,16 +277,19 @@ def main(argv: list[str] | None = None) -> int:
         _error(f"{where}{err.strerror or err}")
         return 2
     except KeyboardInterrupt:
-        err_console.print("interrupted: rerun the same command to continue where it stopped")
+        err_console.print(
+            "interrupted: everything finished is kept; to continue: " + continue_command(argv),
+            highlight=False,
+        )
         return 130
 
 
-def _error(err) -> None:
+def _error(err, prefix: str = "error") -> None:
     """One line on stderr, whatever the message holds."""
     from rich.markup import escape
 
     text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
-    err_console.print(f"[bold red]error:[/bold red] {escape(text)}", highlight=False)
+    err_console.print(f"[bold red]{prefix}:[/bold red] {escape(text)}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ class QRDistillError(Exception):
     """Base of every user-facing error: printed as one line, exit status 2."""
 
 
+class BudgetReached(QRDistillError, RuntimeError):
+    """A stage stopped at its `budget`; everything finished is kept. The message says what was
+    spent and how far the stage got; the CLI exits with status 3 and says how to continue."""
+
+
 class ConfigError(QRDistillError, ValueError):
     """A configuration problem; the message names the file and key and says what is allowed."""
 

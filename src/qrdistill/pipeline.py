@@ -87,7 +87,7 @@ HASH_LIMIT_BYTES = 256 * 2**20
 OUTPUTS = {
     "data": ("*.jsonl",),
     "generate": ("paths.jsonl", "usage.json"),
-    "filter": ("judged.jsonl", "kept.jsonl", "funnel.json"),
+    "filter": ("judged.jsonl", "kept.jsonl", "funnel.json", "usage.json"),
     "train": ("summary.json", "metrics.jsonl", "students/**/*"),
     "evaluate": ("predictions.jsonl", "summary.json"),
 }
@@ -187,6 +187,29 @@ class Pipeline:
     def _mark_done(self, folder: Path, fingerprint: str, stage: str) -> None:
         if self.is_main:
             _mark_done(folder, fingerprint, stage)
+
+    def _forget_forced(self, stages: tuple[str, ...]) -> None:
+        """--from / --force: before anything runs, forget that the forced stages finished (a
+        finished method's training folder goes, as its retraining would remove it anyway). An
+        interrupted forced run then continues with the same command without --from/--force:
+        what it finished again is marked done, the rest is not."""
+        forced = [s for s in stages if STAGES.index(s) >= self.force_from and s in OUTPUTS]
+        if "train" in forced:
+            finished = [m for m in self.methods if _marker(self.layout.train(m)).exists()]
+            if finished and self.world_size > 1:
+                raise PipelineError(
+                    f"--from/--force would retrain {', '.join(finished)}; retrain on one "
+                    "process, or remove those folders, before training under several processes"
+                )
+        if not self.is_main:
+            return
+        for stage in forced:
+            if stage == "train":
+                for method in self.methods:
+                    if _marker(self.layout.train(method)).exists():
+                        shutil.rmtree(self.layout.train(method))
+            else:
+                _marker(getattr(self.layout, stage)).unlink(missing_ok=True)
 
     def _header(self, stage: str, what: str) -> None:
         console.rule(f"[bold]{stage}[/bold]: {what}")
@@ -328,6 +351,7 @@ class Pipeline:
         report = None
         # Earlier stages still run (and are skipped when up to date) so that fingerprints chain.
         last = max(STAGES.index(s) for s in stages)
+        self._forget_forced(STAGES[: last + 1])
         for stage in STAGES[: last + 1]:
             result = getattr(self, f"run_{stage}")()
             if stage == "report":

@@ -41,12 +41,14 @@ class Usage(BaseModel):
 
 class JudgeVerdict(BaseModel):
     """The judge's verdict on a path. `score` in [0, 1] (probability the steps are sound), or None
-    when no parseable verdict could be obtained (`status` says why)."""
+    when no parseable verdict could be obtained (`status` says why). `usage`: the judge's tokens
+    for this path, over all its attempts."""
 
     score: float | None = None
     reason: str = ""
     status: Literal["ok", "unparseable", "error", "skipped"] = "ok"
     attempts: int = 0
+    usage: Usage = Field(default_factory=Usage)
 
 
 class ReasoningPath(BaseModel):

@@ -13,9 +13,11 @@ from rich.console import Console
 
 from qrdistill.quality import FilterConfig, filter_paths, funnel_table
 from qrdistill.quality.judge import FORMAT_REMINDER
-from qrdistill.records import JudgeVerdict, ReasoningPath
+from qrdistill.records import JudgeVerdict, ReasoningPath, Usage
 from qrdistill.utils.io import read_json, read_jsonl_as, write_jsonl
 from served_model import StubOpenAIServer, free_port, openai_backend
+
+STUB_USAGE = Usage(prompt_tokens=10, completion_tokens=5)  # what the stub reports per reply
 
 
 def make_path(question_id: str, style: str, text: str, correct: bool) -> ReasoningPath:
@@ -73,13 +75,14 @@ def test_stub_judge_verdicts_are_stored_and_unreadable_ones_are_rejected(paths_p
 
     judged = {p.id: p for p in read_jsonl_as(out / "judged.jsonl", ReasoningPath)}
     assert judged["q1::vanilla::0"].judge == JudgeVerdict(
-        score=0.9, reason="each step follows.", status="ok", attempts=1
+        score=0.9, reason="each step follows.", status="ok", attempts=1, usage=STUB_USAGE
     )
     assert judged["q2::program::0"].judge == JudgeVerdict(
-        score=0.3, reason="the 4 is invented", status="ok", attempts=1
+        score=0.3, reason="the 4 is invented", status="ok", attempts=1, usage=STUB_USAGE
     )
     unreadable = judged["q1::program::0"].judge
     assert (unreadable.status, unreadable.score, unreadable.attempts) == ("unparseable", None, 3)
+    assert unreadable.usage == Usage(prompt_tokens=30, completion_tokens=15)  # all 3 attempts
     assert "Fine." in unreadable.reason
     assert (
         judged["q2::vanilla::0"].judge.status == "skipped"
@@ -149,7 +152,11 @@ def test_stub_judge_second_attempt_can_succeed(paths_path, tmp_path):
         stub.close()
     judged = {p.id: p for p in read_jsonl_as(tmp_path / "filter" / "judged.jsonl", ReasoningPath)}
     assert judged["q1::vanilla::0"].judge == JudgeVerdict(
-        score=0.7, reason="ok", status="ok", attempts=2
+        score=0.7,
+        reason="ok",
+        status="ok",
+        attempts=2,
+        usage=Usage(prompt_tokens=20, completion_tokens=10),
     )
     assert judged["q1::vanilla::0"].kept
 

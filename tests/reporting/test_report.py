@@ -291,8 +291,9 @@ def test_an_empty_run_says_not_run(tmp_path):
     assert "Not run: quality filtering (filter/funnel.json not found)." in md
     assert "Not run: training with routing" in md and "Not run: training (" in md
     assert "Not run: the pipeline (config.yaml not found)." in md
+    assert "Not run: generation (generate/usage.json not found)." in md
     assert "Table 1" not in md and list((tmp_path / "out").glob("*.png")) == []
-    assert html_path.read_text(encoding="utf-8").count("Not run:") == 5
+    assert html_path.read_text(encoding="utf-8").count("Not run:") == 6
 
 
 def test_a_partial_run_reports_what_exists(tmp_path):

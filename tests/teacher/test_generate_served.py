@@ -64,7 +64,7 @@ def test_paths_in_several_styles_are_stored_field_by_field(
             "prompt_tokens": sum(p.usage.prompt_tokens for p in group),
             "completion_tokens": sum(p.usage.completion_tokens for p in group),
             "total_tokens": sum(p.usage.prompt_tokens + p.usage.completion_tokens for p in group),
-            "cost": None,
+            "usd": None,
         }
 
     # The key reached the server and nothing else: not the outputs, not the cache.
@@ -85,7 +85,7 @@ def test_paths_in_several_styles_are_stored_field_by_field(
     assert len(proxy.completions()) == 6
     assert paths_path.read_text() == before
     total = read_json(out / "usage.json")["total"]
-    assert total["cost"] == round(
+    assert total["usd"] == round(
         (total["prompt_tokens"] * 2.0 + total["completion_tokens"] * 8.0) / 1e6, 6
     )
 

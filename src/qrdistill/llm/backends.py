@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from qrdistill.errors import BackendError
@@ -46,6 +46,11 @@ class BadAnswer(Exception):
 
 class Cancelled(Exception):
     """The run was interrupted (Ctrl-C) or failed elsewhere: stop this request's retries."""
+
+
+class SeveralRefused(Exception):
+    """A request for several choices (`n` > 1) was refused with a 4xx: perhaps the server does
+    not take `n`. The caller asks for the samples one by one, which fails properly if not."""
 
 
 # The cancel event of the run a worker thread belongs to, read by `pause` and the body reader.
@@ -85,8 +90,15 @@ def make_yes_probability_backend(cfg: BackendConfig):
     return HFYesProbabilityBackend(cfg)
 
 
-def _batches(items: list, size: int) -> Iterator[list]:
+def _never() -> bool:
+    return False
+
+
+def _batches(items: list, size: int, stop: Callable[[], bool]) -> Iterator[list]:
+    """Batches of `size`, until `stop()` (a spent budget) says no further one should start."""
     for start in range(0, len(items), size):
+        if stop():
+            return
         yield items[start : start + size]
 
 
@@ -121,6 +133,8 @@ class OpenAIBackend:
         ]
         self._next_client = itertools.cycle(range(len(self._clients)))
         self._lock = threading.Lock()
+        # Whether the server answers `n` choices: unknown until the first request for several.
+        self._takes_n: bool | None = None if cfg.samples_in_one_request else False
 
     def _reachable_urls(self) -> list[str]:
         """The endpoints that answer now; an error when none does, before anything is written.
@@ -158,6 +172,11 @@ class OpenAIBackend:
         )  # jitter spreads out synchronized retries
 
     def complete(self, request: Request) -> Generation:
+        return self.complete_n(request, 1)[0]
+
+    def complete_n(self, request: Request, n: int) -> list[Generation]:
+        """`n` choices for one prompt in one request (retried as a whole); a server that ignores
+        `n` answers fewer, which the caller makes up for."""
         import openai
 
         attempts = self.cfg.max_retries + 1
@@ -165,7 +184,7 @@ class OpenAIBackend:
             with self._lock:
                 client = self._clients[next(self._next_client)]
             try:
-                return self._attempt(client, request)
+                return self._attempt(client, request, n)
             except (
                 openai.APITimeoutError,
                 openai.APIConnectionError,
@@ -178,6 +197,8 @@ class OpenAIBackend:
                 )
                 reason = " ".join(reason.split())  # one line, whatever the server wrote
                 if status is not None and status not in RETRYABLE_STATUS:
+                    if n > 1 and 400 <= status < 500:
+                        raise SeveralRefused(reason) from None
                     raise BackendError(
                         f"{request.label}: {client.base_url} refused the request ({reason})"
                     ) from None
@@ -200,7 +221,7 @@ class OpenAIBackend:
                 continue
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _attempt(self, client, request: Request) -> Generation:
+    def _attempt(self, client, request: Request, n: int = 1) -> list[Generation]:
         """One request to one endpoint: the answer, checked, within the whole-request deadline."""
         try:  # the HTTP library under the openai client (httpx2 in recent releases)
             import httpx2 as httpx
@@ -214,6 +235,7 @@ class OpenAIBackend:
             temperature=self.cfg.temperature,
             top_p=self.cfg.top_p,
             max_tokens=self.cfg.max_tokens,
+            **({"n": n} if n > 1 else {}),
             **({"seed": request.seed} if request.seed is not None else {}),
         ) as response:
             body = bytearray()
@@ -238,41 +260,87 @@ class OpenAIBackend:
                     f"{err}; {len(body)} bytes so far)"
                 ) from None
             content_type = response.headers.get("content-type", "")
-        return parse_completion(bytes(body), content_type)
+        return parse_completion(bytes(body), content_type)[:n]
 
-    def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
-        """Yield results as they finish. At most `concurrency` requests are in flight, so a
-        failure or an interrupt leaves little unfinished work behind; the requests run on daemon
-        threads that a failure or an interrupt cancels (they stop at their next retry or chunk,
-        and never hold up the process's exit)."""
-        pending = iter(requests)
+    def _units(self, requests: list[Request], stop: Callable[[], bool]) -> Iterator[list[Request]]:
+        """What one worker asks for: all samples of one prompt (consecutive requests with the same
+        prompt) in one request with `n`, until the server is seen not to take `n`; then one
+        request per sample. None once `stop()` says no further request should start."""
+        for _, group in itertools.groupby(requests, key=lambda r: r.prompt):
+            samples = list(group)
+            units = [samples] if self._takes_n is not False else [[r] for r in samples]
+            for unit in units:
+                if stop():
+                    return
+                yield unit
+
+    def _complete_unit(self, unit: list[Request]) -> Iterator[tuple[Request, Generation]]:
+        """Every request of a unit, each yielded as soon as it is there."""
+        if len(unit) == 1:
+            yield unit[0], self.complete(unit[0])
+            return
+        try:
+            generations = self.complete_n(unit[0], len(unit))
+        except SeveralRefused as err:
+            generations = []
+            log.info(
+                "%s: n=%d refused (%s); asking one sample at a time", unit[0].label, len(unit), err
+            )
+        takes_n = len(generations) >= len(unit)
+        if self._takes_n is None:
+            log.info(
+                "the server %s `n` (asked for %d choices, got %d)%s",
+                "takes" if takes_n else "does not take",
+                len(unit),
+                len(generations),
+                "" if takes_n else "; each further sample is its own request",
+            )
+        self._takes_n = takes_n
+        yield from zip(unit, generations)
+        for request in unit[len(generations) :]:
+            yield request, self.complete(request)
+
+    def run(
+        self, requests: list[Request], stop: Callable[[], bool] = _never
+    ) -> Iterator[tuple[Request, Generation]]:
+        """Yield results as they finish. At most `concurrency` units (a request, or the samples of
+        one prompt asked for together) are in flight, so a failure or an interrupt leaves little
+        unfinished work behind; they run on daemon threads that a failure or an interrupt cancels
+        (they stop at their next retry or chunk, and never hold up the process's exit). Once
+        `stop()` is true no further unit starts, and the ones in flight finish."""
+        pending = self._units(requests, stop)
         finished: queue.Queue = queue.Queue()
         cancel = threading.Event()
+        unit_done = object()
 
-        def work(request: Request) -> None:
+        def work(unit: list[Request]) -> None:
             _worker.cancel = cancel
             try:
-                finished.put((request, self.complete(request), None))
+                for request, generation in self._complete_unit(unit):
+                    finished.put((request, generation, None))
+                finished.put((None, unit_done, None))
             except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
-                finished.put((request, None, err))
+                finished.put((None, None, err))
 
-        def start(request: Request) -> None:
-            threading.Thread(target=work, args=(request,), daemon=True, name="teacher").start()
+        def start(unit: list[Request]) -> None:
+            threading.Thread(target=work, args=(unit,), daemon=True, name="teacher").start()
 
         in_flight = 0
         try:
-            for request in itertools.islice(pending, self.cfg.concurrency):
-                start(request)
+            for unit in itertools.islice(pending, self.cfg.concurrency):
+                start(unit)
                 in_flight += 1
             while in_flight:
                 try:
                     request, generation, error = finished.get(timeout=0.2)
                 except queue.Empty:
                     continue
-                in_flight -= 1
                 if error is not None:
                     raise error
-                yield request, generation
+                if generation is not unit_done:
+                    yield request, generation
+                    continue
+                in_flight -= 1
                 for new in itertools.islice(pending, 1):
                     start(new)
                     in_flight += 1
@@ -280,8 +348,13 @@ class OpenAIBackend:
             cancel.set()
 
 
-def parse_completion(body: bytes, content_type: str) -> Generation:
-    """A chat completion's text and token counts from a 200's body; BadAnswer says what is wrong."""
+def parse_completion(body: bytes, content_type: str) -> list[Generation]:
+    """The choices of a chat completion from a 200's body, each with its share of the usage;
+    BadAnswer says what is wrong.
+
+    The server reports usage for the whole request: with several choices (`n`), the prompt is
+    billed once and split evenly between them, and the completion tokens are split in proportion
+    to each choice's length, so the choices' counts add up to exactly what was billed."""
     if "json" not in content_type.lower():
         raise BadAnswer(
             f"HTTP 200 with Content-Type {content_type or 'none'!r}, not JSON "
@@ -304,26 +377,37 @@ def parse_completion(body: bytes, content_type: str) -> Generation:
     choices = payload.get("choices")
     if not isinstance(choices, list) or not choices:
         raise BadAnswer(f"HTTP 200 with {'empty' if choices == [] else 'no'} choices")
-    first = choices[0]
-    message = first.get("message") if isinstance(first, dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, str) or not content.strip():
-        what = "null" if content is None else repr(content)[:40]
-        raise BadAnswer(
-            f"an empty completion (content {what}, finish_reason "
-            f"{first.get('finish_reason') if isinstance(first, dict) else None!r})"
-        )
+    texts = [_choice_text(choice) for choice in choices]
     usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
 
     def count(key: str) -> int:
         value = usage.get(key)
         return value if isinstance(value, int) and value >= 0 else 0
 
-    return Generation(
-        text=content,
-        prompt_tokens=count("prompt_tokens"),
-        completion_tokens=count("completion_tokens"),
-    )
+    prompt_shares = _split(count("prompt_tokens"), [1] * len(texts))
+    completion_shares = _split(count("completion_tokens"), [len(t) for t in texts])
+    return [
+        Generation(text=text, prompt_tokens=p, completion_tokens=c)
+        for text, p, c in zip(texts, prompt_shares, completion_shares)
+    ]
+
+
+def _choice_text(choice) -> str:
+    message = choice.get("message") if isinstance(choice, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str) or not content.strip():
+        what = "null" if content is None else repr(content)[:40]
+        raise BadAnswer(
+            f"an empty completion (content {what}, finish_reason "
+            f"{choice.get('finish_reason') if isinstance(choice, dict) else None!r})"
+        )
+    return content
+
+
+def _split(total: int, weights: list[int]) -> list[int]:
+    """`total` in whole parts proportional to the (positive) `weights`, adding up to `total`."""
+    bounds = [total * sum(weights[:i]) // sum(weights) for i in range(len(weights) + 1)]
+    return [high - low for low, high in zip(bounds, bounds[1:])]
 
 
 def _check_cancelled() -> None:
@@ -368,8 +452,10 @@ class HFBackend:
             cfg.model, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code
         )
 
-    def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
-        for batch in _batches(requests, self.cfg.batch_size):
+    def run(
+        self, requests: list[Request], stop: Callable[[], bool] = _never
+    ) -> Iterator[tuple[Request, Generation]]:
+        for batch in _batches(requests, self.cfg.batch_size, stop):
             prompts = [self.engine.render(r.prompt) for r in batch]
             outputs = self.engine.generate(
                 prompts,
@@ -385,8 +471,10 @@ class HFBackend:
 class HFYesProbabilityBackend(HFBackend):
     """A local judge scored by P("Yes") vs P("No") as its next token, answered as a judge reply."""
 
-    def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
-        for batch in _batches(requests, self.cfg.batch_size):
+    def run(
+        self, requests: list[Request], stop: Callable[[], bool] = _never
+    ) -> Iterator[tuple[Request, Generation]]:
+        for batch in _batches(requests, self.cfg.batch_size, stop):
             prompts = [self.engine.render(r.prompt) for r in batch]
             for request, prompt, yes in zip(
                 batch, prompts, self.engine.yes_probabilities(prompts, batch_size=len(batch))
@@ -413,10 +501,12 @@ class VLLMBackend:
             cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code
         )
 
-    def run(self, requests: list[Request]) -> Iterator[tuple[Request, Generation]]:
+    def run(
+        self, requests: list[Request], stop: Callable[[], bool] = _never
+    ) -> Iterator[tuple[Request, Generation]]:
         from vllm import SamplingParams
 
-        for batch in _batches(requests, self.cfg.batch_size):
+        for batch in _batches(requests, self.cfg.batch_size, stop):
             params = [
                 SamplingParams(
                     temperature=self.cfg.temperature,

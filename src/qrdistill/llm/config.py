@@ -40,6 +40,10 @@ class BackendConfig(StrictConfig):
     max_retries: int = Field(4, ge=0)
     backoff_base_s: float = Field(1.0, ge=0)
     backoff_max_s: float = Field(60.0, ge=0)
+    # Ask for all samples of a prompt (`generate.samples_per_style`) in one request with `n`: the
+    # prompt is billed once. A server that answers fewer choices (`transformers serve` ignores
+    # `n`) or refuses `n` is seen at the first such request; the rest are then asked one by one.
+    samples_in_one_request: bool = True
 
     # hf and vllm backends
     dtype: str = "auto"
@@ -47,7 +51,8 @@ class BackendConfig(StrictConfig):
     batch_size: int = Field(8, ge=1)
     trust_remote_code: bool = False
 
-    # Optional prices (any currency, per 1M tokens) for the cost estimate in usage.json.
+    # Optional prices in USD per million tokens: the cost in usage.json, the dry run's estimate
+    # and `budget.max_usd` use them.
     price_input_per_1m: float | None = Field(None, ge=0)
     price_output_per_1m: float | None = Field(None, ge=0)
 

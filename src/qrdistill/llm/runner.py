@@ -7,6 +7,7 @@ from collections.abc import Callable
 from tqdm.auto import tqdm
 
 from qrdistill.llm.backends import Request
+from qrdistill.llm.budget import Spend
 from qrdistill.llm.cache import RequestCache
 from qrdistill.records import Generation
 
@@ -18,18 +19,27 @@ def run_cached(
     *,
     desc: str,
     show_progress: bool = True,
+    spend: Spend | None = None,
 ) -> dict[str, Generation]:
     """Completions for every request, by key: cached ones are read back, the rest are run and
     each is committed to the cache the moment it finishes.
 
     The backend is made only when something is missing, so a fully cached rerun (e.g. filtering
     again at another threshold) loads no model and contacts no server.
+
+    With `spend`, every completion (cached ones too) is counted, and once its budget is reached
+    no further request starts: the ones in flight finish and are kept, and the result lacks the
+    requests never started (the caller sees what is missing and says so).
     """
     results = cache.get_many([r.key for r in requests])
+    if spend is not None:
+        for key, generation in results.items():
+            spend.add(key, generation)
     todo = list({r.key: r for r in requests if r.key not in results}.values())
-    if not todo:
+    if not todo or (spend is not None and spend.reached):
         return results
     backend = make_backend()
+    stop = (lambda: spend.reached) if spend is not None else (lambda: False)
     total = len(results) + len(todo)
     with tqdm(
         total=total,
@@ -39,8 +49,10 @@ def run_cached(
         disable=not show_progress,
         dynamic_ncols=True,
     ) as bar:
-        for request, generation in backend.run(todo):
+        for request, generation in backend.run(todo, stop=stop):
             cache.put(request.key, request.label, generation)
             results[request.key] = generation
+            if spend is not None:
+                spend.add(request.key, generation)
             bar.update(1)
     return results

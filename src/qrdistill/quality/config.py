@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from qrdistill.llm.budget import BudgetConfig, check_budget_prices
 from qrdistill.llm.config import BackendConfig
 from qrdistill.quality.judge import (
     DEFAULT_JUDGE_TEMPLATE,
@@ -39,7 +40,14 @@ class FilterConfig(StrictConfig):
     judge_attempts: int = Field(3, ge=1)
     on_unparseable: Literal["reject", "keep"] = "reject"
     threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # Optional cap on what the judge spends (a paid API judge); as generate.budget.
+    budget: BudgetConfig | None = None
     show_progress: bool = True
+
+    @model_validator(mode="after")
+    def _budget_has_prices(self) -> FilterConfig:
+        check_budget_prices(self.budget, self.judge, "filter.judge")
+        return self
 
     @field_validator("judge_template")
     @classmethod

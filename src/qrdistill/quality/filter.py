@@ -3,6 +3,7 @@
 out_dir/judged.jsonl  every path with its verdict and `kept`
 out_dir/kept.jsonl    the kept paths only (what training reads)
 out_dir/funnel.json   per style and in total: generated -> answer_correct -> judge_kept
+out_dir/usage.json    the judge's tokens and USD (when prices are set) per style and in total
 out_dir/cache.sqlite  judge requests; filtering again (another threshold) makes no new calls
 """
 
@@ -13,9 +14,10 @@ from pathlib import Path
 from rich.table import Table
 
 from qrdistill.llm import RequestCache
+from qrdistill.llm.budget import Spend, usage_report
 from qrdistill.quality.config import FilterConfig
 from qrdistill.quality.judge import judge_paths
-from qrdistill.records import JudgeVerdict, ReasoningPath
+from qrdistill.records import JudgeVerdict, ReasoningPath, Usage
 from qrdistill.utils.io import read_jsonl_as, write_json, write_jsonl
 
 
@@ -51,6 +53,15 @@ def funnel_counts(paths: list[ReasoningPath], cfg: FilterConfig, threshold: floa
         "per_style": {s: counts([p for p in paths if p.style == s]) for s in styles},
         "total": counts(paths),
     }
+
+
+def judge_usage(paths: list[ReasoningPath], cfg: FilterConfig) -> dict:
+    """The judge's tokens (and USD at its prices) per style of the judged path and in total."""
+    per_style: dict[str, list[Usage]] = {}
+    for path in paths:
+        if path.judge is not None and path.judge.status != "skipped":
+            per_style.setdefault(path.style, []).append(path.judge.usage)
+    return usage_report(cfg.judge, per_style, "paths_judged")
 
 
 def funnel_table(funnel: dict) -> Table:
@@ -102,6 +113,7 @@ def filter_paths(
             cache,
             show_progress=cfg.show_progress,
             scoring=cfg.judge_scoring,
+            spend=Spend(cfg.judge, cfg.budget) if cfg.budget is not None else None,
         )
     skipped = JudgeVerdict(
         status="skipped",
@@ -119,4 +131,5 @@ def filter_paths(
     kept_path = out_dir / "kept.jsonl"
     write_jsonl(kept_path, [p for p in judged if p.kept])
     write_json(out_dir / "funnel.json", funnel_counts(judged, cfg, threshold))
+    write_json(out_dir / "usage.json", judge_usage(judged, cfg))
     return kept_path

@@ -12,6 +12,7 @@ import functools
 import json
 import re
 
+from qrdistill.errors import BudgetReached
 from qrdistill.llm import (
     BackendConfig,
     RequestCache,
@@ -20,7 +21,8 @@ from qrdistill.llm import (
     make_yes_probability_backend,
     run_cached,
 )
-from qrdistill.records import JudgeVerdict, ReasoningPath
+from qrdistill.llm.budget import Spend
+from qrdistill.records import JudgeVerdict, ReasoningPath, Usage
 
 TEMPLATE_SLOTS = ("{question}", "{path}")
 
@@ -152,9 +154,11 @@ def judge_paths(
     cache: RequestCache,
     show_progress: bool = True,
     scoring: str = "generate",
+    spend: Spend | None = None,
 ) -> dict[str, JudgeVerdict]:
     """A verdict for each path, by path id. Every request goes through `cache`, so judging the
-    same paths again (e.g. at another threshold) makes no new calls.
+    same paths again (e.g. at another threshold) makes no new calls. With `spend` (a budget),
+    judging stops once it is spent (BudgetReached), keeping every finished request.
 
     scoring "generate": the judge writes a score and a reason, parsed by `parse_verdict`.
     scoring "probability": the score is P("Yes") as the judge's next token (local `hf` judges);
@@ -164,6 +168,7 @@ def judge_paths(
     get_backend = functools.cache(lambda: make(backend))  # made once, only if needed
     verdicts: dict[str, JudgeVerdict] = {}
     last_reply: dict[str, str] = {}
+    usage = {p.id: Usage() for p in paths}
     pending = paths
     for attempt in range(attempts):
         requests = {
@@ -181,17 +186,29 @@ def judge_paths(
             get_backend,
             desc=f"judge (attempt {attempt + 1})",
             show_progress=show_progress,
+            spend=spend,
         )
+        if len(results) < len(set(r.key for r in requests.values())):
+            _stop_at_budget(spend, paths, verdicts, pending, results, requests)
         unreadable = []
         for path in pending:
-            reply = results[requests[path.id].key].text
+            generation = results[requests[path.id].key]
+            usage[path.id] = Usage(
+                prompt_tokens=usage[path.id].prompt_tokens + generation.prompt_tokens,
+                completion_tokens=usage[path.id].completion_tokens + generation.completion_tokens,
+            )
+            reply = generation.text
             parsed = parse_verdict(reply)
             if parsed is None:
                 last_reply[path.id] = reply
                 unreadable.append(path)
             else:
                 verdicts[path.id] = JudgeVerdict(
-                    score=parsed[0], reason=parsed[1], status="ok", attempts=attempt + 1
+                    score=parsed[0],
+                    reason=parsed[1],
+                    status="ok",
+                    attempts=attempt + 1,
+                    usage=usage[path.id],
                 )
         pending = unreadable
         if not pending:
@@ -202,5 +219,16 @@ def judge_paths(
             status="unparseable",
             attempts=attempts,
             reason=_one_line(f"no score in {attempts} replies; last: {last_reply[path.id]!r}"),
+            usage=usage[path.id],
         )
     return verdicts
+
+
+def _stop_at_budget(spend, paths, verdicts, pending, results, requests) -> None:
+    judged = len(verdicts) + sum(requests[p.id].key in results for p in pending)
+    raise BudgetReached(
+        f"filter stopped at the judge's budget: spent {spend.describe()}; {judged} of "
+        f"{len(paths)} paths judged (the rest, and any retries, not started); every finished "
+        "request is kept in the filter's cache.sqlite. Raise filter.budget.max_usd or "
+        "filter.budget.max_total_tokens and run again to continue from here"
+    )

@@ -32,6 +32,7 @@ from qrdistill.reporting.paper import (
     TABLE2_TASKS,
     is_ablation,
 )
+from qrdistill.reporting.spend import spend_section
 from qrdistill.utils.config import validate_config
 from qrdistill.utils.io import atomic_open, read_json, read_jsonl
 
@@ -287,6 +288,7 @@ def build_report(
     for section, args in (
         (_accuracy_section, (cfg,)),
         (_funnel_section, ()),
+        (spend_section, ()),
         (_routing_section, ()),
         (_training_section, ()),
         (_config_section, (config_text,)),

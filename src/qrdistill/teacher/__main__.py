@@ -1,7 +1,8 @@
 """`python -m qrdistill.teacher CONFIG EXAMPLES OUT_DIR`: stage 1 on its own.
 
 CONFIG is a YAML file holding a GenerateConfig (the `generate:` section of a run config).
-Exit status 2 with a one-line error when the config, the data or the backend is at fault.
+Exit status 2 with a one-line error when the config, the data or the backend is at fault; 3 when
+generation stopped at `budget` (raise it and rerun to continue); 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qrdistill.errors import QRDistillError
+from qrdistill.errors import BudgetReached, QRDistillError
 from qrdistill.teacher.config import GenerateConfig
 from qrdistill.teacher.generate import generate_paths
 from qrdistill.utils.config import load_config
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(GenerateConfig, args.config)
         print(generate_paths(cfg, args.examples, args.out_dir))
+    except BudgetReached as err:
+        print("budget reached: " + " ".join(str(err).split()), file=sys.stderr)
+        return 3
     except QRDistillError as err:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2

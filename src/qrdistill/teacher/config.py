@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from qrdistill.llm.budget import BudgetConfig, check_budget_prices
 from qrdistill.llm.config import BackendConfig
 from qrdistill.teacher.styles import BUILTIN_STYLES, PROMPT_SLOT
 from qrdistill.utils.config import StrictConfig
@@ -19,7 +20,12 @@ class GenerateConfig(StrictConfig):
     # Extra or replacement styles: id -> instruction template holding the `{prompt}` slot where
     # the task's base prompt goes.
     style_templates: dict[str, str] = Field(default_factory=dict)
+    # Paths per style per question, each its own draw (`sample_index` 0..N-1, in the cache key
+    # and the path id); asked for in one request with `n` where the server takes it.
     samples_per_style: int = Field(1, ge=1)
+    # Optional cap on what generation spends (real usage, cached requests included); see
+    # qrdistill.llm.budget. None: no cap.
+    budget: BudgetConfig | None = None
     show_progress: bool = True
 
     @field_validator("style_templates")
@@ -44,6 +50,7 @@ class GenerateConfig(StrictConfig):
             )
         if len(set(self.styles)) != len(self.styles):
             raise ValueError(f"styles lists a style twice: {self.styles}")
+        check_budget_prices(self.budget, self.backend, "generate.backend")
         return self
 
     def style_template(self, style: str) -> str:

@@ -1,7 +1,8 @@
 """Stage 1: the teacher writes `samples_per_style` paths per style per question.
 
 out_dir/paths.jsonl   ReasoningPath records (written atomically at the end)
-out_dir/usage.json    tokens per style and in total, and a cost estimate when prices are set
+out_dir/usage.json    tokens and USD (when prices are set) per style and in total; also written
+                      when the budget stops the stage, with how far it got
 out_dir/cache.sqlite  every finished request, so a rerun (or a run after a crash) does only the rest
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from qrdistill.errors import DataError
+from qrdistill.errors import BudgetReached, DataError
 from qrdistill.llm import (
     BackendConfig,
     Request,
@@ -19,6 +20,7 @@ from qrdistill.llm import (
     make_request,
     run_cached,
 )
+from qrdistill.llm.budget import Spend, usage_report
 from qrdistill.records import Example, Generation, ReasoningPath, Usage
 from qrdistill.tasks import get_task
 from qrdistill.teacher.config import GenerateConfig
@@ -70,40 +72,11 @@ def to_path(job: PathJob, generation: Generation, backend: BackendConfig) -> Rea
 
 
 def usage_summary(paths: list[ReasoningPath], backend: BackendConfig) -> dict:
-    """Tokens per style and in total; cost when both prices are configured (else null)."""
-
-    def cost(prompt_tokens: int, completion_tokens: int) -> float | None:
-        if backend.price_input_per_1m is None or backend.price_output_per_1m is None:
-            return None
-        return round(
-            (
-                prompt_tokens * backend.price_input_per_1m
-                + completion_tokens * backend.price_output_per_1m
-            )
-            / 1e6,
-            6,
-        )
-
-    def summarise(group: list[ReasoningPath]) -> dict:
-        prompt_tokens = sum(p.usage.prompt_tokens for p in group)
-        completion_tokens = sum(p.usage.completion_tokens for p in group)
-        return {
-            "paths": len(group),
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "cost": cost(prompt_tokens, completion_tokens),
-        }
-
-    styles = list(dict.fromkeys(p.style for p in paths))
-    return {
-        "backend": backend.kind,
-        "model": backend.model,
-        "price_input_per_1m": backend.price_input_per_1m,
-        "price_output_per_1m": backend.price_output_per_1m,
-        "per_style": {s: summarise([p for p in paths if p.style == s]) for s in styles},
-        "total": summarise(paths),
-    }
+    """Tokens per style and in total; USD when both prices are configured (else null)."""
+    per_style: dict[str, list[Usage]] = {}
+    for path in paths:
+        per_style.setdefault(path.style, []).append(path.usage)
+    return usage_report(backend, per_style, "paths")
 
 
 def _check_unique_ids(examples: list[Example], examples_path: Path) -> None:
@@ -120,13 +93,16 @@ def _check_unique_ids(examples: list[Example], examples_path: Path) -> None:
 def generate_paths(cfg: GenerateConfig, examples_path: Path, out_dir: Path) -> Path:
     """Generate the paths for every question in `examples_path`; return out_dir/paths.jsonl.
 
-    Safe to rerun and to kill: finished requests are read back from the cache, and the output
-    files are only written (atomically) once every request has finished.
+    Safe to rerun and to kill: finished requests are read back from the cache, and paths.jsonl is
+    only written (atomically) once every request has finished. With `cfg.budget`, generation
+    stops once the budget is spent (BudgetReached), keeping every finished request; a rerun with
+    a higher cap continues from there.
     """
     examples_path, out_dir = Path(examples_path), Path(out_dir)
     examples = read_jsonl_as(examples_path, Example)
     _check_unique_ids(examples, examples_path)
     jobs = plan_jobs(cfg, examples)
+    spend = Spend(cfg.backend, cfg.budget)
     with RequestCache(out_dir / "cache.sqlite") as cache:
         results = run_cached(
             [job.request for job in jobs],
@@ -134,9 +110,44 @@ def generate_paths(cfg: GenerateConfig, examples_path: Path, out_dir: Path) -> P
             lambda: make_backend(cfg.backend),
             desc="teacher paths",
             show_progress=cfg.show_progress,
+            spend=spend if cfg.budget is not None else None,
         )
-    paths = [to_path(job, results[job.request.key], cfg.backend) for job in jobs]
-    write_json(out_dir / "usage.json", usage_summary(paths, cfg.backend))
+    paths = [
+        to_path(job, results[job.request.key], cfg.backend)
+        for job in jobs
+        if job.request.key in results
+    ]
+    summary = usage_summary(paths, cfg.backend)
+    if len(paths) < len(jobs):
+        _stop_at_budget(jobs, results, spend, summary, out_dir)
+    write_json(out_dir / "usage.json", summary)
     paths_path = out_dir / "paths.jsonl"
     write_jsonl(paths_path, paths)
     return paths_path
+
+
+def _stop_at_budget(
+    jobs: list[PathJob], results: dict, spend: Spend, summary: dict, out_dir: Path
+) -> None:
+    """Record how far generation got in usage.json, then raise BudgetReached saying so."""
+    questions = list(dict.fromkeys(job.example.id for job in jobs))
+    unfinished = {job.example.id for job in jobs if job.request.key not in results}
+    done = len(questions) - len(unfinished)
+    caps = [
+        f"generate.budget.{name}"
+        for name in ("max_usd", "max_total_tokens")
+        if getattr(spend.budget, name) is not None
+    ]
+    summary["stopped_by_budget"] = {
+        "questions_complete": done,
+        "questions": len(questions),
+        "requests_finished": len(jobs) - sum(job.request.key not in results for job in jobs),
+        "requests": len(jobs),
+    }
+    write_json(out_dir / "usage.json", summary)
+    raise BudgetReached(
+        f"generate stopped at its budget: spent {spend.describe()}; {done} of {len(questions)} "
+        f"questions complete ({summary['stopped_by_budget']['requests_finished']} of "
+        f"{len(jobs)} requests); every finished request is kept in {out_dir / 'cache.sqlite'}. "
+        f"Raise {' or '.join(caps)} and run again to continue from here"
+    )

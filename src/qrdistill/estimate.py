@@ -1,0 +1,232 @@
+"""The dry run's spend estimate for the stages that call a model per request: generation (the
+teacher) and the judge. Nothing is asked of any server and torch is not imported.
+
+requests    what the stage still needs (requests already in its cache cost nothing again)
+input       the real prompts, counted with the model's own tokenizer (`tokenizer.json`, without
+            the chat template's few tokens) when it is on this machine, else chars/4 (stated)
+output      expected: the mean completion of the requests already cached, when there are any,
+            else max_tokens; at most: max_tokens per request
+USD         at the backend's prices (USD per million tokens); none without prices
+spent       the usage already in the stage's cache, as counted against its budget
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qrdistill.config import RunConfig
+from qrdistill.llm import BackendConfig, RequestCache, make_request
+from qrdistill.llm.budget import BudgetConfig, cost_usd
+from qrdistill.records import Example, Generation, ReasoningPath
+from qrdistill.utils.io import read_jsonl_as
+
+
+@dataclass
+class Estimate:
+    stage: str
+    backend: BackendConfig
+    budget: BudgetConfig | None
+    requests: int  # still to run
+    requests_total: int
+    input_tokens: int
+    expected_output_tokens: int
+    max_output_tokens: int
+    counted_by: str  # how input tokens were counted
+    spent: list[Generation]  # usage already cached
+    note: str = ""
+
+    def usd(self, output_tokens: int) -> float | None:
+        return cost_usd(self.backend, self.input_tokens, output_tokens)
+
+
+def _tokenizer_file(model: str) -> Path | None:
+    """The model's tokenizer.json when it is on this machine; nothing is downloaded or converted."""
+    from qrdistill.models.packaged import PACKAGED_MODELS, cache_dir
+
+    if model in PACKAGED_MODELS:
+        candidate = cache_dir() / "models" / model / "tokenizer.json"
+        return candidate if candidate.is_file() else None
+    if Path(model).is_dir():
+        candidate = Path(model) / "tokenizer.json"
+        return candidate if candidate.is_file() else None
+    if model.count("/") == 1:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model, "tokenizer.json")
+        return Path(found) if isinstance(found, str) else None
+    return None
+
+
+def token_counter(backend: BackendConfig) -> tuple[Callable[[str], int], str]:
+    """(count tokens of a prompt, how they are counted)."""
+    path = _tokenizer_file(backend.model)
+    if path is not None:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(path))
+        return lambda text: len(tokenizer.encode(text).ids), "the model's tokenizer"
+    return lambda text: max(1, round(len(text) / 4)), "chars/4 (no local tokenizer)"
+
+
+def _estimate(
+    stage: str,
+    backend: BackendConfig,
+    budget: BudgetConfig | None,
+    prompts: dict[str, str],
+    cache_path: Path,
+    extra_input_per_request: int = 0,
+    note: str = "",
+) -> Estimate:
+    """`prompts`: cache key -> prompt of every request the stage needs."""
+    with RequestCache(cache_path) as cache:
+        cached = cache.get_many(list(prompts))
+    todo = [prompt for key, prompt in prompts.items() if key not in cached]
+    count, counted_by = token_counter(backend)
+    counts: dict[str, int] = {}
+    for prompt in todo:
+        if prompt not in counts:
+            counts[prompt] = count(prompt)
+    done = list(cached.values())
+    expected = (
+        round(sum(g.completion_tokens for g in done) / len(done)) if done else backend.max_tokens
+    )
+    return Estimate(
+        stage=stage,
+        backend=backend,
+        budget=budget,
+        requests=len(todo),
+        requests_total=len(prompts),
+        input_tokens=sum(counts[p] + extra_input_per_request for p in todo),
+        expected_output_tokens=expected * len(todo),
+        max_output_tokens=backend.max_tokens * len(todo),
+        counted_by=counted_by,
+        spent=done,
+        note=note,
+    )
+
+
+def _train_examples(cfg: RunConfig) -> list[Example]:
+    written = Path(cfg.run_dir) / "data" / "train.jsonl"
+    if written.exists():
+        return read_jsonl_as(written, Example)
+    from qrdistill.data import split_examples
+
+    return split_examples(cfg.data)[0]["train"]
+
+
+def generate_estimate(cfg: RunConfig) -> Estimate:
+    from qrdistill.teacher.generate import plan_jobs
+
+    gen = cfg.generate
+    jobs = plan_jobs(gen, _train_examples(cfg))
+    prompts = {job.request.key: job.request.prompt for job in jobs}
+    note = ""
+    if (
+        gen.samples_per_style > 1
+        and gen.backend.kind == "openai"
+        and gen.backend.samples_in_one_request
+    ):
+        note = (
+            f"one request per sample; a server that takes `n` gets {len(prompts) // gen.samples_per_style} "
+            "requests and bills each prompt once"
+        )
+    return _estimate(
+        "generate",
+        gen.backend,
+        gen.budget,
+        prompts,
+        Path(cfg.run_dir) / "generate" / "cache.sqlite",
+        note=note,
+    )
+
+
+def judge_estimate(cfg: RunConfig) -> Estimate:
+    """From the generated paths when they are there; before generation, an upper bound: every
+    path judged (the answer check drops the wrong ones first), each as long as the teacher's
+    max_tokens, one attempt each (an unreadable verdict is asked again)."""
+    from qrdistill.quality.judge import judge_prompt
+    from qrdistill.teacher.generate import plan_jobs
+
+    flt = cfg.filter
+    paths_file = Path(cfg.run_dir) / "generate" / "paths.jsonl"
+    extra = 0
+    if paths_file.exists():
+        paths = [
+            p for p in read_jsonl_as(paths_file, ReasoningPath) if p.correct or not flt.answer_check
+        ]
+        note = f"the {len(paths)} generated paths that pass the answer check; first attempts"
+    else:
+        paths = [
+            ReasoningPath(
+                id=ReasoningPath.make_id(job.example.id, job.style, job.sample_index),
+                question_id=job.example.id,
+                task=job.example.task,
+                style=job.style,
+                sample_index=job.sample_index,
+                prompt=job.base_prompt,
+                gold=job.example.gold,
+                text=job.request.key,  # a distinct stand-in; its length is counted as max_tokens
+            )
+            for job in plan_jobs(cfg.generate, _train_examples(cfg))
+        ]
+        extra = cfg.generate.backend.max_tokens
+        note = "before generation: every path judged, each path max_tokens long (an upper bound)"
+    prompts = {}
+    for path in paths:
+        prompt = judge_prompt(flt.template, path)
+        prompts[make_request(flt.judge, prompt, 0, path.id).key] = prompt
+    estimate = _estimate(
+        "filter (judge)",
+        flt.judge,
+        flt.budget,
+        prompts,
+        Path(cfg.run_dir) / "filter" / "cache.sqlite",
+        extra_input_per_request=extra,
+        note=note,
+    )
+    return estimate
+
+
+def estimates(cfg: RunConfig, stages: tuple[str, ...] = ("generate", "filter")) -> list[Estimate]:
+    found = []
+    if "generate" in stages:
+        found.append(generate_estimate(cfg))
+    if "filter" in stages and cfg.filter.judge_enabled and cfg.filter.judge_scoring == "generate":
+        found.append(judge_estimate(cfg))
+    return found
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.4f}"
+
+
+def estimate_lines(found: list[Estimate]) -> list[str]:
+    """One line per stage (a log keeps it whole), then the notes."""
+    lines = ["Estimated spend (dry run: nothing is asked of any server):"]
+    for e in found:
+        spent_in = sum(g.prompt_tokens for g in e.spent)
+        spent_out = sum(g.completion_tokens for g in e.spent)
+        spent_usd = cost_usd(e.backend, spent_in, spent_out)
+        caps = []
+        if e.budget is not None and e.budget.max_usd is not None:
+            caps.append(f"${e.budget.max_usd:g}")
+        if e.budget is not None and e.budget.max_total_tokens is not None:
+            caps.append(f"{e.budget.max_total_tokens:,} tokens")
+        usd = (
+            f"USD {_usd(e.usd(e.expected_output_tokens))} expected, "
+            f"{_usd(e.usd(e.max_output_tokens))} at most"
+            if e.usd(0) is not None
+            else "USD: no prices set"
+        )
+        lines.append(
+            f"  {e.stage} ({e.backend.model}): {e.requests:,} of {e.requests_total:,} requests to "
+            f"run; input {e.input_tokens:,} tokens ({e.counted_by}); output "
+            f"{e.expected_output_tokens:,} tokens expected, {e.max_output_tokens:,} at most; "
+            f"{usd}; already spent {spent_in + spent_out:,} tokens"
+            + (f" ({_usd(spent_usd)})" if spent_usd is not None else "")
+            + f"; budget {' or '.join(caps) or 'none'}"
+        )
+    lines += [f"  {e.stage}: {e.note}" for e in found if e.note]
+    return lines

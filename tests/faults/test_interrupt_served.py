@@ -1,0 +1,102 @@
+"""Ctrl-C (SIGINT) on a real `qrdistill` process whose teacher is a real `transformers serve`
+behind a counting proxy: exit status 130, the command that continues printed, and that command
+finishes the stage asking only for what was not finished (the request abandoned in flight is
+the only one asked twice, and it was never stored). test_bad_answers.py covers Ctrl-C while
+requests hang (a stub); this is the same on a real server, through the whole CLI."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import subprocess_env
+from qrdistill.records import ReasoningPath
+from qrdistill.utils.io import read_jsonl_as
+
+pytestmark = pytest.mark.server
+
+
+def finished(cache) -> int:
+    try:
+        with sqlite3.connect(cache) as conn:
+            return conn.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_ctrl_c_during_generate_prints_the_continue_command_and_it_repeats_nothing(
+    served_model, proxy, tmp_path
+):
+    run = tmp_path / "run"
+    backend = {
+        "kind": "openai",
+        "model": served_model.model,
+        "base_urls": [proxy.base_url],
+        "api_key_env": None,
+        "temperature": 0.0,
+        "max_tokens": 8,
+        "concurrency": 1,
+    }
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "run_dir": str(run),
+                "data": {
+                    "task": "strategyqa",
+                    "source": {"kind": "packaged"},
+                    "train_size": 4,
+                    "dev_size": 0,
+                    "test_size": 2,
+                },
+                "generate": {"backend": backend, "styles": ["vanilla", "program"]},
+                "train": {"students": [{"name": "a", "model": "x"}, {"name": "b", "model": "y"}]},
+            }
+        )
+    )
+    command = [sys.executable, "-m", "qrdistill", "generate", str(config), "--force"]
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=subprocess_env()
+    )
+    cache = run / "generate" / "cache.sqlite"
+    try:
+        deadline = time.monotonic() + 240
+        while finished(cache) < 2:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    line = next(x for x in stderr.splitlines() if x.startswith("interrupted:"))
+    # --force is not repeated: the pipeline forgot the forced stage as it started.
+    assert line.endswith(f"to continue: qrdistill generate {shlex.quote(str(config))}"), line
+    kept = finished(cache)
+    asked_before = proxy.completions()
+    assert 2 <= kept < 8 and not (run / "generate" / "paths.jsonl").exists()
+
+    continued = shlex.split(line.split("to continue: ", 1)[1])
+    assert continued[0] == "qrdistill"
+    result = subprocess.run(
+        [sys.executable, "-m", "qrdistill", *continued[1:]],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    asked_after = proxy.completions()[len(asked_before) :]
+    assert len(asked_after) == 8 - kept  # only what was not finished
+    stored_before = {(b["messages"][0]["content"], b["seed"]) for b in asked_before[:kept]}
+    assert not stored_before & {(b["messages"][0]["content"], b["seed"]) for b in asked_after}
+    paths = read_jsonl_as(run / "generate" / "paths.jsonl", ReasoningPath)
+    assert len(paths) == 8 and finished(cache) == 8

@@ -178,7 +178,10 @@ def _aligned_logits(
         )
         if part is not None:
             here = torch.isin(rows, part.rows)
-            full[here] = part.logits[torch.searchsorted(part.rows, rows[here]), :width]
+            own = part.logits[torch.searchsorted(part.rows, rows[here]), :width]
+            # A student whose rows are all shorter than W has fewer columns; past them its rows
+            # hold no response position, so the zeros there are never read.
+            full[here, : own.shape[1]] = own
         aligned.append(full)
     return aligned, labels[:, :width]
 

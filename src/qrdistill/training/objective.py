@@ -100,7 +100,8 @@ def select_rows(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str,
     return {k: v[:, :width] for k, v in sub.items()}
 
 
-def real_tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def real_tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor | int:
+    """Tokens that are not padding: a padding-free batch has none."""
     return (
         batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel()
     )

@@ -1,7 +1,9 @@
 """Tiny randomly initialised causal LMs with their own tokenizers, built from a config (no download).
 
 Two students that differ the way real ones do: different tokenizers (vocabularies and
-segmentations), different architectures, one with a chat template and one without.
+segmentations), different architectures, one with a chat template and one without. A Gemma-3-like
+one too (arch "gemma3": sliding-window layers, a window shorter than a path), like the packaged
+gemma3-270m student.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def make_tiny_student(
 ) -> Path:
     """Save a tiny random causal LM + tokenizer to `folder` and return it."""
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, Qwen2Config
 
     folder = Path(folder)
     tokenizer = make_tokenizer(vocab_size, chat)
@@ -75,7 +77,17 @@ def make_tiny_student(
         bos_token_id=None,
         tie_word_embeddings=True,
     )
-    config = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch](**common)
+    if arch == "gemma3":
+        # One sliding-window layer, one global; the window is shorter than any training path.
+        common.update(
+            head_dim=hidden // 4,
+            sliding_window=8,
+            layer_types=["sliding_attention", "full_attention"] * (layers // 2)
+            + ["sliding_attention"] * (layers % 2),
+        )
+    config = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma3": Gemma3TextConfig}[arch](
+        **common
+    )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.generation_config.eos_token_id = tokenizer.eos_token_id

@@ -222,3 +222,24 @@ def test_every_trainable_module_is_in_the_optimizer(tiny_students, paths_file, m
     assert set(in_groups) == set(trainable)
     assert {g["name"] for g in groups} == {"llama", "qwen", "router", "peer"}
     assert {g["name"]: g["lr"] for g in groups}["router"] == cfg.routing.lr
+
+
+def test_logit_peers_align_a_student_whose_rows_are_all_shorter_than_a_shared_row():
+    """Three students sharing a tokenizer: row 1 (6 positions) is shared by students 1 and 2
+    only; student 0 computed rows 0 and 2, 4 positions at most. Its logits past position 4 are
+    never read, so padding them with anything changes nothing."""
+    torch.manual_seed(0)
+    labels = torch.full((3, 6), IGNORE)
+    labels[0, 2:4], labels[1, 2:6], labels[2, 1:3] = 1, 2, 3
+    short = torch.randn(2, 4, 5)
+    others = [RoutedRows(torch.arange(3), torch.randn(3, 8), torch.randn(3, 6, 5)) for _ in "ab"]
+    peer = PeerTeaching([8, 8, 8], dim=4, kind="logits")
+    per_char, pooled = torch.rand(3, 3), torch.randn(2, 8)
+
+    def mutual(logits):
+        routed = [RoutedRows(torch.tensor([0, 2]), pooled, logits), *others]
+        return peer(routed, 3, per_char, labels=labels)["mutual"]
+
+    garbage = torch.cat([short, torch.randn(2, 2, 5) * 100], dim=1)
+    assert mutual(short) > 0
+    assert torch.allclose(mutual(short), mutual(garbage))

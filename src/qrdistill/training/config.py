@@ -116,6 +116,12 @@ class TrainConfig(StrictConfig):
     batch_size: int = Field(4, ge=1)  # paths per device per micro-batch
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(1024, ge=8)
+    # Padding-free batches: each student's routed paths of a micro-batch concatenated into one
+    # row, position ids restarting per path, no attention across paths (transformers'
+    # DataCollatorWithFlattening). Same losses and gradients as padded batches, no padding
+    # computed. Off by default: only flash_attention_2 runs it without extra work; sdpa and eager
+    # attend over the whole row under a block-diagonal mask (README, "Padding-free batches").
+    padding_free: bool = False
     overlength: Literal["truncate_prompt", "drop"] = "truncate_prompt"
     warmup_steps: int = Field(0, ge=0)
     scheduler: Literal["linear", "cosine", "constant"] = "linear"

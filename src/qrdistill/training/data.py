@@ -1,4 +1,5 @@
-"""Training data: which paths each method trains on, per-student tokenisation, length-grouped batches.
+"""Training data: which paths each method trains on, per-student tokenisation, length-grouped batches,
+and the two batch layouts (right-padded rows, or padding-free: every path of the batch in one row).
 
 Every student sees the same paths (the router compares students on the same path), but each
 tokenises them with its own tokenizer: the prompt through `render_prompt` (its chat template
@@ -203,8 +204,13 @@ def shard(batch: list[int], rank: int, world: int) -> list[int]:
     return batch[rank::world]
 
 
-def collate(encoded: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right padding to the longest in the batch (dynamic padding); padding is masked in labels."""
+def collate(
+    encoded: list[Encoded], pad_id: int, padding_free: bool = False
+) -> dict[str, torch.Tensor]:
+    """Right padding to the longest in the batch (dynamic padding); padding is masked in labels.
+    `padding_free`: one row without padding instead (`collate_padding_free`)."""
+    if padding_free:
+        return collate_padding_free(encoded)
     width = max(len(e.input_ids) for e in encoded)
     ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
     labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
@@ -215,3 +221,42 @@ def collate(encoded: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         labels[row, :n] = torch.tensor(e.labels)
         mask[row, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def collate_padding_free(encoded: list[Encoded]) -> dict[str, torch.Tensor]:
+    """Every path of the batch concatenated into one row [1, N], no padding, by transformers'
+    `DataCollatorWithFlattening`: position ids restart at 0 for every path and there is no
+    attention mask, which is how transformers recognises packed sequences (sdpa and eager get a
+    block-diagonal causal mask, flash_attention_2 its variable-length kernel), so no token attends
+    across paths; the first label of every path is -100, so no path predicts from the one before.
+    `seq_idx` [1, N] says which path each token belongs to (`per_path_sum`)."""
+    from transformers import DataCollatorWithFlattening
+
+    batch = DataCollatorWithFlattening(return_seq_idx=True)(
+        [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
+    )
+    batch["seq_idx"] = batch["seq_idx"].long()  # an index (index_add_, searchsorted)
+    return batch
+
+
+def per_path_sum(
+    values: torch.Tensor, seq_idx: torch.Tensor | None = None, n_paths: int | None = None
+) -> torch.Tensor:
+    """Sum of `values` [B, T, ...] over each path's positions -> [paths, ...]. A right-padded
+    batch holds one path per row (`seq_idx` None); a padding-free row holds `n_paths` paths, told
+    apart by `seq_idx` [1, T]."""
+    if seq_idx is None:
+        return values.sum(1)
+    total = values.new_zeros((n_paths, *values.shape[2:]))
+    return total.index_add_(0, seq_idx.flatten(), values.flatten(0, 1))
+
+
+def unflatten(
+    values: torch.Tensor, batch: dict[str, torch.Tensor], n_paths: int, fill: float | int
+) -> torch.Tensor:
+    """A padding-free row's `values` [1, N, ...] laid out as right-padded rows [n_paths, W, ...]
+    (W: the longest path), `fill` elsewhere: for consumers that compare position t of a path."""
+    width = int(batch["position_ids"].max()) + 1
+    out = values.new_full((n_paths, width, *values.shape[2:]), fill)
+    out[batch["seq_idx"][0], batch["position_ids"][0]] = values[0]
+    return out

@@ -10,8 +10,10 @@ entropy    the entropy of the mean gate probability, maximised (router.py)
 mutual, variance, competence   peer teaching (peer.py)
 
 The step is sparse: gates are drawn first, then each student runs forward (and, through the
-loss, backward) on its routed rows only, re-batched without the other rows' padding. A pair
-with gate 0 costs that student nothing and gives it exactly zero gradient.
+loss, backward) on its routed paths only: re-batched without the other rows' padding, or with
+`padding_free` the routed paths' segments of the one padding-free row (data.collate_padding_free).
+A pair with gate 0 costs that student nothing and gives it exactly zero gradient. Either layout
+gives the same per-path losses and pooled states: only how the paths sit in memory differs.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qrdistill.training.config import TrainConfig
-from qrdistill.training.data import IGNORE
+from qrdistill.training.data import IGNORE, per_path_sum, unflatten
 from qrdistill.training.peer import PeerTeaching, RoutedRows, pool_response
 from qrdistill.training.router import (
     Router,
@@ -66,22 +68,43 @@ class StepOutput:
     )  # [S] real tokens through a forward pass only (frozen students)
 
 
-def per_path_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def per_path_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    seq_idx: torch.Tensor | None = None,
+    n_paths: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean token cross-entropy of each path over its response tokens (reduction='none' per path),
-    and the number of response tokens. [B, T, V], [B, T] -> [B], [B]."""
+    and the number of response tokens. [B, T, V], [B, T] -> [paths], [paths]; a padding-free row
+    holds several paths (`seq_idx`, `n_paths`: see data.per_path_sum)."""
     targets = labels[:, 1:]
     tokens = F.cross_entropy(
         logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
     )  # [B, T-1], 0 where ignored
-    count = (targets != IGNORE).sum(1)
-    return tokens.sum(1) / count.clamp(min=1), count
+    # A target belongs to its own path (a path's first label is -100 in either layout).
+    target_path = None if seq_idx is None else seq_idx[:, 1:]
+    count = per_path_sum((targets != IGNORE).long(), target_path, n_paths)
+    return per_path_sum(tokens, target_path, n_paths) / count.clamp(min=1), count
 
 
 def select_rows(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The routed rows of a right-padded batch, trimmed to their own longest row."""
+    """The routed paths of a batch: of right-padded rows, those rows trimmed to their own longest
+    row; of a padding-free row, their segments, still one row, `seq_idx` renumbered 0..n-1."""
+    if "seq_idx" in batch:
+        keep = torch.isin(batch["seq_idx"][0], rows)
+        sub = {k: v[:, keep] for k, v in batch.items()}
+        sub["seq_idx"] = torch.searchsorted(rows, sub["seq_idx"])  # rows are ascending
+        return sub
     sub = {k: v.index_select(0, rows) for k, v in batch.items()}
     width = int(sub["attention_mask"].sum(1).max())
     return {k: v[:, :width] for k, v in sub.items()}
+
+
+def real_tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor | int:
+    """Tokens that are not padding: a padding-free batch has none."""
+    return (
+        batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel()
+    )
 
 
 class QRDistillObjective(nn.Module):
@@ -107,6 +130,18 @@ class QRDistillObjective(nn.Module):
                 student.eval()
         return self
 
+    def _peer_rows(self, rows: torch.Tensor, out, sub: dict[str, torch.Tensor]) -> RoutedRows:
+        """What peer teaching reads from one student: response-pooled states per path and, for
+        kind logits, the logits as right-padded rows (position t of a path is compared across
+        students)."""
+        seq_idx, n = sub.get("seq_idx"), rows.numel()
+        logits = None
+        if self.peer.kind == "logits":
+            logits = out.logits if seq_idx is None else unflatten(out.logits, sub, n, 0.0)
+        return RoutedRows(
+            rows, pool_response(out.hidden_states[-1], sub["labels"], seq_idx, n), logits
+        )
+
     def forward(
         self,
         inputs: list[dict[str, torch.Tensor]],
@@ -117,8 +152,8 @@ class QRDistillObjective(nn.Module):
         tau: float = 1.0,
         fixed_gates: torch.Tensor | None = None,
     ) -> StepOutput:
-        """inputs: per student the right-padded {input_ids, attention_mask, labels} of the same B
-        paths; chars: [B] response lengths in characters. Gates come from the router (embeddings, noise, tau) or are given
+        """inputs: per student the collated batch of the same B paths (data.collate: right-padded
+        or padding-free); chars: [B] response lengths in characters. Gates come from the router (embeddings, noise, tau) or are given
         (`fixed_gates`: routing modes all and random)."""
         n_paths, n_students = chars.shape[0], len(self.students)
         device = inputs[0]["input_ids"].device
@@ -145,28 +180,26 @@ class QRDistillObjective(nn.Module):
                 routed.append(None)
                 continue
             sub = select_rows(batch, rows)
+            seq_idx, n = sub.get("seq_idx"), rows.numel()
             frozen = self.frozen[s]
             with torch.no_grad() if frozen else nullcontext():
+                # No cache: with one, transformers ignores padding-free position ids (sdpa/eager).
                 out = student(
-                    input_ids=sub["input_ids"],
-                    attention_mask=sub["attention_mask"],
+                    **{
+                        k: sub[k]
+                        for k in ("input_ids", "attention_mask", "position_ids")
+                        if k in sub
+                    },
                     output_hidden_states=self.peer is not None,
+                    use_cache=False,
                 )
-            loss, count = per_path_loss(out.logits, sub["labels"])
+            loss, count = per_path_loss(out.logits, sub["labels"], seq_idx, n)
             if not frozen:
                 terms["distill"] = terms["distill"] + loss.mean()
             per_path[rows, s] = loss.detach()
             counts[rows, s] = count.float()
-            (forward_only if frozen else tokens)[s] = sub["attention_mask"].sum()
-            routed.append(
-                None
-                if self.peer is None
-                else RoutedRows(
-                    rows,
-                    pool_response(out.hidden_states[-1], sub["labels"]),
-                    out.logits if self.peer.kind == "logits" else None,
-                )
-            )
+            (forward_only if frozen else tokens)[s] = real_tokens(sub)
+            routed.append(None if self.peer is None else self._peer_rows(rows, out, sub))
 
         if self.router is not None:
             terms["router"] = router_loss(probs, comparative_signal(per_path))
@@ -174,7 +207,11 @@ class QRDistillObjective(nn.Module):
         if self.peer is not None:
             # Per-character loss: comparable across tokenizers (the competence target).
             per_char = per_path * counts / chars.to(device).unsqueeze(1).clamp(min=1)
-            labels = inputs[0]["labels"] if self.peer.kind == "logits" else None
+            labels = None
+            if self.peer.kind == "logits":
+                labels = inputs[0]["labels"]
+                if "seq_idx" in inputs[0]:
+                    labels = unflatten(labels, inputs[0], n_paths, IGNORE)
             terms.update(self.peer(routed, n_paths, per_char, labels=labels))
 
         loss = sum(self.weights[k] * terms[k] for k in TERMS)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qrdistill.training.data import IGNORE
+from qrdistill.training.data import IGNORE, per_path_sum
 
 _MASKED = -1e9  # logit of a student that did not compute the path (softmax weight 0)
 
@@ -60,11 +60,18 @@ def response_mask(labels: torch.Tensor) -> torch.Tensor:
     return labels != IGNORE
 
 
-def pool_response(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean of hidden states over response tokens: [B, T, d] -> [B, d]. Prompt and padding carry
-    label -100 and contribute nothing."""
+def pool_response(
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    seq_idx: torch.Tensor | None = None,
+    n_paths: int | None = None,
+) -> torch.Tensor:
+    """Mean of hidden states over each path's response tokens: [B, T, d] -> [paths, d] (a
+    padding-free row: `seq_idx`, `n_paths`, see `per_path_sum`). Prompt and padding carry label
+    -100 and contribute nothing."""
     mask = response_mask(labels).unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    total = per_path_sum(hidden * mask, seq_idx, n_paths)
+    return total / per_path_sum(mask, seq_idx, n_paths).clamp(min=1.0)
 
 
 class PeerTeaching(nn.Module):
@@ -171,7 +178,10 @@ def _aligned_logits(
         )
         if part is not None:
             here = torch.isin(rows, part.rows)
-            full[here] = part.logits[torch.searchsorted(part.rows, rows[here]), :width]
+            own = part.logits[torch.searchsorted(part.rows, rows[here]), :width]
+            # A student whose rows are all shorter than W has fewer columns; past them its rows
+            # hold no response position, so the zeros there are never read.
+            full[here, : own.shape[1]] = own
         aligned.append(full)
     return aligned, labels[:, :width]
 

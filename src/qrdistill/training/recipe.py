@@ -226,7 +226,9 @@ class Recipe:
             {
                 k: v.to(device)
                 for k, v in collate(
-                    [self.data.encoded[n][i] for i in local], self.tokenizers[n].pad_token_id
+                    [self.data.encoded[n][i] for i in local],
+                    self.tokenizers[n].pad_token_id,
+                    padding_free=self.cfg.padding_free,
                 ).items()
             }
             for n in self.names

@@ -1,5 +1,5 @@
 """The training loop, in one place: load students and data, build the objective, optimise, log,
-checkpoint, resume, export. Everything it uses lives in a small module next to it (data, router,
+checkpoint, resume, save the students. Everything it uses lives in a small module next to it (data, router,
 peer, objective, checkpoint, export); nothing here is hidden in callbacks.
 
 Distributed runs use `accelerate` (CPU, one GPU, `accelerate launch` for DDP; FSDP/DeepSpeed via
@@ -23,11 +23,12 @@ import torch
 
 from qrdistill.errors import ConfigError, TrainingDiverged
 from qrdistill.models import load_tokenizer
+from qrdistill.models.loading import resolve_precision
 from qrdistill.models.packaged import cache_dir
 from qrdistill.training import checkpoint
 from qrdistill.training.config import TrainConfig
 from qrdistill.training.data import TrainData, build_data, collate, epoch_batches, shard
-from qrdistill.training.export import export_student
+from qrdistill.training.export import save_student
 from qrdistill.training.objective import TERMS, QRDistillObjective, StepOutput
 from qrdistill.training.router import (
     embed_texts,
@@ -435,12 +436,22 @@ class Recipe:
 
     def _finish(self) -> None:
         self.acc.wait_for_everyone()
+        # Every rank takes part: under FSDP/DeepSpeed this gathers the sharded weights.
+        state = self.acc.get_state_dict(self.model)
         model = self.acc.unwrap_model(self.model)
         if self.acc.is_main_process:
             exported = {}
-            for name, student in zip(self.names, model.students):
-                path = export_student(student, self.tokenizers[name], self.out / "students" / name)
-                exported[name] = str(path)
+            for i, (scfg, student) in enumerate(zip(self.cfg.students, model.students)):
+                prefix = f"students.{i}."
+                own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+                path = save_student(
+                    student,
+                    scfg,
+                    resolve_precision(scfg.precision),
+                    self.out / "students" / scfg.name,
+                    state_dict=own,
+                )
+                exported[scfg.name] = str(path)
             write_json(
                 self.out / "summary.json",
                 {

@@ -87,6 +87,26 @@ def test_qr_distill_run_writes_every_output(tmp_path, paths_file, make_config, t
     assert ckpts == ["step-4", "step-6"]  # every 2 steps, keep the newest 2
 
 
+def test_a_checkpoint_holds_the_trainable_state_only(tmp_path, paths_file, make_config):
+    recipe = Recipe(make_config(max_steps=2), paths_file, tmp_path / "run")
+    recipe.run()
+    model = recipe.acc.unwrap_model(recipe.model)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    step = tmp_path / "run" / "checkpoints" / "step-2"
+    state = torch.load(step / "trainable.pt")
+    extra = set(state) - set(trainable)
+    assert set(trainable) <= set(state) and any(k.startswith("router.") for k in state)
+    assert all(k.startswith(("router.", "peer.")) for k in extra)  # their buffers, if any
+    students = [k for k in state if k.startswith("students.")]
+    assert students and all(".lora_A." in k or ".lora_B." in k for k in students)
+    payload = sum(v.numel() * v.element_size() for v in state.values())
+    assert (step / "trainable.pt").stat().st_size < payload + 64 * 1024
+    base = sum(p.numel() * p.element_size() for p in model.students.parameters())
+    assert payload < 0.1 * base
+    optimizer = torch.load(step / "optimizer.pt")
+    assert len(optimizer["state"]) == len(trainable)  # Adam moments of trainable tensors only
+
+
 def test_seeded_runs_are_identical_and_an_interrupted_run_resumes_exactly(
     tmp_path, paths_file, make_config, monkeypatch
 ):

@@ -20,6 +20,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from accelerate.utils import DistributedType
 
 from qrdistill.errors import ConfigError, TrainingDiverged
 from qrdistill.models import load_tokenizer
@@ -385,10 +386,14 @@ class Recipe:
                     (self.out / name).unlink(missing_ok=True)
             self.acc.wait_for_everyone()
         else:
+            if self.sharded:
+                deepspeed = self.acc.distributed_type == DistributedType.DEEPSPEED
+                kwargs = {"load_module_strict": False} if deepspeed else {}
+                self.acc.load_state(str(found), **kwargs)
             progress = checkpoint.load(
                 found,
-                self.acc.unwrap_model(self.model),
-                self.optimizer,
+                None if self.sharded else self.acc.unwrap_model(self.model),
+                None if self.sharded else self.optimizer,
                 self.scheduler,
                 self.acc.process_index,
             )
@@ -410,9 +415,21 @@ class Recipe:
         if self.cfg.report_to != "none":
             self.acc.init_trackers("qrdistill", config=_flat(self.cfg.model_dump(mode="json")))
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP / DeepSpeed: no rank holds the whole model or optimizer state, so checkpoints go
+        through accelerate's save_state / load_state (untested here: needs GPUs)."""
+        return self.acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
     def save_checkpoint(self) -> None:
         step = self.progress.step
-        checkpoint.save_rank_rng(self.ckpt_dir, step, self.acc.process_index)
+        if self.sharded:  # every rank writes its shards and its RNG state into the staging folder
+            # DeepSpeed can leave the frozen base out of its checkpoint; FSDP's shards hold it.
+            deepspeed = self.acc.distributed_type == DistributedType.DEEPSPEED
+            kwargs = {"exclude_frozen_parameters": True} if deepspeed else {}
+            self.acc.save_state(str(checkpoint.staging_dir(self.ckpt_dir, step)), **kwargs)
+        else:
+            checkpoint.save_rank_rng(self.ckpt_dir, step, self.acc.process_index)
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             progress = {
@@ -426,8 +443,8 @@ class Recipe:
             checkpoint.commit(
                 self.ckpt_dir,
                 step,
-                self.acc.unwrap_model(self.model),
-                self.optimizer,
+                None if self.sharded else self.acc.unwrap_model(self.model),
+                None if self.sharded else self.optimizer,
                 self.scheduler,
                 progress,
                 self.cfg.checkpoint_keep,

@@ -7,6 +7,8 @@ error (real) or asks transformers for the NF4 base (checked with a spy; no GPU h
 
 from __future__ import annotations
 
+import stat
+
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -19,7 +21,7 @@ from qrdistill.models.artifacts import read_trained_student
 from qrdistill.training.config import StudentConfig
 from qrdistill.training.export import merge_dtype, merge_student, save_student
 from qrdistill.training.students import load_student
-from qrdistill.utils.io import read_json
+from qrdistill.utils.io import current_umask, read_json
 
 TEXT = "Question: what is 3 + 5? The answer is \\boxed{8}."
 
@@ -54,6 +56,11 @@ def test_merged_folder_gives_the_adapter_models_logits(tiny_students, tmp_path):
     torch.testing.assert_close(_logits(merged, tokenizer), expected, atol=1e-5, rtol=1e-5)
     assert (_logits(base, tokenizer) - expected).abs().max() > 1e-3  # the adapter does something
     assert load_tokenizer(str(merged_dir)).get_vocab() == tokenizer.get_vocab()
+    # Written with the user's umask (safetensors alone writes 0o600).
+    mode = 0o666 & ~current_umask()
+    files = [p for d in (folder, merged_dir) for p in d.iterdir()]
+    assert {p.name for p in files} >= {"adapter_model.safetensors", "model.safetensors"}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {mode}
 
 
 def test_merging_a_4bit_trained_student_reloads_its_base_in_bf16_never_quantized(

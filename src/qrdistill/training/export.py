@@ -17,7 +17,7 @@ from qrdistill.errors import UsageError
 from qrdistill.models.artifacts import RECORD, TrainedStudent, read_trained_student
 from qrdistill.models.packaged import PACKAGED_MODELS
 from qrdistill.training.config import StudentConfig
-from qrdistill.utils.io import write_json
+from qrdistill.utils.io import umask_modes, write_json
 
 MERGE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -31,6 +31,7 @@ def _base_pointer(model: str) -> str:
 
 
 def _replace_dir(tmp: Path, out: Path) -> Path:
+    umask_modes(tmp)  # safetensors writes its files 0o600
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

@@ -71,6 +71,15 @@ def current_umask() -> int:
     return mask
 
 
+def umask_modes(folder: str | os.PathLike) -> None:
+    """Give every file under `folder` the mode a plain `open` would (0o666 less the umask).
+    For folders written by libraries that create private files (safetensors writes 0o600)."""
+    mode = 0o666 & ~current_umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            os.chmod(path, mode)
+
+
 @contextmanager
 def atomic_open(
     path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"

@@ -37,9 +37,11 @@ STUDENTS = [
 
 
 def teach(paths_file: Path, out: Path, epochs: int) -> Path:
-    """SmolLM2 after learning the planted style's paths (qrdistill's trainer, one student)."""
+    """SmolLM2 after learning the planted style's paths (qrdistill's trainer, one student),
+    merged into a plain model folder to start the joint run from."""
     from qrdistill.training import train
     from qrdistill.training.config import TrainConfig
+    from qrdistill.training.export import merge_student
 
     cfg = TrainConfig(
         students=[{**STUDENTS[0], "lr": 2e-3}],
@@ -53,7 +55,8 @@ def teach(paths_file: Path, out: Path, epochs: int) -> Path:
         checkpoint_every=10_000,
         seed=0,
     )
-    return train(cfg, paths_file, out) / "students" / KNOWS
+    trained = train(cfg, paths_file, out) / "students" / KNOWS
+    return merge_student(trained, out / "merged" / KNOWS)
 
 
 def style_losses(cfg, paths_file: Path, out: Path) -> dict:

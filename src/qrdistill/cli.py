@@ -124,6 +124,26 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    if not args.merge:
+        raise UsageError(
+            f"nothing to export without --merge: each student's adapter is already in "
+            f"{Path(args.run_dir) / 'train' / args.method / 'students'}/<student>/ (peft layout); "
+            "add --merge to write standard HF folders with the adapter merged into the base"
+        )
+    from qrdistill.training.export import merge_run
+
+    for path in merge_run(
+        Path(args.run_dir),
+        args.method,
+        args.student,
+        Path(args.out) if args.out else None,
+        args.dtype,
+    ):
+        console.print(f"merged: {path}")
+    return 0
+
+
 def cmd_tasks(args) -> int:
     from qrdistill.data import available_counts
     from qrdistill.tasks import get_task, list_tasks
@@ -216,6 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir")
     report.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
     report.set_defaults(func=cmd_report)
+
+    export = sub.add_parser(
+        "export",
+        help="write a method's trained students as standard HF folders (adapter merged into the base)",
+    )
+    export.add_argument("run_dir")
+    export.add_argument("--method", required=True, help="the trained method, e.g. qr_distill")
+    export.add_argument("--student", default=None, help="only this student (default: all)")
+    export.add_argument(
+        "--merge", action="store_true", help="merge the LoRA adapter into a fresh copy of the base"
+    )
+    export.add_argument(
+        "--out", default=None, help="folder for the merged students (default RUN/merged/METHOD)"
+    )
+    export.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        help="dtype the base is reloaded and merged in; auto: as trained, bf16 for a 4-bit base "
+        "(never merged into quantized weights)",
+    )
+    export.set_defaults(func=cmd_export)
 
     tasks = sub.add_parser("tasks", help="list tasks and how many examples are available offline")
     tasks.set_defaults(func=cmd_tasks)

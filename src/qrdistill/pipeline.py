@@ -286,6 +286,8 @@ class Pipeline:
                 method=method,
             )
             self._mark_done(out, fp, "train")
+            if self.is_main:  # finished and recorded: the resumable state is of no further use
+                shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
     def eval_models(self):
         from qrdistill.evaluation import EvalModel

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import Literal
 
 import pytest
@@ -9,7 +11,14 @@ import pytest
 from qrdistill.errors import ConfigError, DataError
 from qrdistill.records import Example
 from qrdistill.utils.config import StrictConfig, apply_overrides, load_config, parse_override
-from qrdistill.utils.io import atomic_open, read_jsonl, read_jsonl_as, write_jsonl
+from qrdistill.utils.io import (
+    atomic_open,
+    current_umask,
+    read_jsonl,
+    read_jsonl_as,
+    write_json,
+    write_jsonl,
+)
 
 
 class Inner(StrictConfig):
@@ -89,6 +98,20 @@ def test_atomic_open_leaves_old_file_on_failure(tmp_path):
             raise RuntimeError("crash")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]  # no temp file left behind
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_get_the_users_umask_not_mkstemps_0600(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_open(tmp_path / "b.bin", "wb", encoding=None) as handle:
+            handle.write(b"x")
+    finally:
+        os.umask(old)
+    for name in ("a.json", "b.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
 
 
 def test_jsonl_roundtrip_and_located_errors(tmp_path):

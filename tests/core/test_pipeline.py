@@ -71,7 +71,8 @@ def test_every_stage_writes_its_artifacts(finished_run):
     assert len((run / "filter" / "kept.jsonl").read_text().splitlines()) == 8
     for method in ("qr_distill", "no_peer"):
         for student in ("a", "b"):
-            assert (run / "train" / method / "students" / student / "config.json").exists()
+            assert (run / "train" / method / "students" / student / "adapter_config.json").exists()
+        assert not (run / "train" / method / "checkpoints").exists()  # removed once recorded
         trained = json.loads((run / "train" / method / "summary.json").read_text())
         assert (trained["method"], trained["objective"]) == (
             method,
@@ -87,6 +88,40 @@ def test_every_stage_writes_its_artifacts(finished_run):
     assert "qr_distill" in (run / "report" / "report.md").read_text()
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["methods"].keys() == {"qr_distill", "no_peer"}
+
+
+def test_export_merges_a_methods_students_on_request_only(finished_run, tiny_students, capsys):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from qrdistill.models import load_causal_lm
+
+    _, run = finished_run
+    assert not (run / "merged").exists()  # evaluation used the adapters; nothing merged
+    assert main(["export", str(run), "--method", "qr_distill", "--student", "a", "--merge"]) == 0
+    assert [p.name for p in (run / "merged" / "qr_distill").iterdir()] == ["a"]
+    merged = AutoModelForCausalLM.from_pretrained(run / "merged" / "qr_distill" / "a")
+    trained, tokenizer = load_causal_lm(str(run / "train" / "qr_distill" / "students" / "a"))
+    ids = tokenizer(["Is the sky blue? Answer yes or no."], return_tensors="pt")
+    with torch.no_grad():
+        expected = trained(**ids).logits
+        torch.testing.assert_close(merged(**ids).logits, expected, atol=1e-5, rtol=1e-5)
+        base = AutoModelForCausalLM.from_pretrained(tiny_students[0])
+        assert (base(**ids).logits - expected).abs().max() > 0  # trained: not the base
+    out = run.parent / "elsewhere"
+    assert main(["export", str(run), "--method", "no_peer", "--merge", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b"]
+    capsys.readouterr()
+    for args, named in (
+        (["--method", "qr_distill"], "add --merge"),
+        (["--method", "nope", "--merge"], "trained methods: no_peer, qr_distill"),
+        (["--method", "qr_distill", "--student", "zz", "--merge"], "students: a, b"),
+    ):
+        assert main(["export", str(run), *args]) == 2
+        err = capsys.readouterr().err
+        assert named in err and err.count("\n") == 1
+    assert main(["export", str(run / "missing"), "--method", "qr_distill", "--merge"]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_rerun_skips_every_stage_that_is_up_to_date(finished_run):

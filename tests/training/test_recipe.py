@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from qrdistill.errors import TrainingDiverged
+from qrdistill.models import load_causal_lm
 from qrdistill.training import objective as objective_mod
 from qrdistill.training import train
 from qrdistill.training.recipe import Recipe
@@ -20,7 +21,7 @@ def _weights(out) -> dict[str, torch.Tensor]:
     return {
         f"{name}/{k}": v
         for name in ("llama", "qwen")
-        for k, v in load_file(out / "students" / name / "model.safetensors").items()
+        for k, v in load_file(out / "students" / name / "adapter_model.safetensors").items()
     }
 
 
@@ -29,7 +30,6 @@ def _same(a: dict, b: dict) -> bool:
 
 
 def test_qr_distill_run_writes_every_output(tmp_path, paths_file, make_config, tiny_students):
-    from transformers import AutoModelForCausalLM
 
     out = train(make_config(epochs=2), paths_file, tmp_path / "run")
     rows = read_jsonl(out / "metrics.jsonl")
@@ -62,17 +62,49 @@ def test_qr_distill_run_writes_every_output(tmp_path, paths_file, make_config, t
     summary = read_json(out / "summary.json")
     assert summary["counts"]["items"] == 12 and summary["steps"] == 6
     assert summary["effective"] == {"routing_mode": "learned", "peer": True}
-    # Students are standard HF folders, merged (LoRA trained: weights differ from the base).
+    # Each student is its LoRA adapter (peft layout) and a pointer to its base, nothing more.
     for name, base in zip(("llama", "qwen"), tiny_students):
-        model = AutoModelForCausalLM.from_pretrained(out / "students" / name)
-        original = AutoModelForCausalLM.from_pretrained(base)
-        assert not any("lora" in k for k in model.state_dict())
-        diff = [
-            k for k, v in model.state_dict().items() if not torch.equal(v, original.state_dict()[k])
+        folder = out / "students" / name
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "README.md",  # peft's model card
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "student.json",
         ]
-        assert any("q_proj" in k for k in diff) and any("v_proj" in k for k in diff)
+        assert read_json(folder / "student.json") == {
+            "base": str(base),
+            "adapter": True,
+            "load_in_4bit": False,
+            "dtype": "float32",
+            "trust_remote_code": False,
+        }
+        assert read_json(folder / "adapter_config.json")["base_model_name_or_path"] == str(base)
+        adapter = load_file(folder / "adapter_model.safetensors")
+        assert adapter and all("lora_" in k for k in adapter)  # no base weight in it
+        assert any("q_proj.lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())
+        assert any("v_proj.lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("step-*"))
     assert ckpts == ["step-4", "step-6"]  # every 2 steps, keep the newest 2
+
+
+def test_a_checkpoint_holds_the_trainable_state_only(tmp_path, paths_file, make_config):
+    recipe = Recipe(make_config(max_steps=2), paths_file, tmp_path / "run")
+    recipe.run()
+    model = recipe.acc.unwrap_model(recipe.model)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    step = tmp_path / "run" / "checkpoints" / "step-2"
+    state = torch.load(step / "trainable.pt")
+    extra = set(state) - set(trainable)
+    assert set(trainable) <= set(state) and any(k.startswith("router.") for k in state)
+    assert all(k.startswith(("router.", "peer.")) for k in extra)  # their buffers, if any
+    students = [k for k in state if k.startswith("students.")]
+    assert students and all(".lora_A." in k or ".lora_B." in k for k in students)
+    payload = sum(v.numel() * v.element_size() for v in state.values())
+    assert (step / "trainable.pt").stat().st_size < payload + 64 * 1024
+    base = sum(p.numel() * p.element_size() for p in model.students.parameters())
+    assert payload < 0.1 * base
+    optimizer = torch.load(step / "optimizer.pt")
+    assert len(optimizer["state"]) == len(trainable)  # Adam moments of trainable tensors only
 
 
 def test_seeded_runs_are_identical_and_an_interrupted_run_resumes_exactly(
@@ -158,9 +190,12 @@ def test_frozen_student_is_not_updated(tmp_path, paths_file, make_config, tiny_s
     cfg = make_config(max_steps=2)
     cfg.students[1].frozen = True
     out = train(cfg, paths_file, tmp_path / "frozen")
-    frozen = AutoModelForCausalLM.from_pretrained(out / "students" / "qwen").state_dict()
+    # A frozen student's folder is a pointer to its base, and loads as exactly that model.
+    assert [p.name for p in (out / "students" / "qwen").iterdir()] == ["student.json"]
+    assert read_json(out / "students" / "qwen" / "student.json")["adapter"] is False
+    frozen = load_causal_lm(str(out / "students" / "qwen"))[0].state_dict()
     base = AutoModelForCausalLM.from_pretrained(tiny_students[1]).state_dict()
-    assert all(torch.equal(frozen[k], base[k]) for k in base)
+    assert frozen.keys() == base.keys() and all(torch.equal(frozen[k], base[k]) for k in base)
     assert "lr/qwen" not in read_jsonl(out / "metrics.jsonl")[-1]  # not in the optimizer
 
 
@@ -209,7 +244,7 @@ def test_single_student_and_module_cli(tmp_path, paths_file, tiny_students, embe
         == 0
     )
     assert read_json(tmp_path / "solo" / "summary.json")["steps"] == 1
-    assert (tmp_path / "solo" / "students" / "solo" / "config.json").exists()
+    assert (tmp_path / "solo" / "students" / "solo" / "adapter_config.json").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("students: [{name: a, model: x}]\nepochz: 3\n")
     assert (

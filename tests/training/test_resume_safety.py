@@ -19,7 +19,7 @@ def _weights(out) -> dict[str, torch.Tensor]:
     return {
         f"{name}/{k}": v
         for name in ("llama", "qwen")
-        for k, v in load_file(out / "students" / name / "model.safetensors").items()
+        for k, v in load_file(out / "students" / name / "adapter_model.safetensors").items()
     }
 
 
@@ -120,16 +120,16 @@ def test_killed_while_exporting_after_the_last_checkpoint_resumes_to_the_same_su
 
     cfg = make_config(epochs=1, checkpoint_every=2, max_steps=3)
     full = train(cfg, paths_file, tmp_path / "full")
-    original = recipe.export_student
+    original = recipe.save_student
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("simulated crash while exporting")
 
-    monkeypatch.setattr(recipe, "export_student", killed)
+    monkeypatch.setattr(recipe, "save_student", killed)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, paths_file, tmp_path / "run")
     assert read_json(tmp_path / "run" / "checkpoints" / "latest.json")["step"] == 3  # the final one
-    monkeypatch.setattr(recipe, "export_student", original)
+    monkeypatch.setattr(recipe, "save_student", original)
     out = train(cfg, paths_file, tmp_path / "run", resume=True)
     want, got = read_json(full / "summary.json"), read_json(out / "summary.json")
     assert got["routing_last_epoch"] == want["routing_last_epoch"] != []

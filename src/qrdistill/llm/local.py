@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from qrdistill.errors import BackendError
 from qrdistill.records import Generation
+from qrdistill.utils.io import read_json
 
 
 class HFEngine:
@@ -132,10 +134,28 @@ class VLLMEngine:
                 "installed (pip install 'qrdistill[gpu]'); or use the hf backend"
             ) from None
         from qrdistill.models import resolve_model
+        from qrdistill.models.artifacts import read_trained_student
 
         self.name, self.trust_remote_code = model, trust_remote_code
         self._tokenizer = None
-        self.llm = LLM(model=resolve_model(model), dtype=dtype, trust_remote_code=trust_remote_code)
+        # A trained student is served as vLLM serves adapters: its base with LoRA enabled, the
+        # adapter attached to every request (a 4-bit base through vLLM's bitsandbytes loader).
+        student = read_trained_student(model)
+        kwargs, self.lora = {}, None
+        if student is not None:
+            model = student.base
+            trust_remote_code = trust_remote_code or student.trust_remote_code
+            if student.load_in_4bit:
+                kwargs["quantization"] = "bitsandbytes"
+            if student.adapter:
+                from vllm.lora.request import LoRARequest
+
+                rank = read_json(Path(self.name) / "adapter_config.json")["r"]
+                kwargs.update(enable_lora=True, max_lora_rank=max(16, rank))
+                self.lora = LoRARequest("student", 1, str(Path(self.name).resolve()))
+        self.llm = LLM(
+            model=resolve_model(model), dtype=dtype, trust_remote_code=trust_remote_code, **kwargs
+        )
 
     def render(self, text: str) -> str:
         from qrdistill.models import load_tokenizer, render_prompt
@@ -171,7 +191,9 @@ class VLLMEngine:
             logprobs=0 if greedy else None,
         )
         results = []
-        for output in self.llm.generate(list(prompts), params, use_tqdm=False):
+        for output in self.llm.generate(
+            list(prompts), params, use_tqdm=False, lora_request=self.lora
+        ):
             completion = output.outputs[0]
             length = len(completion.token_ids)
             mean_logprob = (

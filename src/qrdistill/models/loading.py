@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qrdistill.errors import ConfigError
+from qrdistill.models.artifacts import TrainedStudent, read_trained_student
 from qrdistill.models.packaged import PACKAGED_MODELS, packaged_model_path
 
 _DTYPES = {
@@ -103,8 +105,36 @@ def resolve_attn_implementation(choice: str, dtype) -> str | None:
     return "flash_attention_2" if usable and half else None
 
 
+def four_bit_available() -> bool:
+    """bitsandbytes 4-bit needs the package and a CUDA GPU."""
+    import importlib.util
+
+    import torch
+
+    return importlib.util.find_spec("bitsandbytes") is not None and torch.cuda.is_available()
+
+
+def nf4_config(compute_dtype):
+    """The one 4-bit setting, used to train QLoRA students and to evaluate them as trained:
+    NF4 with double quantization, matmuls in `compute_dtype`."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=_torch_dtype(compute_dtype)
+        if isinstance(compute_dtype, str)
+        else compute_dtype,
+    )
+
+
 def load_tokenizer(name: str, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
+
+    student = read_trained_student(name)
+    if student is not None:  # a trained student speaks its base's tokenizer
+        name, trust_remote_code = student.base, trust_remote_code or student.trust_remote_code
 
     tokenizer = AutoTokenizer.from_pretrained(
         resolve_model(name), trust_remote_code=trust_remote_code
@@ -124,10 +154,21 @@ def load_causal_lm(
     quantization_config=None,
     attn_implementation: str | None = None,
 ):
-    """Load (model, tokenizer). `name`: packaged alias, local folder or hub id; `dtype`: a name
-    (float32, bf16, ...) or a torch dtype; `attn_implementation`: None for transformers' default."""
+    """Load (model, tokenizer). `name`: packaged alias, local folder, hub id, or a trained student's
+    folder (base + LoRA adapter, see `artifacts.py`); `dtype`: a name (float32, bf16, ...) or a
+    torch dtype; `attn_implementation`: None for transformers' default."""
     from transformers import AutoModelForCausalLM
 
+    student = read_trained_student(name)
+    if student is not None:
+        return _load_trained_student(
+            name,
+            student,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation,
+        )
     path = resolve_model(name)
     if not Path(path).exists() and "/" not in path:
         known = ", ".join(sorted(k for k, v in PACKAGED_MODELS.items() if v.kind == "causal_lm"))
@@ -143,9 +184,45 @@ def load_causal_lm(
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if device:
+    if device and quantization_config is None:  # bitsandbytes places quantized weights itself
         model.to(device)
     tokenizer = load_tokenizer(name, trust_remote_code=trust_remote_code)
+    return model, tokenizer
+
+
+def _load_trained_student(
+    folder: str,
+    student: TrainedStudent,
+    *,
+    dtype,
+    device: str | None,
+    trust_remote_code: bool,
+    attn_implementation: str | None,
+):
+    """Base + adapter, as trained: a student trained on a 4-bit base gets the same 4-bit base
+    (NF4, its training compute dtype); any other base is loaded in `dtype`. Not merged."""
+    quant = None
+    if student.load_in_4bit:
+        if not four_bit_available():
+            raise ConfigError(
+                f"{folder}: this student was trained on a 4-bit base, which needs bitsandbytes "
+                "and a CUDA GPU to load as trained (pip install 'qrdistill[gpu]'); elsewhere, "
+                "write a merged copy with `qrdistill export RUN --method M --merge` and use its folder"
+            )
+        quant = nf4_config(student.dtype or "bfloat16")
+        dtype = student.dtype or "bfloat16"
+    model, tokenizer = load_causal_lm(
+        student.base,
+        dtype=dtype,
+        device=device,
+        trust_remote_code=trust_remote_code or student.trust_remote_code,
+        quantization_config=quant,
+        attn_implementation=attn_implementation,
+    )
+    if student.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, folder)
     return model, tokenizer
 
 

@@ -2,7 +2,10 @@
 
 A checkpoint is a folder `checkpoints/step-N/` holding the trainable state only (LoRA adapters,
 router, peer modules and the router's running-mean buffer: not the frozen base weights), the
-optimizer and scheduler, every rank's RNG states and the data position (`progress.json`). It is
+optimizer and scheduler, every rank's RNG states and the data position (`progress.json`).
+Under FSDP or DeepSpeed, where each rank holds only shards of the model and optimizer, those
+(and the RNG states) are written and read by `accelerate`'s `save_state` / `load_state` into the
+same folder instead; the scheduler and progress stay ours. It is
 assembled in a hidden temp folder and renamed into place, then `latest.json` is replaced
 atomically: a crash at any moment leaves the previous checkpoint intact and pointed to.
 
@@ -157,10 +160,12 @@ def save_rank_rng(root: Path, step: int, rank: int) -> None:
 
 def commit(root: Path, step: int, model, optimizer, scheduler, progress: dict, keep: int) -> Path:
     """Main rank: write the rest, rename the staging folder to step-N, point latest.json at it,
-    and prune all but the newest `keep` checkpoints."""
+    and prune all but the newest `keep` checkpoints. `model` and `optimizer` are None when every
+    rank already wrote its shards of them there (`accelerate.save_state`, FSDP / DeepSpeed)."""
     stage = staging_dir(root, step)
-    _save_torch(trainable_state(model), stage / "trainable.pt")
-    _save_torch(optimizer.state_dict(), stage / "optimizer.pt")
+    if model is not None:
+        _save_torch(trainable_state(model), stage / "trainable.pt")
+        _save_torch(optimizer.state_dict(), stage / "optimizer.pt")
     _save_torch(scheduler.state_dict(), stage / "scheduler.pt")
     write_json(stage / "progress.json", progress)
     final = root / f"step-{step}"
@@ -184,16 +189,19 @@ def latest(root: Path) -> Path | None:
 
 
 def load(path: Path, model, optimizer, scheduler, rank: int) -> dict:
-    """Restore everything saved by `commit` into the (unwrapped) model; return the progress."""
-    state = torch.load(path / "trainable.pt", weights_only=False)
-    missing = set(trainable_state(model)) - set(state)
-    if missing:
-        raise CheckpointMismatch(
-            f"{path}: checkpoint does not match this configuration (missing {sorted(missing)[:3]}...); "
-            "resume with the config it was made with, or remove the checkpoints folder to train from scratch"
-        )
-    model.load_state_dict(state, strict=False)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+    """Restore everything saved by `commit` into the (unwrapped) model; return the progress.
+    `model` and `optimizer` are None when `accelerate.load_state` restored them (and the RNG)."""
+    if model is not None:
+        state = torch.load(path / "trainable.pt", weights_only=False)
+        missing = set(trainable_state(model)) - set(state)
+        if missing:
+            raise CheckpointMismatch(
+                f"{path}: checkpoint does not match this configuration (missing "
+                f"{sorted(missing)[:3]}...); resume with the config it was made with, or remove "
+                "the checkpoints folder to train from scratch"
+            )
+        model.load_state_dict(state, strict=False)
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
     rng_file = path / f"rng-{rank}.pt"
     if rng_file.exists():

@@ -1,5 +1,5 @@
 """The training loop, in one place: load students and data, build the objective, optimise, log,
-checkpoint, resume, export. Everything it uses lives in a small module next to it (data, router,
+checkpoint, resume, save the students. Everything it uses lives in a small module next to it (data, router,
 peer, objective, checkpoint, export); nothing here is hidden in callbacks.
 
 Distributed runs use `accelerate` (CPU, one GPU, `accelerate launch` for DDP; FSDP/DeepSpeed via
@@ -20,14 +20,16 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from accelerate.utils import DistributedType
 
 from qrdistill.errors import ConfigError, TrainingDiverged
 from qrdistill.models import load_tokenizer
+from qrdistill.models.loading import resolve_precision
 from qrdistill.models.packaged import cache_dir
 from qrdistill.training import checkpoint
 from qrdistill.training.config import TrainConfig
 from qrdistill.training.data import TrainData, build_data, collate, epoch_batches, shard
-from qrdistill.training.export import export_student
+from qrdistill.training.export import save_student
 from qrdistill.training.objective import TERMS, QRDistillObjective, StepOutput
 from qrdistill.training.router import (
     embed_texts,
@@ -386,10 +388,14 @@ class Recipe:
                     (self.out / name).unlink(missing_ok=True)
             self.acc.wait_for_everyone()
         else:
+            if self.sharded:
+                deepspeed = self.acc.distributed_type == DistributedType.DEEPSPEED
+                kwargs = {"load_module_strict": False} if deepspeed else {}
+                self.acc.load_state(str(found), **kwargs)
             progress = checkpoint.load(
                 found,
-                self.acc.unwrap_model(self.model),
-                self.optimizer,
+                None if self.sharded else self.acc.unwrap_model(self.model),
+                None if self.sharded else self.optimizer,
                 self.scheduler,
                 self.acc.process_index,
             )
@@ -411,9 +417,21 @@ class Recipe:
         if self.cfg.report_to != "none":
             self.acc.init_trackers("qrdistill", config=_flat(self.cfg.model_dump(mode="json")))
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP / DeepSpeed: no rank holds the whole model or optimizer state, so checkpoints go
+        through accelerate's save_state / load_state (untested here: needs GPUs)."""
+        return self.acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
     def save_checkpoint(self) -> None:
         step = self.progress.step
-        checkpoint.save_rank_rng(self.ckpt_dir, step, self.acc.process_index)
+        if self.sharded:  # every rank writes its shards and its RNG state into the staging folder
+            # DeepSpeed can leave the frozen base out of its checkpoint; FSDP's shards hold it.
+            deepspeed = self.acc.distributed_type == DistributedType.DEEPSPEED
+            kwargs = {"exclude_frozen_parameters": True} if deepspeed else {}
+            self.acc.save_state(str(checkpoint.staging_dir(self.ckpt_dir, step)), **kwargs)
+        else:
+            checkpoint.save_rank_rng(self.ckpt_dir, step, self.acc.process_index)
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             progress = {
@@ -427,8 +445,8 @@ class Recipe:
             checkpoint.commit(
                 self.ckpt_dir,
                 step,
-                self.acc.unwrap_model(self.model),
-                self.optimizer,
+                None if self.sharded else self.acc.unwrap_model(self.model),
+                None if self.sharded else self.optimizer,
                 self.scheduler,
                 progress,
                 self.cfg.checkpoint_keep,
@@ -437,12 +455,22 @@ class Recipe:
 
     def _finish(self) -> None:
         self.acc.wait_for_everyone()
+        # Every rank takes part: under FSDP/DeepSpeed this gathers the sharded weights.
+        state = self.acc.get_state_dict(self.model)
         model = self.acc.unwrap_model(self.model)
         if self.acc.is_main_process:
             exported = {}
-            for name, student in zip(self.names, model.students):
-                path = export_student(student, self.tokenizers[name], self.out / "students" / name)
-                exported[name] = str(path)
+            for i, (scfg, student) in enumerate(zip(self.cfg.students, model.students)):
+                prefix = f"students.{i}."
+                own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+                path = save_student(
+                    student,
+                    scfg,
+                    resolve_precision(scfg.precision),
+                    self.out / "students" / scfg.name,
+                    state_dict=own,
+                )
+                exported[scfg.name] = str(path)
             write_json(
                 self.out / "summary.json",
                 {

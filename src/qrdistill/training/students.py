@@ -16,34 +16,30 @@ training loop needs to know nothing about them:
 from __future__ import annotations
 
 import functools
-import importlib.util
 import warnings
 
 from qrdistill.errors import ConfigError
 from qrdistill.models import load_causal_lm
-from qrdistill.models.loading import resolve_attn_implementation, resolve_precision
+from qrdistill.models.artifacts import read_trained_student
+from qrdistill.models.loading import (
+    four_bit_available,
+    nf4_config,
+    resolve_attn_implementation,
+    resolve_precision,
+)
 from qrdistill.training.config import StudentConfig
 
 
 def _quantization_config(cfg: StudentConfig, dtype):
-    import torch
-
     if not cfg.load_in_4bit:
         return None
-    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+    if not four_bit_available():
         raise ConfigError(
             f"student '{cfg.name}': load_in_4bit needs bitsandbytes and a CUDA GPU "
             "(pip install 'qrdistill[gpu]'); set load_in_4bit: false to train in "
             f"precision {cfg.precision}"
         )
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=dtype,
-    )
+    return nf4_config(dtype)
 
 
 def _input_device(args, kwargs) -> str:
@@ -86,6 +82,11 @@ def load_student(cfg: StudentConfig):
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+    if read_trained_student(cfg.model) is not None:
+        raise ConfigError(
+            f"student '{cfg.name}': model {cfg.model} is a trained student's adapter folder; "
+            "train on its merged copy (qrdistill export RUN --method M --merge) instead"
+        )
     dtype = resolve_precision(cfg.precision)
     try:
         attn = resolve_attn_implementation(cfg.attn_implementation, dtype)

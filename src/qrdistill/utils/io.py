@@ -57,14 +57,39 @@ def repair_torn_tail(path: str | os.PathLike) -> bool:
     return True
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS shows it (Linux /proc); elsewhere
+    set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_modes(folder: str | os.PathLike) -> None:
+    """Give every file under `folder` the mode a plain `open` would (0o666 less the umask).
+    For folders written by libraries that create private files (safetensors writes 0o600)."""
+    mode = 0o666 & ~current_umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            os.chmod(path, mode)
+
+
 @contextmanager
 def atomic_open(
     path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"
 ) -> Iterator[TextIO]:
-    """Open a temp file beside `path`; on success fsync and rename it over `path`."""
+    """Open a temp file beside `path`; on success fsync and rename it over `path`. The file gets
+    the mode a plain `open` would give it (0o666 less the umask), not mkstemp's private 0o600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~current_umask())
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:

@@ -85,6 +85,18 @@ def test_a_zero_gate_costs_the_student_no_compute_and_exactly_zero_gradient(
     assert seen[1] == [] and out.tokens[1] == 0
     assert all(g is None for g in _lora_grads(model.students[1]).values())
 
+    # Sharded training (FSDP/DeepSpeed) needs every rank in every student's forward: the idle
+    # student then runs one row, gets exactly zero gradient, and the step's figures are unchanged.
+    model.zero_grad(set_to_none=True)
+    seen[1].clear()
+    model.every_rank_runs_every_student = True
+    joined, _ = _step(model, data, toks, rows, torch.tensor([[1.0, 0.0]] * 4))
+    joined.loss.backward()
+    assert len(seen[1]) == 1 and seen[1][0][0] == 1
+    assert joined.tokens.tolist() == out.tokens.tolist() and torch.equal(joined.loss, out.loss)
+    assert torch.isnan(joined.per_path[:, 1]).all()
+    assert all(g is not None and not g.any() for g in _lora_grads(model.students[1]).values())
+
 
 def _teach_planted_style(base, out_dir, paths, steps: int = 80):
     """A copy of `base` that has already learned the planted style's paths (full fine-tuning):

@@ -108,9 +108,19 @@ def real_tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor | int:
 
 
 class QRDistillObjective(nn.Module):
-    def __init__(self, students: list[nn.Module], cfg: TrainConfig, embed_dim: int | None):
+    def __init__(
+        self,
+        students: list[nn.Module],
+        cfg: TrainConfig,
+        embed_dim: int | None,
+        *,
+        every_rank_runs_every_student: bool = False,
+    ):
         super().__init__()
         self.cfg = cfg
+        # FSDP / DeepSpeed ZeRO-3 gather a module's shards inside its forward and backward, which
+        # every rank must join: there a student with no routed row runs one row at weight 0.
+        self.every_rank_runs_every_student = every_rank_runs_every_student
         self.weights = term_weights(cfg)
         self.students = nn.ModuleList(students)
         self.frozen = [sc.frozen for sc in cfg.students]
@@ -176,9 +186,12 @@ class QRDistillObjective(nn.Module):
         routed: list[RoutedRows | None] = []
         for s, (student, batch) in enumerate(zip(self.students, inputs)):
             rows = gates[:, s].nonzero().squeeze(1)
-            if rows.numel() == 0:
+            idle = rows.numel() == 0
+            if idle and not self.every_rank_runs_every_student:
                 routed.append(None)
                 continue
+            if idle:
+                rows = torch.zeros(1, dtype=torch.long, device=device)
             sub = select_rows(batch, rows)
             seq_idx, n = sub.get("seq_idx"), rows.numel()
             frozen = self.frozen[s]
@@ -194,6 +207,11 @@ class QRDistillObjective(nn.Module):
                     use_cache=False,
                 )
             loss, count = per_path_loss(out.logits, sub["labels"], seq_idx, n)
+            if idle:  # joins the collectives, gives exactly zero gradient, counts as nothing
+                if not frozen:
+                    terms["distill"] = terms["distill"] + 0.0 * loss.sum()
+                routed.append(None)
+                continue
             if not frozen:
                 terms["distill"] = terms["distill"] + loss.mean()
             per_path[rows, s] = loss.detach()

@@ -83,7 +83,10 @@ class Recipe:
         students = self._setup_students()
         self._setup_router_inputs()
         model = QRDistillObjective(
-            students, cfg, None if self.embeddings is None else self.embeddings.shape[1]
+            students,
+            cfg,
+            None if self.embeddings is None else self.embeddings.shape[1],
+            every_rank_runs_every_student=self.sharded,
         )
         self._setup_optimizer(model)
         self.progress = Progress.start(len(self.names))

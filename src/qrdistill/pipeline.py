@@ -89,7 +89,7 @@ OUTPUTS = {
     "generate": ("paths.jsonl", "usage.json"),
     "filter": ("judged.jsonl", "kept.jsonl", "funnel.json"),
     "train": ("summary.json", "metrics.jsonl", "students/**/*"),
-    "evaluate": ("predictions.jsonl", "summary.json"),
+    "evaluate": ("predictions.jsonl", "summary.json", "paired.json"),
 }
 
 

@@ -116,6 +116,27 @@ def _accuracy_section(doc: Document, run_dir: Path, out_dir: Path, cfg: ReportCo
         )
 
 
+def _paired_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
+    """Methods compared question by question (evaluate/paired.json). Kept apart from the accuracy
+    tables: their Wilson intervals say how sure each accuracy is, not which method is better."""
+    path = run_dir / "evaluate" / "paired.json"
+    rows = _read(doc, path, read_json)
+    if not rows:  # not evaluated yet (the accuracy section says so), or no qr_distill to compare
+        return
+    doc.add(
+        Heading("Paired comparison with QR-Distill", 3),
+        Paragraph(
+            "Every method answered the same test questions, so each is compared with qr_distill "
+            "question by question: the difference in accuracy, its 95% interval from 10,000 "
+            "paired bootstrap resamples of the questions, and McNemar's exact test on the "
+            "questions exactly one of the two got right. Intervals that exclude 0 and small p "
+            "mark a difference beyond chance; overlapping Wilson intervals above do not rule "
+            "one out."
+        ),
+        tables.paired_table(rows),
+    )
+
+
 def _funnel_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
     doc.add(Heading("Quality filter"))
     path = run_dir / "filter" / "funnel.json"
@@ -286,6 +307,7 @@ def build_report(
     doc.add(Paragraph(f"Run directory: {run_dir.resolve()}"))
     for section, args in (
         (_accuracy_section, (cfg,)),
+        (_paired_section, ()),
         (_funnel_section, ()),
         (_routing_section, ()),
         (_training_section, ()),

@@ -71,6 +71,39 @@ def interval_table(summary: list[dict]) -> Table:
     )
 
 
+def paired_table(rows: list[dict]) -> Table:
+    """Each method against the reference on the same questions (evaluate/paired.json)."""
+    reference = rows[0]["reference"] if rows else "the reference"
+    body = [
+        [
+            r["method"],
+            r["student"],
+            task_label(r["task"]),
+            str(r["n"]),
+            f"{100 * r['difference']:+.1f}",
+            f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]",
+            f"{r['only_method']} / {r['only_reference']}",
+            f"{r['p_mcnemar']:.3g}",
+        ]
+        for r in rows
+    ]
+    return Table(
+        [
+            "method",
+            "student",
+            "task",
+            "n",
+            f"difference to {reference} (points)",
+            "95% CI (paired bootstrap)",
+            f"right only with method / only with {reference}",
+            "McNemar p (exact)",
+        ],
+        body,
+        f"Each method against {reference} on the same questions; a positive difference favours "
+        "the method",
+    )
+
+
 def paper_table(table: dict, tasks: tuple[str, ...], caption: str) -> Table:
     students = ordered(student for per_student in table.values() for student in per_student)
     headers = ["method (paper)"] + [f"{student} · {task}" for student in students for task in tasks]

@@ -235,6 +235,12 @@ class Pipeline:
         console.print(funnel_table(read_json(self.layout.filter / "funnel.json")))
         self._mark_done(self.layout.filter, fp, "filter")
 
+    def training_paths(self, method: str) -> Path:
+        """The judge-filtered paths, or every generated path for methods without the quality
+        filter (no_filter; the baselines, whose objectives keep the answer-correct ones)."""
+        _, filtered = self.cfg.method_train_config(method)
+        return self.layout.kept if filtered else self.layout.paths
+
     def run_train(self) -> None:
         from qrdistill.training import train
 
@@ -257,7 +263,7 @@ class Pipeline:
                 shutil.rmtree(out)
             train(
                 train_cfg,
-                self.layout.kept if filtered else self.layout.paths,
+                self.training_paths(method),
                 out,
                 resume=(out / "checkpoints").exists(),
                 method=method,

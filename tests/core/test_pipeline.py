@@ -39,7 +39,7 @@ def tiny_config(tmp_path: Path, students) -> Path:
             "progress": False,
             "log_every": 1,
         },
-        "evaluate": {"max_new_tokens": 8},
+        "evaluate": {"max_new_tokens": 12},
         "methods": {"qr_distill": {}, "no_peer": {}},
     }
     path = tmp_path / "tiny.yaml"
@@ -100,7 +100,7 @@ def test_rerun_skips_every_stage_that_is_up_to_date(finished_run):
 def test_changed_stage_config_redoes_that_stage_and_what_follows(finished_run):
     config, run = finished_run
     before = stage_markers(run)
-    assert main(["run", str(config), "--set", "evaluate.max_new_tokens=6"]) == 0
+    assert main(["run", str(config), "--set", "evaluate.max_new_tokens=16"]) == 0
     after = stage_markers(run)
     changed = {k for k in after if after[k] != before[k]}
     assert changed == {"evaluate/.stage.json"}

@@ -5,6 +5,7 @@ sample size such a comparison needs."""
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from statistics import NormalDist
 
@@ -184,3 +185,33 @@ def mcnemar_detectable_difference(
             (mid, high) if mcnemar_sample_size(mid, discordant, alpha, power) > n else (low, mid)
         )
     return high
+
+
+# --------------------------------------------------------------------------- across seeds
+def across_seeds(per_seed: list[list[dict]], value: str) -> list[dict]:
+    """Rows of a run repeated under several seeds (one list of summary.json or paired.json rows
+    per seed) as one row per (method, student, task): `value`'s mean, sample sd (None for one
+    seed) and the per-seed values, plus the per-seed p_mcnemar where the rows carry it. A group
+    missing from some seed has fewer values; `seeds` says how many."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for rows in per_seed:
+        for row in rows:
+            groups.setdefault((row["method"], row["student"], row["task"]), []).append(row)
+    out = []
+    for (method, student, task), rows in groups.items():
+        values = [row[value] for row in rows]
+        summary = {
+            "method": method,
+            "student": student,
+            "task": task,
+            "seeds": len(values),
+            "n": rows[0]["n"],
+            "mean": statistics.fmean(values),
+            "sd": statistics.stdev(values) if len(values) > 1 else None,
+            "values": values,
+        }
+        if "p_mcnemar" in rows[0]:
+            summary["reference"] = rows[0]["reference"]
+            summary["p_mcnemar"] = [row["p_mcnemar"] for row in rows]
+        out.append(summary)
+    return out

@@ -137,6 +137,30 @@ def _paired_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
     )
 
 
+def _seeds_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
+    """A run repeated under several seeds (RUN/seeds.json): every figure as mean ± sd."""
+    seeds = _read(doc, run_dir / "seeds.json", read_json)
+    if seeds is None:
+        return
+    shared = "shared by all seeds" if seeds["teacher_shared"] else "sampled anew under each seed"
+    doc.add(
+        Heading(f"Accuracy over {seeds['seeds']} seeds"),
+        Paragraph(
+            f"Training was repeated under {seeds['seeds']} seeds ({', '.join(seeds['replicas'])}); "
+            f"the data split is shared, the teacher's paths are {shared}. Accuracy in %, each "
+            "student answering alone; the paired differences are to qr_distill on the same "
+            "questions (evaluate/paired.json of each seed). The sections after this one show "
+            f"{seeds['replicas'][0]} alone."
+        ),
+        tables.seeds_table(
+            [r for r in seeds["accuracy"] if not r["student"].startswith("ensemble:")],
+            "accuracy %",
+        ),
+    )
+    if seeds["paired"]:
+        doc.add(tables.seeds_table(seeds["paired"], "difference to qr_distill, points", True))
+
+
 def _funnel_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
     doc.add(Heading("Quality filter"))
     path = run_dir / "filter" / "funnel.json"
@@ -305,15 +329,22 @@ def build_report(
 
     doc = Document(cfg.title)
     doc.add(Paragraph(f"Run directory: {run_dir.resolve()}"))
-    for section, args in (
-        (_accuracy_section, (cfg,)),
-        (_paired_section, ()),
-        (_funnel_section, ()),
-        (_routing_section, ()),
-        (_training_section, ()),
-        (_config_section, (config_text,)),
+    # A run repeated under several seeds: the summary over seeds, then the first seed's details
+    # (its teacher's paths are in the run directory itself when the seeds share them).
+    seeds = run_dir / "seeds.json"
+    first = run_dir / "seed-0"
+    detail = first if seeds.exists() else run_dir
+    teacher = run_dir if (run_dir / "filter").exists() or not seeds.exists() else first
+    for section, where, args in (
+        (_seeds_section, run_dir, ()),
+        (_accuracy_section, detail, (cfg,)),
+        (_paired_section, detail, ()),
+        (_funnel_section, teacher, ()),
+        (_routing_section, detail, ()),
+        (_training_section, detail, ()),
+        (_config_section, run_dir, (config_text,)),
     ):
-        _guarded(section, doc, run_dir, out_dir, *args)
+        _guarded(section, doc, where, out_dir, *args)
 
     with atomic_open(out_dir / "report.md") as handle:
         handle.write(to_markdown(doc))

@@ -244,7 +244,14 @@ def estimate(clock: Clock, stage_s: dict, paths: int, size: dict, seeds: int, ba
         )
     # A sampling teacher (temperature 0.8 here) is asked again under each seed.
     total = seeds * (teacher + sum(train.values()) + sum(evaluation.values()))
+    missing = [
+        what
+        for what, measured in (("teacher", paths and stage_s["generate"][0] > 1), ("train", train))
+        if not measured
+    ]
     return {
+        # Stages up to date in this invocation were skipped: their costs were not measured.
+        "incomplete": missing or None,
         "basis": "wall seconds as measured" if basis == 0 else "CPU seconds / 2 (quiet 2 cores)",
         "design": size,
         "seeds": seeds,

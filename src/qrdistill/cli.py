@@ -45,6 +45,14 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--run-dir", default=None, help="where the run's artifacts go (overrides run_dir)"
     )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="repeat training (and a sampling teacher) under N seeds, in RUN/seed-K/; the "
+        "report gives mean and sd (overrides seeds)",
+    )
 
 
 def _load(args):
@@ -53,6 +61,8 @@ def _load(args):
     overrides = list(args.overrides)
     if args.run_dir:
         overrides.append(f"run_dir={args.run_dir}")
+    if args.seeds is not None:
+        overrides.append(f"seeds={args.seeds}")
     return load_run_config(args.config, overrides)
 
 

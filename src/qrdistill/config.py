@@ -37,6 +37,9 @@ QUICKSTART = "quickstart"
 class RunConfig(StrictConfig):
     run_dir: Path = Path("runs/quickstart")
     seed: int = 0
+    # Repeat training (and the teacher's sampling, when its temperature is above 0) under this
+    # many seeds, in run_dir/seed-K/; the report gives mean and sd over them (qrdistill.pipeline).
+    seeds: int = Field(1, ge=1)
     tasks: list[TaskSpec] = Field(default_factory=list)
     data: DataConfig = Field(default_factory=DataConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
@@ -56,12 +59,42 @@ class RunConfig(StrictConfig):
         return self
 
     @model_validator(mode="after")
+    def _fair_answer_budget(self) -> RunConfig:
+        """Students answer with at least the budget the teacher wrote its paths with: a smaller
+        one cuts them off before answers they were trained to give."""
+        teacher = self.generate.backend.max_tokens
+        if "max_new_tokens" not in self.evaluate.model_fields_set:
+            self.evaluate.max_new_tokens = teacher
+        elif self.evaluate.max_new_tokens < teacher:
+            raise ValueError(
+                f"evaluate.max_new_tokens is {self.evaluate.max_new_tokens}, below the teacher's "
+                f"generate.backend.max_tokens ({teacher}): students would be cut off before the "
+                f"answers they learned to write; set it to at least {teacher}, or leave it out "
+                "(it defaults to the teacher's budget; answers stop at the answer line anyway)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _methods_resolve(self) -> RunConfig:
         if not self.methods:
             raise ValueError("methods: name at least one method to train, e.g. {qr_distill: {}}")
         for name in self.methods:
             self.method_train_config(name)  # raises with the method's name on a bad override
         return self
+
+    @property
+    def teacher_samples(self) -> bool:
+        """Whether the teacher's paths depend on its seed (sampling at a temperature above 0)."""
+        return self.generate.backend.temperature > 0 and self.generate.backend.seed is not None
+
+    def replica(self, k: int) -> RunConfig:
+        """Seed replica k of a run with `seeds` > 1: training seed + k, and the teacher's seed + k
+        when it samples. k = 0 is the configured seeds themselves."""
+        data = self.model_dump(mode="python")
+        data["train"]["seed"] += k
+        if self.teacher_samples:
+            data["generate"]["backend"]["seed"] += k
+        return RunConfig.model_validate(data)
 
     def method_train_config(self, name: str) -> tuple[TrainConfig, bool]:
         """The TrainConfig of method `name` and whether it trains on quality-filtered paths."""

@@ -8,6 +8,13 @@ the chained fingerprints, everything after it) when something it depends on chan
 at a time writes to a run directory (a lock file names the holder; see qrdistill.utils.lock). Within a
 stage, work is resumable on its own terms: generation and judging cache every finished request,
 training resumes from its last checkpoint, evaluation skips finished models.
+
+With `seeds: N` (N > 1) the run is repeated under N seeds (RunConfig.replica), each a replica in
+RUN/seed-K/ with its own train/ and evaluate/. The data split is shared (RUN/data/), and so are
+the teacher's paths and their filtering (RUN/generate/, RUN/filter/) unless the teacher samples
+(temperature > 0), in which case each replica asks it with its own seed, in RUN/seed-K/. Each
+replica resumes on its own terms as above; RUN/seeds.json gives the mean and sd over the seeds of
+every accuracy and paired difference, and RUN/report reports them.
 """
 
 from __future__ import annotations
@@ -37,6 +44,13 @@ STAGES = ("data", "generate", "filter", "train", "evaluate", "report")
 @dataclass(frozen=True)
 class RunLayout:
     root: Path
+    replica: str | None = None  # "seed-K" in a run repeated under several seeds
+    teacher_shared: bool = True  # the replicas share the teacher's paths and their filtering
+
+    @property
+    def base(self) -> Path:
+        """Where this replica's own stages (train, evaluate) and config go."""
+        return self.root / self.replica if self.replica else self.root
 
     @property
     def data(self) -> Path:
@@ -44,7 +58,7 @@ class RunLayout:
 
     @property
     def generate(self) -> Path:
-        return self.root / "generate"
+        return (self.root if self.teacher_shared else self.base) / "generate"
 
     @property
     def paths(self) -> Path:
@@ -52,18 +66,22 @@ class RunLayout:
 
     @property
     def filter(self) -> Path:
-        return self.root / "filter"
+        return (self.root if self.teacher_shared else self.base) / "filter"
 
     @property
     def kept(self) -> Path:
         return self.filter / "kept.jsonl"
 
     def train(self, method: str) -> Path:
-        return self.root / "train" / method
+        return self.base / "train" / method
 
     @property
     def evaluate(self) -> Path:
-        return self.root / "evaluate"
+        return self.base / "evaluate"
+
+    @property
+    def seeds(self) -> Path:
+        return self.root / "seeds.json"
 
     @property
     def report(self) -> Path:
@@ -89,7 +107,7 @@ OUTPUTS = {
     "generate": ("paths.jsonl", "usage.json"),
     "filter": ("judged.jsonl", "kept.jsonl", "funnel.json", "usage.json"),
     "train": ("summary.json", "metrics.jsonl", "students/**/*"),
-    "evaluate": ("predictions.jsonl", "summary.json"),
+    "evaluate": ("predictions.jsonl", "summary.json", "paired.json"),
 }
 
 
@@ -145,9 +163,18 @@ def _mark_done(folder: Path, fingerprint: str, stage: str) -> None:
     write_json(_marker(folder), {"fingerprint": fingerprint, "outputs": _outputs(folder, stage)})
 
 
+def replica_name(k: int) -> str:
+    return f"seed-{k}"
+
+
 class Pipeline:
     def __init__(
-        self, cfg: RunConfig, *, from_stage: str | None = None, threshold: float | None = None
+        self,
+        cfg: RunConfig,
+        *,
+        from_stage: str | None = None,
+        threshold: float | None = None,
+        replica: int | None = None,
     ):
         if from_stage is not None and from_stage not in STAGES:
             raise PipelineError(f"--from {from_stage!r}: choose one of {', '.join(STAGES)}")
@@ -156,7 +183,13 @@ class Pipeline:
                 f"--threshold {threshold}: must be in [0, 1] (judge scores are normalised)"
             )
         self.cfg = cfg
-        self.layout = RunLayout(Path(cfg.run_dir))
+        self.replica = replica
+        self.layout = RunLayout(
+            Path(cfg.run_dir),
+            replica_name(replica) if replica is not None else None,
+            teacher_shared=not cfg.teacher_samples,
+        )
+        self.from_stage = from_stage
         self.force_from = STAGES.index(from_stage) if from_stage else len(STAGES)
         self.threshold = threshold
         self.methods = list(cfg.methods)
@@ -258,6 +291,12 @@ class Pipeline:
         console.print(funnel_table(read_json(self.layout.filter / "funnel.json")))
         self._mark_done(self.layout.filter, fp, "filter")
 
+    def training_paths(self, method: str) -> Path:
+        """The judge-filtered paths, or every generated path for methods without the quality
+        filter (no_filter; the baselines, whose objectives keep the answer-correct ones)."""
+        _, filtered = self.cfg.method_train_config(method)
+        return self.layout.kept if filtered else self.layout.paths
+
     def run_train(self) -> None:
         from qrdistill.training import train
 
@@ -280,7 +319,7 @@ class Pipeline:
                 shutil.rmtree(out)
             train(
                 train_cfg,
-                self.layout.kept if filtered else self.layout.paths,
+                self.training_paths(method),
                 out,
                 resume=(out / "checkpoints").exists(),
                 method=method,
@@ -340,15 +379,57 @@ class Pipeline:
 
     # -- the whole run -------------------------------------------------------------------------
     def run(self, stages: tuple[str, ...] = STAGES) -> Path | None:
+        run = self._run if self.cfg.seeds == 1 or self.replica is not None else self._run_seeds
         if not self.is_main:  # the main process holds the run directory's lock for all of them
-            return self._run(stages)
+            return run(stages)
         with RunLock(self.layout.root):
-            return self._run(stages)
+            return run(stages)
 
-    def _run(self, stages: tuple[str, ...]) -> Path | None:
+    def _run_seeds(self, stages: tuple[str, ...]) -> Path | None:
+        """Every replica up to evaluation, then the mean and sd over seeds, then the report."""
+        from qrdistill.evaluation.metrics import across_seeds
+
         self.layout.root.mkdir(parents=True, exist_ok=True)
         if self.is_main:
             with atomic_open(self.layout.root / "config.yaml") as handle:
+                handle.write(dump_yaml(self.cfg))
+        # Stages the replicas share run (or are redone) once, with the first replica.
+        own = STAGES.index("train" if self.layout.teacher_shared else "generate")
+        last = min(max(STAGES.index(s) for s in stages), STAGES.index("evaluate"))
+        replicas = []
+        for k in range(self.cfg.seeds):
+            from_stage = self.from_stage
+            if k > 0 and from_stage is not None and STAGES.index(from_stage) < own:
+                from_stage = STAGES[own]
+            replica = Pipeline(
+                self.cfg.replica(k), from_stage=from_stage, threshold=self.threshold, replica=k
+            )
+            console.rule(f"[bold]seed {k + 1} of {self.cfg.seeds}[/bold] ({replica.layout.base})")
+            replica._run((STAGES[last],))
+            replicas.append(replica.layout.evaluate)
+        if last < STAGES.index("evaluate"):
+            return None
+        if self.is_main:
+            write_json(
+                self.layout.seeds,
+                {
+                    "seeds": self.cfg.seeds,
+                    "replicas": [str(p.parent.relative_to(self.layout.root)) for p in replicas],
+                    "teacher_shared": self.layout.teacher_shared,
+                    "accuracy": across_seeds(
+                        [read_json(p / "summary.json") for p in replicas], "accuracy"
+                    ),
+                    "paired": across_seeds(
+                        [read_json(p / "paired.json") for p in replicas], "difference"
+                    ),
+                },
+            )
+        return self.run_report() if "report" in stages else None
+
+    def _run(self, stages: tuple[str, ...]) -> Path | None:
+        self.layout.base.mkdir(parents=True, exist_ok=True)
+        if self.is_main:
+            with atomic_open(self.layout.base / "config.yaml") as handle:
                 handle.write(dump_yaml(self.cfg))
         report = None
         # Earlier stages still run (and are skipped when up to date) so that fingerprints chain.

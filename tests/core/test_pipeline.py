@@ -1,4 +1,5 @@
-"""The whole pipeline on tiny models: every stage's artifacts, skipping, re-running, the CLI."""
+"""The whole pipeline on tiny models: every stage's artifacts, skipping, re-running, the CLI,
+several seeds."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pytest
 import yaml
 
 from qrdistill.cli import main
-from qrdistill.config import load_run_config
+from qrdistill.config import RunConfig, load_run_config
+from qrdistill.evaluation.metrics import across_seeds
 from qrdistill.pipeline import STAGES, Pipeline
+from qrdistill.utils.config import validate_config
 
 
 def tiny_config(tmp_path: Path, students) -> Path:
@@ -39,7 +42,7 @@ def tiny_config(tmp_path: Path, students) -> Path:
             "progress": False,
             "log_every": 1,
         },
-        "evaluate": {"max_new_tokens": 8},
+        "evaluate": {"max_new_tokens": 12},
         "methods": {"qr_distill": {}, "no_peer": {}},
     }
     path = tmp_path / "tiny.yaml"
@@ -135,7 +138,7 @@ def test_rerun_skips_every_stage_that_is_up_to_date(finished_run):
 def test_changed_stage_config_redoes_that_stage_and_what_follows(finished_run):
     config, run = finished_run
     before = stage_markers(run)
-    assert main(["run", str(config), "--set", "evaluate.max_new_tokens=6"]) == 0
+    assert main(["run", str(config), "--set", "evaluate.max_new_tokens=16"]) == 0
     after = stage_markers(run)
     changed = {k for k in after if after[k] != before[k]}
     assert changed == {"evaluate/.stage.json"}
@@ -241,3 +244,92 @@ def test_a_stage_whose_outputs_are_gone_or_changed_is_redone(finished_run):
     marker = json.loads((run / "generate" / ".stage.json").read_text())
     assert set(marker["outputs"]) == {"paths.jsonl", "usage.json"}
     assert marker["outputs"]["paths.jsonl"]["size"] == len(paths)
+
+
+# --------------------------------------------------------------------------- several seeds
+
+
+def test_replicas_vary_the_training_seed_and_a_sampling_teachers_seed(tmp_path):
+    students = [{"name": "a", "model": "x"}, {"name": "b", "model": "y"}]
+    sampling = validate_config(
+        RunConfig, {"run_dir": str(tmp_path), "seeds": 3, "train": {"students": students}}, "t"
+    )
+    assert sampling.teacher_samples
+    second = sampling.replica(2)
+    assert (second.train.seed, second.generate.backend.seed) == (2, 2)
+    assert (sampling.train.seed, sampling.generate.backend.seed) == (0, 0)  # unchanged
+    layout = Pipeline(second, replica=2).layout
+    assert layout.data == tmp_path / "data"  # the split is always shared
+    assert layout.generate == tmp_path / "seed-2" / "generate"
+    assert layout.filter == tmp_path / "seed-2" / "filter"
+    assert layout.train("qr_distill") == tmp_path / "seed-2" / "train" / "qr_distill"
+
+    greedy = sampling.model_copy(deep=True)
+    greedy.generate.backend.temperature = 0.0
+    assert not greedy.teacher_samples
+    assert greedy.replica(1).generate.backend.seed == 0  # a greedy teacher is asked once
+    assert Pipeline(greedy.replica(1), replica=1).layout.generate == tmp_path / "generate"
+
+
+def test_across_seeds_gives_mean_and_sample_sd():
+    def row(accuracy):
+        return {"method": "m", "student": "s", "task": "t", "n": 10, "accuracy": accuracy}
+
+    [out] = across_seeds([[row(0.5)], [row(0.7)], [row(0.6)]], "accuracy")
+    assert (out["seeds"], out["n"], out["values"]) == (3, 10, [0.5, 0.7, 0.6])
+    assert out["mean"] == pytest.approx(0.6) and out["sd"] == pytest.approx(0.1)
+    assert across_seeds([[row(0.5)]], "accuracy")[0]["sd"] is None
+
+
+def test_two_seeds_share_a_greedy_teacher_and_report_mean_and_sd(tmp_path, tiny_students):
+    config_path = tiny_config(tmp_path, tiny_students)
+    config = yaml.safe_load(config_path.read_text())
+    config["generate"]["backend"]["temperature"] = 0.0
+    config["methods"] = {"qr_distill": {}}
+    config_path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    assert main(["run", str(config_path), "--seeds", "2"]) == 0
+
+    # Split and teacher once, at the top; training and evaluation per seed.
+    assert (run / "generate" / "paths.jsonl").exists() and (run / "filter" / "kept.jsonl").exists()
+    for k in (0, 1):
+        assert not (run / f"seed-{k}" / "generate").exists()
+        trained = json.loads(
+            (run / f"seed-{k}" / "train" / "qr_distill" / "summary.json").read_text()
+        )
+        assert trained["config"]["seed"] == k
+        assert (run / f"seed-{k}" / "evaluate" / "paired.json").exists()
+    seeds = json.loads((run / "seeds.json").read_text())
+    assert (seeds["seeds"], seeds["replicas"], seeds["teacher_shared"]) == (
+        2,
+        ["seed-0", "seed-1"],
+        True,
+    )
+    per_seed = [
+        json.loads((run / f"seed-{k}" / "evaluate" / "summary.json").read_text()) for k in (0, 1)
+    ]
+    for row in seeds["accuracy"]:
+        values = [
+            r["accuracy"]
+            for summary in per_seed
+            for r in summary
+            if (r["method"], r["student"], r["task"])
+            == (row["method"], row["student"], row["task"])
+        ]
+        assert row["values"] == values and row["mean"] == pytest.approx(sum(values) / 2)
+    assert {r["method"] for r in seeds["paired"]} == {"zero_shot"}
+    report = (run / "report" / "report.md").read_text()
+    assert "Accuracy over 2 seeds" in report and "difference to qr_distill, points" in report
+
+    # A rerun redoes nothing; more seeds train only the new one.
+    before = stage_markers(run)
+    assert len(before) == 3 + 2 * 2  # data, generate, filter; per seed train, evaluate
+    assert main(["run", str(config_path), "--seeds", "2"]) == 0
+    assert stage_markers(run) == before
+    assert main(["run", str(config_path), "--seeds", "3"]) == 0
+    after = stage_markers(run)
+    assert {k for k in after if before.get(k) != after[k]} == {
+        "seed-2/train/qr_distill/.stage.json",
+        "seed-2/evaluate/.stage.json",
+    }
+    assert json.loads((run / "seeds.json").read_text())["seeds"] == 3

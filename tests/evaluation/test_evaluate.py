@@ -120,6 +120,7 @@ def test_prediction_rows_with_tiny_students(tiny_students, test_file, tmp_path, 
     for s in summary:
         assert s["n"] == 1 and s["accuracy"] == s["correct"] / s["n"]
         assert 0.0 <= s["ci_low"] <= s["accuracy"] <= s["ci_high"] <= 1.0
+    assert read_json(out / "paired.json") == []  # no qr_distill to compare against
 
     # Resume: a rerun loads nothing, a new model is the only one generated.
     assert opened == [str(m) for m in tiny_students]

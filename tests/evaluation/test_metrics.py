@@ -1,6 +1,16 @@
+import random
+
 import pytest
 
-from qrdistill.evaluation.metrics import summarize, wilson_interval
+from qrdistill.evaluation.metrics import (
+    mcnemar_detectable_difference,
+    mcnemar_exact,
+    mcnemar_sample_size,
+    paired_bootstrap_interval,
+    paired_comparisons,
+    summarize,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -35,3 +45,81 @@ def test_summarize_groups_by_method_student_task():
         (r["method"], r["student"], r["task"], r["n"], r["correct"], r["accuracy"]) for r in summary
     ] == [("m", "a", "gsm8k", 4, 3, 0.75), ("m", "b", "gsm8k", 1, 0, 0.0)]
     assert (summary[0]["ci_low"], summary[0]["ci_high"]) == pytest.approx(wilson_interval(3, 4))
+
+
+@pytest.mark.parametrize(
+    "only_a, only_b, p",
+    [
+        (0, 0, 1.0),  # no discordant question: no evidence either way
+        (3, 3, 1.0),
+        (1, 5, 0.21875),  # 2 * (C(6,0) + C(6,1)) / 2^6 = 14 / 64
+        (2, 10, 0.0385742188),  # 2 * (1 + 12 + 66) / 4096
+        (0, 10, 0.001953125),  # 2 / 2^10
+        (25, 10, 0.0166738478),  # scipy.stats.binomtest(10, 35).pvalue
+    ],
+)
+def test_mcnemar_exact_known_values(only_a, only_b, p):
+    assert mcnemar_exact(only_a, only_b) == pytest.approx(p, rel=1e-6)
+    assert mcnemar_exact(only_b, only_a) == pytest.approx(p, rel=1e-6)
+
+
+def test_identical_methods_differ_by_zero_with_p_one():
+    outcomes = [True, False, True, True, False] * 8
+    rows = [
+        {"method": m, "student": "s", "task": "t", "question_id": f"q{i}", "correct": c}
+        for m in ("qr_distill", "copy")
+        for i, c in enumerate(outcomes)
+    ]
+    [row] = paired_comparisons(rows)
+    assert (row["method"], row["reference"], row["n"]) == ("copy", "qr_distill", 40)
+    assert (row["difference"], row["ci_low"], row["ci_high"], row["p_mcnemar"]) == (0, 0, 0, 1)
+    assert (row["only_method"], row["only_reference"]) == (0, 0)
+
+
+def test_paired_comparisons_join_on_question_and_skip_without_reference():
+    rows = [
+        {"method": "qr_distill", "student": "s", "task": "t", "question_id": "a", "correct": True},
+        {"method": "qr_distill", "student": "s", "task": "t", "question_id": "b", "correct": False},
+        # Another order, and one question the reference did not answer.
+        {"method": "sft", "student": "s", "task": "t", "question_id": "c", "correct": True},
+        {"method": "sft", "student": "s", "task": "t", "question_id": "b", "correct": True},
+        {"method": "sft", "student": "s", "task": "t", "question_id": "a", "correct": True},
+        {"method": "sft", "student": "other", "task": "t", "question_id": "a", "correct": True},
+    ]
+    [row] = paired_comparisons(rows)
+    assert (row["student"], row["n"], row["difference"]) == ("s", 2, 0.5)
+    assert (row["only_method"], row["only_reference"], row["p_mcnemar"]) == (1, 0, 1.0)
+    assert paired_comparisons(rows, reference="absent") == []
+
+
+def test_paired_bootstrap_interval_covers_the_true_difference():
+    # Two methods whose true accuracies differ by 0.10, with correlated (paired) outcomes: the
+    # 95 % interval should cover 0.10 in about 95 % of repetitions; checked over 40 (seeded).
+    rng = random.Random(1)
+    covered = 0
+    for rep in range(40):
+        a, b = [], []
+        for _ in range(400):
+            u = rng.random()
+            a.append(u < 0.6)
+            b.append(u < 0.5)  # b right implies a right: difference exactly 0.10 in expectation
+        low, high = paired_bootstrap_interval(a, b, resamples=2000, seed=rep)
+        assert low <= sum(a) / 400 - sum(b) / 400 <= high
+        covered += low <= 0.10 <= high
+    assert covered >= 34  # P(Binomial(40, 0.95) < 34) < 0.01
+
+
+def test_paired_bootstrap_is_seeded_and_checks_lengths():
+    a, b = [True, False, True, True], [False, False, True, False]
+    assert paired_bootstrap_interval(a, b, seed=3) == paired_bootstrap_interval(a, b, seed=3)
+    with pytest.raises(ValueError):
+        paired_bootstrap_interval(a, b[:3])
+
+
+def test_mcnemar_sample_size_known_values():
+    # (1.959964 sqrt(0.15) + 0.841621 sqrt(0.1475))^2 / 0.05^2 = 468.5 -> 469
+    assert mcnemar_sample_size(0.05, 0.15) == 469
+    assert mcnemar_sample_size(0.05, 0.20) == 626
+    assert mcnemar_detectable_difference(469, 0.15) == pytest.approx(0.05, abs=2e-4)
+    with pytest.raises(ValueError):
+        mcnemar_sample_size(0.2, 0.1)  # a difference larger than the discordant share

@@ -71,7 +71,7 @@ def crash_config(tmp_path: Path, students, base_url: str, model: str, run_dir: P
             "epochs": 3,
             "checkpoint_every": 1,
         },
-        "evaluate": {"max_new_tokens": 6},
+        "evaluate": {"max_new_tokens": 8},
         "methods": {"qr_distill": {}},
     }
     path = tmp_path / f"{run_dir.name}.yaml"

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from qrdistill.evaluation.metrics import summarize
+from qrdistill.evaluation.metrics import paired_comparisons, summarize
 from qrdistill.reporting import ReportConfig, build_report
 from qrdistill.utils.io import write_json, write_jsonl
 
@@ -42,6 +42,7 @@ def make_run(root):
         + outcomes("qr_distill", "ensemble:vote", "11111000")
     )
     write_json(root / "evaluate" / "summary.json", summarize(predictions))
+    write_json(root / "evaluate" / "paired.json", paired_comparisons(predictions))
     write_json(
         root / "filter" / "funnel.json",
         {
@@ -201,6 +202,22 @@ def test_accuracy_tables_hold_the_exact_accuracies(report):
     assert table_row(ensembles, "qr_distill")[2] == "62.50"
     # The detail table: n, correct and the Wilson interval of qr_distill/smollm on ARC (6 of 8).
     assert "| qr_distill | smollm | ARC | 8 | 6 | 75.00 | [40.93, 92.85] |" in md
+
+
+def test_paired_table_compares_each_method_with_qr_distill(report):
+    _, _, md = report
+    paired = md.split("Paired comparison with QR-Distill")[1].split("\n#")[0]
+    # no_peer gemma 11111111 vs qr_distill gemma 11110000: +4 of 8, all four discordant
+    # questions favour no_peer, exact McNemar p = 2 / 2^4.
+    row = table_row(paired, "no_peer")
+    assert row[:4] == ["no_peer", "smollm", "ARC", "8"]  # smollm first, in prediction order
+    gemma = [line for line in paired.splitlines() if line.startswith("| no_peer | gemma")][0]
+    cells = [c.strip() for c in gemma.strip().strip("|").split("|")]
+    assert cells[3:5] == ["8", "+50.0"] and cells[6:] == ["4 / 0", "0.125"]
+    # zero_shot smollm ARC 10000000 vs 11111100: -62.5, 0 / 5, p = 2 / 32.
+    zero = [line for line in paired.splitlines() if line.startswith("| zero_shot | smollm | ARC")]
+    cells = [c.strip() for c in zero[0].strip().strip("|").split("|")]
+    assert cells[4] == "-62.5" and cells[6:] == ["0 / 5", "0.0625"]
 
 
 def test_paper_reference_is_labelled_as_the_papers(report):

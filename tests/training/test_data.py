@@ -106,6 +106,15 @@ def test_method_selection(make_config):
     items, _ = select_items(paths, make_config(objective="sft_single", single_path_style="program"))
     assert len(items) == 4 and {i.style for i in items} == {"program"}
     assert len({i.question_id for i in items}) == 4
+    items, _ = select_items(paths, make_config(objective="sft_single"))  # the default style
+    assert len(items) == 4 and {i.style for i in items} == {"chain_of_thought"}
+    # The preferred style, when incorrect, gives way to the first correct path of the question.
+    cot_wrong = [
+        p.model_copy(update={"correct": p.style != "chain_of_thought" or p.question_id != "q1"})
+        for p in paths
+    ]
+    items, _ = select_items(cot_wrong, make_config(objective="sft_single"))
+    assert {i.question_id: i.style for i in items}["q1"] != "chain_of_thought"
     items, _ = select_items(paths, make_config(objective="step_by_step"))
     assert len(items) == 8 and [i.task for i in items[:2]] == ["rationale", "answer"]
     assert items[1].response == paths[0].answer and "final answer" in items[1].prompt

@@ -1,6 +1,6 @@
 """Evaluation: every model answers the test questions alone; accuracy with 95% intervals.
 
-`evaluate(cfg, test_path, models, out_dir)` writes predictions.jsonl and summary.json (see
+`evaluate(cfg, test_path, models, out_dir)` writes predictions.jsonl, summary.json and paired.json (see
 docs/ARCHITECTURE.md); ensembles across a method's students are extra rows, reported apart.
 """
 

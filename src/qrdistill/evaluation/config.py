@@ -12,7 +12,12 @@ from qrdistill.utils.config import StrictConfig
 class EvaluateConfig(StrictConfig):
     """How every model answers the test questions: greedy, batched, stopping right after the answer."""
 
-    max_new_tokens: int = Field(256, gt=0, description="generation budget per answer")
+    max_new_tokens: int = Field(
+        256,
+        gt=0,
+        description="generation budget per answer; in a run, at least the teacher's "
+        "generate.backend.max_tokens and that by default",
+    )
     batch_size: int = Field(8, gt=0)
     stop: list[str] = Field(
         default_factory=list, description="extra stop strings; the text is cut before them"

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from qrdistill.errors import DataError
 from qrdistill.evaluation.config import EvaluateConfig
 from qrdistill.evaluation.ensemble import ensemble_predictions
-from qrdistill.evaluation.metrics import summarize
+from qrdistill.evaluation.metrics import paired_comparisons, summarize
 from qrdistill.evaluation.stopping import stop_rule
 from qrdistill.llm.local import open_engine
 from qrdistill.records import Example, Prediction
@@ -138,7 +138,9 @@ def evaluate(cfg: EvaluateConfig, test_path: Path, models: list[EvalModel], out_
 
     Writes out_dir/models/<method>__<student>.jsonl per model as it finishes, then
     out_dir/predictions.jsonl (every model, then the ensembles) and out_dir/summary.json
-    (accuracy and 95% Wilson interval per method, student and task).
+    (accuracy and 95% Wilson interval per method, student and task) and out_dir/paired.json
+    (each method against qr_distill on the same questions: difference, paired-bootstrap
+    interval, exact McNemar p; empty without qr_distill).
     """
     test_path, out_dir = Path(test_path), Path(out_dir)
     examples = read_jsonl_as(test_path, Example)[: cfg.limit]
@@ -183,4 +185,5 @@ def evaluate(cfg: EvaluateConfig, test_path: Path, models: list[EvalModel], out_
         predictions += ensemble_predictions(predictions)
     write_jsonl(out_dir / "predictions.jsonl", predictions)
     write_json(out_dir / "summary.json", summarize(predictions))
+    write_json(out_dir / "paired.json", paired_comparisons(predictions))
     return out_dir / "predictions.jsonl"

@@ -117,6 +117,51 @@ def _accuracy_section(doc: Document, run_dir: Path, out_dir: Path, cfg: ReportCo
         )
 
 
+def _paired_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
+    """Methods compared question by question (evaluate/paired.json). Kept apart from the accuracy
+    tables: their Wilson intervals say how sure each accuracy is, not which method is better."""
+    path = run_dir / "evaluate" / "paired.json"
+    rows = _read(doc, path, read_json)
+    if not rows:  # not evaluated yet (the accuracy section says so), or no qr_distill to compare
+        return
+    doc.add(
+        Heading("Paired comparison with QR-Distill", 3),
+        Paragraph(
+            "Every method answered the same test questions, so each is compared with qr_distill "
+            "question by question: the difference in accuracy, its 95% interval from 10,000 "
+            "paired bootstrap resamples of the questions, and McNemar's exact test on the "
+            "questions exactly one of the two got right. Intervals that exclude 0 and small p "
+            "mark a difference beyond chance; overlapping Wilson intervals above do not rule "
+            "one out."
+        ),
+        tables.paired_table(rows),
+    )
+
+
+def _seeds_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
+    """A run repeated under several seeds (RUN/seeds.json): every figure as mean ± sd."""
+    seeds = _read(doc, run_dir / "seeds.json", read_json)
+    if seeds is None:
+        return
+    shared = "shared by all seeds" if seeds["teacher_shared"] else "sampled anew under each seed"
+    doc.add(
+        Heading(f"Accuracy over {seeds['seeds']} seeds"),
+        Paragraph(
+            f"Training was repeated under {seeds['seeds']} seeds ({', '.join(seeds['replicas'])}); "
+            f"the data split is shared, the teacher's paths are {shared}. Accuracy in %, each "
+            "student answering alone; the paired differences are to qr_distill on the same "
+            "questions (evaluate/paired.json of each seed). The sections after this one show "
+            f"{seeds['replicas'][0]} alone."
+        ),
+        tables.seeds_table(
+            [r for r in seeds["accuracy"] if not r["student"].startswith("ensemble:")],
+            "accuracy %",
+        ),
+    )
+    if seeds["paired"]:
+        doc.add(tables.seeds_table(seeds["paired"], "difference to qr_distill, points", True))
+
+
 def _funnel_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
     doc.add(Heading("Quality filter"))
     path = run_dir / "filter" / "funnel.json"
@@ -285,15 +330,23 @@ def build_report(
 
     doc = Document(cfg.title)
     doc.add(Paragraph(f"Run directory: {run_dir.resolve()}"))
-    for section, args in (
-        (_accuracy_section, (cfg,)),
-        (_funnel_section, ()),
-        (spend_section, ()),
-        (_routing_section, ()),
-        (_training_section, ()),
-        (_config_section, (config_text,)),
+    # A run repeated under several seeds: the summary over seeds, then the first seed's details
+    # (its teacher's paths are in the run directory itself when the seeds share them).
+    seeds = run_dir / "seeds.json"
+    first = run_dir / "seed-0"
+    detail = first if seeds.exists() else run_dir
+    teacher = run_dir if (run_dir / "filter").exists() or not seeds.exists() else first
+    for section, where, args in (
+        (_seeds_section, run_dir, ()),
+        (_accuracy_section, detail, (cfg,)),
+        (_paired_section, detail, ()),
+        (_funnel_section, teacher, ()),
+        (spend_section, teacher, ()),
+        (_routing_section, detail, ()),
+        (_training_section, detail, ()),
+        (_config_section, run_dir, (config_text,)),
     ):
-        _guarded(section, doc, run_dir, out_dir, *args)
+        _guarded(section, doc, where, out_dir, *args)
 
     with atomic_open(out_dir / "report.md") as handle:
         handle.write(to_markdown(doc))

@@ -71,6 +71,70 @@ def interval_table(summary: list[dict]) -> Table:
     )
 
 
+def paired_table(rows: list[dict]) -> Table:
+    """Each method against the reference on the same questions (evaluate/paired.json)."""
+    reference = rows[0]["reference"] if rows else "the reference"
+    body = [
+        [
+            r["method"],
+            r["student"],
+            task_label(r["task"]),
+            str(r["n"]),
+            f"{100 * r['difference']:+.1f}",
+            f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]",
+            f"{r['only_method']} / {r['only_reference']}",
+            f"{r['p_mcnemar']:.3g}",
+        ]
+        for r in rows
+    ]
+    return Table(
+        [
+            "method",
+            "student",
+            "task",
+            "n",
+            f"difference to {reference} (points)",
+            "95% CI (paired bootstrap)",
+            f"right only with method / only with {reference}",
+            "McNemar p (exact)",
+        ],
+        body,
+        f"Each method against {reference} on the same questions; a positive difference favours "
+        "the method",
+    )
+
+
+def seeds_table(rows: list[dict], what: str, signed: bool = False) -> Table:
+    """Mean and sd over seeds per (method, student, task) (RUN/seeds.json), with each seed's value
+    and, for paired rows, each seed's McNemar p."""
+    sign = "+" if signed else ""
+
+    def cell(r: dict) -> str:
+        sd = f" ± {100 * r['sd']:.1f}" if r["sd"] is not None else ""
+        return f"{100 * r['mean']:{sign}.1f}{sd}"
+
+    paired = any("p_mcnemar" in r for r in rows)
+    body = [
+        [
+            r["method"],
+            r["student"],
+            task_label(r["task"]),
+            str(r["n"]),
+            str(r["seeds"]),
+            cell(r),
+            ", ".join(f"{100 * v:{sign}.1f}" for v in r["values"]),
+            *([", ".join(f"{p:.2g}" for p in r["p_mcnemar"])] if paired else []),
+        ]
+        for r in rows
+    ]
+    headers = ["method", "student", "task", "n", "seeds", f"{what}, mean ± sd", "per seed"]
+    return Table(
+        headers + (["McNemar p per seed"] if paired else []),
+        body,
+        f"{what} over seeds (sd: sample standard deviation across seeds)",
+    )
+
+
 def paper_table(table: dict, tasks: tuple[str, ...], caption: str) -> Table:
     students = ordered(student for per_student in table.values() for student in per_student)
     headers = ["method (paper)"] + [f"{student} · {task}" for student in students for task in tasks]

@@ -134,8 +134,10 @@ class TrainConfig(StrictConfig):
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
     progress: bool = True
 
-    # sft_single / step_by_step pick one correct path per question: this style when present.
-    single_path_style: str | None = None
+    # sft_single / step_by_step pick one correct path per question: this style when present
+    # (chain-of-thought, the single path the baselines are defined with), else the first in
+    # the file; None takes the first in the file.
+    single_path_style: str | None = "chain_of_thought"
     # step_by_step's answer task: the base prompt plus this line, the extracted answer as response.
     answer_instruction: str = "Give only the final answer."
 

@@ -7,7 +7,8 @@ fingerprint still matches and its outputs are still there unchanged, and redoes 
 the chained fingerprints, everything after it) when something it depends on changed. One process
 at a time writes to a run directory (a lock file names the holder; see qrdistill.utils.lock). Within a
 stage, work is resumable on its own terms: generation and judging cache every finished request,
-training resumes from its last checkpoint, evaluation skips finished models.
+training resumes from its last checkpoint (Ctrl-C writes one at the step it stops after),
+evaluation skips finished models and keeps a model's answers batch by batch.
 
 With `seeds: N` (N > 1) the run is repeated under N seeds (RunConfig.replica), each a replica in
 RUN/seed-K/ with its own train/ and evaluate/. The data split is shared (RUN/data/), and so are

@@ -141,6 +141,57 @@ def test_prediction_rows_with_tiny_students(tiny_students, test_file, tmp_path, 
     assert opened == [str(m) for m in tiny_students]
 
 
+def test_an_interrupted_model_continues_with_the_questions_it_had_not_answered(
+    tiny_students, test_file, tmp_path, monkeypatch
+):
+    cfg = EvaluateConfig(max_new_tokens=8, batch_size=1, ensembles=False)
+    model = models_for(tiny_students)[:1]
+    evaluate(cfg, test_file, model, tmp_path / "full")
+    real = runner.open_engine
+
+    def wrapping(wrap):
+        """open_engine whose engines' generate is wrap(the real generate)."""
+
+        def open_wrapped(kind, name, **options):
+            engine = real(kind, name, **options)
+            engine.generate = wrap(engine.generate)
+            return engine
+
+        return open_wrapped
+
+    def stop_after_one_batch(generate):
+        def save_then_stop(done, on_batch):
+            on_batch(done)
+            raise KeyboardInterrupt  # Ctrl-C while the next batch would run
+
+        return lambda prompts, *, on_batch, **kw: generate(
+            prompts, on_batch=lambda done: save_then_stop(done, on_batch), **kw
+        )
+
+    monkeypatch.setattr(runner, "open_engine", wrapping(stop_after_one_batch))
+    out = tmp_path / "continued"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(cfg, test_file, model, out)
+    [partial] = (out / "models").glob("zero_shot__a.partial-*.jsonl")
+    assert [r["index"] for r in read_jsonl(partial)] == [0]
+    with partial.open("a") as handle:
+        handle.write('{"index": 1, "text": "cut sh')  # torn by the interruption: dropped
+
+    asked = []
+
+    def counting(generate):
+        return lambda prompts, **kw: asked.extend(prompts) or generate(prompts, **kw)
+
+    monkeypatch.setattr(runner, "open_engine", wrapping(counting))
+    evaluate(cfg, test_file, model, out)
+    assert len(asked) == 2  # q2 and q3 only
+    assert read_jsonl(out / "predictions.jsonl") == read_jsonl(
+        tmp_path / "full" / "predictions.jsonl"
+    )
+    assert read_json(out / "summary.json") == read_json(tmp_path / "full" / "summary.json")
+    assert not list((out / "models").glob("*.partial-*"))
+
+
 def test_limit_gives_every_model_the_same_first_questions(tiny_students, test_file, tmp_path):
     cfg = EvaluateConfig(max_new_tokens=4, limit=2, ensembles=False)
     evaluate(cfg, test_file, models_for(tiny_students), tmp_path / "eval")
@@ -170,12 +221,13 @@ class ScriptedEngine:
 
     def generate(self, prompts, *, on_batch, stop_when=None, **options):
         self.calls.append((prompts, stop_when))
-        on_batch(len(prompts))
         responses = [next(r for key, r in self.RESPONSES.items() if key in p) for p in prompts]
-        return [
+        done = [
             Generation(text=r, prompt_tokens=len(p), completion_tokens=7, mean_logprob=-0.5)
             for p, r in zip(prompts, responses)
         ]
+        on_batch(dict(enumerate(done)))
+        return done
 
     def close(self):
         pass

@@ -3,7 +3,12 @@ returns (exit status, stderr lines)."""
 
 from __future__ import annotations
 
+import shlex
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,3 +56,43 @@ def assert_one_line_error(code: int, lines: list[str], *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[-1], (fragment, lines[-1])
     return lines[-1]
+
+
+def interrupt_when(args: list[str], ready: Callable[[], bool], within_s: float = 240) -> str:
+    """Run `python -m qrdistill ARGS`, send it SIGINT (Ctrl-C) as soon as `ready()` holds, check
+    that it exits 130 without a traceback, and return the command it printed to continue."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qrdistill", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    try:
+        deadline = time.monotonic() + within_s
+        while not ready():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    line = next(x for x in stderr.splitlines() if x.startswith("interrupted:"))
+    return line.split("to continue: ", 1)[1]
+
+
+def run_continue_command(command: str) -> subprocess.CompletedProcess:
+    """Run a printed `qrdistill ...` continue command to the end; it must succeed."""
+    continued = shlex.split(command)
+    assert continued[0] == "qrdistill"
+    result = subprocess.run(
+        [sys.executable, "-m", "qrdistill", *continued[1:]],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result

@@ -7,16 +7,12 @@ requests hang (a stub); this is the same on a real server, through the whole CLI
 from __future__ import annotations
 
 import shlex
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
 
-from conftest import subprocess_env
+from conftest import interrupt_when, run_continue_command
 from qrdistill.records import ReasoningPath
 from qrdistill.utils.io import read_jsonl_as
 
@@ -61,39 +57,15 @@ def test_ctrl_c_during_generate_prints_the_continue_command_and_it_repeats_nothi
             }
         )
     )
-    command = [sys.executable, "-m", "qrdistill", "generate", str(config), "--force"]
-    process = subprocess.Popen(
-        command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=subprocess_env()
-    )
     cache = run / "generate" / "cache.sqlite"
-    try:
-        deadline = time.monotonic() + 240
-        while finished(cache) < 2:
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    line = next(x for x in stderr.splitlines() if x.startswith("interrupted:"))
+    command = interrupt_when(["generate", str(config), "--force"], lambda: finished(cache) >= 2)
     # --force is not repeated: the pipeline forgot the forced stage as it started.
-    assert line.endswith(f"to continue: qrdistill generate {shlex.quote(str(config))}"), line
+    assert command == f"qrdistill generate {shlex.quote(str(config))}", command
     kept = finished(cache)
     asked_before = proxy.completions()
     assert 2 <= kept < 8 and not (run / "generate" / "paths.jsonl").exists()
 
-    continued = shlex.split(line.split("to continue: ", 1)[1])
-    assert continued[0] == "qrdistill"
-    result = subprocess.run(
-        [sys.executable, "-m", "qrdistill", *continued[1:]],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_continue_command(command)
     asked_after = proxy.completions()[len(asked_before) :]
     assert len(asked_after) == 8 - kept  # only what was not finished
     stored_before = {(b["messages"][0]["content"], b["seed"]) for b in asked_before[:kept]}

@@ -3,14 +3,19 @@
 For every model the same test questions get the same base prompt (the task's, plus an optional
 zero-shot style instruction), rendered with the model's own chat template. The task extracts and
 verifies each answer. Each finished model's predictions are saved under `models/` with a
-fingerprint of what produced them, so a rerun after an interruption skips finished models.
+fingerprint of what produced them, so a rerun after an interruption skips finished models. While
+a model answers, every finished batch is appended to `models/<key>.partial-<fingerprint>.jsonl`;
+a rerun with the same setting asks that model only the questions not in it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
@@ -22,10 +27,18 @@ from qrdistill.evaluation.ensemble import ensemble_predictions
 from qrdistill.evaluation.metrics import paired_comparisons, summarize
 from qrdistill.evaluation.stopping import stop_rule
 from qrdistill.llm.local import open_engine
-from qrdistill.records import Example, Prediction
+from qrdistill.records import Example, Generation, Prediction
 from qrdistill.tasks import get_task
 from qrdistill.utils.config import StrictConfig
-from qrdistill.utils.io import read_json, read_jsonl, read_jsonl_as, write_json, write_jsonl
+from qrdistill.utils.io import (
+    iter_jsonl,
+    read_json,
+    read_jsonl,
+    read_jsonl_as,
+    repair_torn_tail,
+    write_json,
+    write_jsonl,
+)
 
 console = Console(stderr=True)
 
@@ -67,46 +80,63 @@ def _fingerprint(
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def _partial_path(models_dir: Path, key: str, fingerprint: str) -> Path:
+    return models_dir / f"{key}.partial-{fingerprint[:16]}.jsonl"
+
+
+def _drop_partials(models_dir: Path, key: str, keep: Path | None = None) -> None:
+    """Remove a model's partial predictions, except `keep` (those of the current setting)."""
+    for path in models_dir.glob(f"{key}.partial-*.jsonl"):
+        if path != keep:
+            path.unlink()
+
+
+def _answered(partial: Path, n: int) -> dict[int, Generation]:
+    """The completions saved by an interrupted evaluation of this model, by question index.
+    A torn last line (the process stopped mid-write) is dropped and logged."""
+    if not partial.exists():
+        return {}
+    repair_torn_tail(partial)
+    done = {}
+    for lineno, row in iter_jsonl(partial):
+        index = row.pop("index", None)
+        if not isinstance(index, int) or not 0 <= index < n:
+            raise DataError(
+                f"{partial}:{lineno}: question index {index!r} outside 0..{n - 1}; "
+                "remove this file to evaluate the model from the start"
+            )
+        done[index] = Generation(**row)
+    return done
+
+
 def _predict(
     model: EvalModel,
     cfg: EvaluateConfig,
     examples: list[Example],
     prompts: list[str],
     progress: Progress,
+    partial: Path,
 ) -> list[dict]:
-    bar = progress.add_task(f"{model.method}/{model.student}", total=len(examples))
+    """Answer every question, appending each finished batch to `partial` (one row per question:
+    its index and completion) so that an interrupted evaluation keeps them; the questions already
+    in `partial` are not asked again."""
+    done = _answered(partial, len(examples))
+    label = f"{model.method}/{model.student}"
+    if done:
+        progress.console.print(
+            f"{label}: {len(done)} of {len(examples)} questions answered earlier, "
+            f"generating the other {len(examples) - len(done)}"
+        )
+    bar = progress.add_task(label, total=len(examples), completed=len(done))
     by_task: dict[str, list[int]] = {}
     for index, example in enumerate(examples):
-        by_task.setdefault(example.task, []).append(index)
-    generations = [None] * len(examples)
-    engine = open_engine(
-        cfg.backend,
-        model.model,
-        dtype=cfg.dtype,
-        device=cfg.device or "auto",
-        trust_remote_code=cfg.trust_remote_code,
-    )
-    try:
-        # One generate call per task: each task states its answer in its own format, so each
-        # has its own rule for when an answer is complete. Greedy, so the log-probabilities are
-        # the ensembles' confidence.
-        for name, indices in by_task.items():
-            stop_when = stop_rule(get_task(name), cfg.stop_after_answer, cfg.stop_on_loop)
-            outputs = engine.generate(
-                [engine.render(prompts[i]) for i in indices],
-                max_new_tokens=cfg.max_new_tokens,
-                stop=cfg.stop,
-                stop_when=stop_when,
-                batch_size=cfg.batch_size,
-                on_batch=lambda n: progress.advance(bar, n),
-            )
-            for index, output in zip(indices, outputs):
-                generations[index] = output
-    finally:
-        engine.close()
+        if index not in done:
+            by_task.setdefault(example.task, []).append(index)
+    if by_task:
+        _generate(model, cfg, by_task, prompts, done, partial, lambda n: progress.advance(bar, n))
     rows = []
-    for example, generation in zip(examples, generations):
-        task = get_task(example.task)
+    for index, example in enumerate(examples):
+        generation, task = done[index], get_task(example.task)
         rows.append(
             Prediction(
                 question_id=example.id,
@@ -122,6 +152,58 @@ def _predict(
             ).row()
         )
     return rows
+
+
+def _generate(
+    model: EvalModel,
+    cfg: EvaluateConfig,
+    by_task: dict[str, list[int]],
+    prompts: list[str],
+    done: dict[int, Generation],
+    partial: Path,
+    advance: Callable[[int], object],
+) -> None:
+    engine = open_engine(
+        cfg.backend,
+        model.model,
+        dtype=cfg.dtype,
+        device=cfg.device or "auto",
+        trust_remote_code=cfg.trust_remote_code,
+    )
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with partial.open("a", encoding="utf-8") as handle:
+            # One generate call per task: each task states its answer in its own format, so each
+            # has its own rule for when an answer is complete. Greedy, so the log-probabilities
+            # are the ensembles' confidence. The questions left after an interruption are a
+            # suffix of the hf engine's (length-sorted) order, so they form the same batches
+            # again: a continued run answers exactly as an uninterrupted one.
+            for name, indices in by_task.items():
+
+                def save(batch: dict[int, Generation], indices=indices) -> None:
+                    rows = {indices[position]: g for position, g in batch.items()}
+                    # One write per batch: an interruption tears at most the last line.
+                    handle.write(
+                        "".join(
+                            json.dumps({"index": i, **asdict(g)}) + "\n" for i, g in rows.items()
+                        )
+                    )
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    done.update(rows)
+                    advance(len(rows))
+
+                stop_when = stop_rule(get_task(name), cfg.stop_after_answer, cfg.stop_on_loop)
+                engine.generate(
+                    [engine.render(prompts[i]) for i in indices],
+                    max_new_tokens=cfg.max_new_tokens,
+                    stop=cfg.stop,
+                    stop_when=stop_when,
+                    batch_size=cfg.batch_size,
+                    on_batch=save,
+                )
+    finally:
+        engine.close()
 
 
 def _finished(predictions_path: Path, done_path: Path, fingerprint: str) -> list[dict] | None:
@@ -160,18 +242,23 @@ def evaluate(cfg: EvaluateConfig, test_path: Path, models: list[EvalModel], out_
     )
     with Progress(*columns, console=console) as progress:
         for model in models:
-            predictions_path = out_dir / "models" / f"{model.key}.jsonl"
-            done_path = out_dir / "models" / f"{model.key}.done.json"
+            models_dir = out_dir / "models"
+            predictions_path = models_dir / f"{model.key}.jsonl"
+            done_path = models_dir / f"{model.key}.done.json"
             fingerprint = _fingerprint(model, cfg, examples, prompts)
             rows = _finished(predictions_path, done_path, fingerprint)
             if rows is None:
-                rows = _predict(model, cfg, examples, prompts, progress)
+                partial = _partial_path(models_dir, model.key, fingerprint)
+                _drop_partials(models_dir, model.key, keep=partial)  # other settings' answers
+                rows = _predict(model, cfg, examples, prompts, progress, partial)
                 # Predictions first, then the marker: an interruption between them only costs a rerun.
                 write_jsonl(predictions_path, rows)
                 write_json(
                     done_path, {"fingerprint": fingerprint, "model": model.model, "n": len(rows)}
                 )
+                partial.unlink()
             else:
+                _drop_partials(models_dir, model.key)
                 progress.console.print(
                     f"{model.method}/{model.student}: finished earlier, reusing {predictions_path}"
                 )

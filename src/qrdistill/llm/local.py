@@ -4,8 +4,10 @@
 
     engine = open_engine("hf", "smollm2-135m-instruct", dtype="float32")
     prompts = [engine.render(text) for text in texts]        # the model's chat template
-    outputs = engine.generate(prompts, max_new_tokens=256, stop_when=rule, on_batch=bar.advance)
+    outputs = engine.generate(prompts, max_new_tokens=256, stop_when=rule, on_batch=save)
     engine.close()                                           # frees the memory for the next model
+
+`on_batch(done)` gets each finished batch's completions by position in `prompts`, as they come.
 
 The teacher's and judge's request backends (`backends.py`) run on them, and evaluation uses them
 directly for greedy decoding with stop rules and log-probabilities. A model that cannot be loaded,
@@ -72,7 +74,7 @@ class HFEngine:
         stop_when: Callable[[str], bool] | None = None,
         batch_size: int = 8,
         seed: int | None = None,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[dict[int, Generation]], None] | None = None,
     ) -> list[Generation]:
         from qrdistill.models import generate
 
@@ -175,7 +177,7 @@ class VLLMEngine:
         stop_when: Callable[[str], bool] | None = None,
         batch_size: int = 8,
         seed: int | None = None,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[dict[int, Generation]], None] | None = None,
     ) -> list[Generation]:
         from vllm import SamplingParams
 
@@ -209,8 +211,8 @@ class VLLMEngine:
                     mean_logprob=mean_logprob,
                 )
             )
-        if on_batch is not None:
-            on_batch(len(prompts))
+        if on_batch is not None:  # vLLM schedules the whole call: one batch
+            on_batch(dict(enumerate(results)))
         return results
 
     def close(self) -> None:

@@ -55,12 +55,13 @@ def generate(
     stop: Sequence[str] = (),
     batch_size: int = 8,
     seed: int | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[dict[int, Generation]], None] | None = None,
     stop_when: Callable[[str], bool] | None = None,
 ) -> list[Generation]:
     """Generate one completion per already-rendered prompt (see `render_prompt`).
 
-    `on_batch(n)` is called after each batch with the number of prompts done in it (progress bars).
+    `on_batch(done)` is called after each batch with its completions by position in `prompts`
+    (progress bars; evaluation saves them as they come, so an interruption loses one batch).
     `stop_when(text)` ends a row once it returns True for the text generated so far; the text is
     kept whole (unlike a stop string, nothing is cut).
     """
@@ -135,7 +136,7 @@ def generate(
                     mean_logprob=mean_lp,
                 )
             if on_batch is not None:
-                on_batch(len(index))
+                on_batch({i: results[i] for i in index})
     finally:
         tokenizer.padding_side = previous_side
     return results  # type: ignore[return-value]

@@ -41,6 +41,7 @@ from qrdistill.training.router import (
 )
 from qrdistill.training.state import LogWindow, Progress, RoutingTally
 from qrdistill.training.students import load_student
+from qrdistill.utils.interrupt import StopRequest
 from qrdistill.utils.io import atomic_open, iter_jsonl, repair_torn_tail, write_json
 
 logger = logging.getLogger(__name__)
@@ -163,23 +164,12 @@ class Recipe:
                 total=self.total_steps, initial=self.progress.step, desc="train", dynamic_ncols=True
             )
         progress = self.progress
-        for epoch in range(progress.epoch, self.cfg.epochs):
-            batches = epoch_batches(self.lengths, self.global_batch, self.cfg.seed, epoch)
-            windows = [
-                list(range(i, min(i + self.cfg.grad_accum, len(batches))))
-                for i in range(0, len(batches), self.cfg.grad_accum)
-            ]
-            for w in range(progress.window, len(windows)):
+        stop = StopRequest("finishing the optimizer step in flight, then saving a checkpoint")
+        with stop:
+            for epoch in range(progress.epoch, self.cfg.epochs):
+                self._epoch(epoch, bar, stop)
                 if progress.step >= self.total_steps:
                     break
-                self.optimizer_step(epoch, [(b, batches[b]) for b in windows[w]], len(batches))
-                progress.window, progress.step = w + 1, progress.step + 1
-                self._after_step(epoch + (w + 1) / len(windows), bar)
-            if progress.window >= len(windows):
-                self._write_routing(epoch)
-                progress.epoch, progress.window = epoch + 1, 0
-            if progress.step >= self.total_steps:
-                break
         if self._routing.paths.sum() > 0:  # stopped by max_steps inside an epoch
             self._write_routing(progress.epoch, partial=True)
         if bar is not None:
@@ -188,8 +178,50 @@ class Recipe:
         self._finish()
         return self.out
 
-    def _after_step(self, epoch: float, bar) -> None:
-        """Log every `log_every` steps (and the last), checkpoint every `checkpoint_every`."""
+    def _epoch(self, epoch: int, bar, stop: StopRequest) -> None:
+        """The optimizer steps of one epoch, from where `progress` stands; on Ctrl-C, the step
+        in flight finishes, a checkpoint is written at that step and KeyboardInterrupt raised."""
+        progress = self.progress
+        batches = epoch_batches(self.lengths, self.global_batch, self.cfg.seed, epoch)
+        windows = [
+            list(range(i, min(i + self.cfg.grad_accum, len(batches))))
+            for i in range(0, len(batches), self.cfg.grad_accum)
+        ]
+        for w in range(progress.window, len(windows)):
+            if progress.step >= self.total_steps:
+                break
+            self.optimizer_step(epoch, [(b, batches[b]) for b in windows[w]], len(batches))
+            progress.window, progress.step = w + 1, progress.step + 1
+            saved = self._after_step(epoch + (w + 1) / len(windows), bar)
+            if self._stop_agreed(stop):
+                if bar is not None:
+                    bar.close()
+                if not saved:
+                    self.save_checkpoint()
+                logger.warning(
+                    "stopped after optimizer step %d of %d; checkpoint %s written, a rerun "
+                    "continues from it",
+                    progress.step,
+                    self.total_steps,
+                    self.ckpt_dir / f"step-{progress.step}",
+                )
+                raise KeyboardInterrupt
+        if progress.window >= len(windows):
+            self._write_routing(epoch)
+            progress.epoch, progress.window = epoch + 1, 0
+
+    def _stop_agreed(self, stop: StopRequest) -> bool:
+        """Whether any process was asked to stop. Under DDP a Ctrl-C can reach the ranks
+        between different steps: the flag is summed over ranks so that all stop after the
+        same step (and write one checkpoint together)."""
+        if self.acc.num_processes == 1:
+            return stop.requested
+        flag = torch.tensor([float(stop.requested)], device=self.acc.device)
+        return bool(self.acc.reduce(flag, reduction="sum").item() > 0)
+
+    def _after_step(self, epoch: float, bar) -> bool:
+        """Log every `log_every` steps (and the last), checkpoint every `checkpoint_every`;
+        True when it wrote a checkpoint."""
         step = self.progress.step
         if step % self.cfg.log_every == 0 or step == self.total_steps:
             row = self._log_row(epoch)
@@ -199,6 +231,8 @@ class Recipe:
             bar.update(1)
         if step % self.cfg.checkpoint_every == 0 and step < self.total_steps:
             self.save_checkpoint()
+            return True
+        return False
 
     def optimizer_step(
         self, epoch: int, window: list[tuple[int, list[int]]], n_batches: int
@@ -403,6 +437,13 @@ class Recipe:
                 self.acc.process_index,
             )
             self.progress = Progress.from_json(progress["position"])
+            if self.acc.is_main_process:
+                logger.info(
+                    "resuming from %s: optimizer step %d of %d done",
+                    found,
+                    self.progress.step,
+                    self.total_steps,
+                )
             self._log = LogWindow.from_json(progress["log"])
             self._routing = RoutingTally.from_json(progress["routing"])
             self.last_row = progress["last_row"]

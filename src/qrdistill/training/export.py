@@ -17,7 +17,7 @@ from qrdistill.errors import UsageError
 from qrdistill.models.artifacts import RECORD, TrainedStudent, read_trained_student
 from qrdistill.models.packaged import PACKAGED_MODELS
 from qrdistill.training.config import StudentConfig
-from qrdistill.utils.io import umask_modes, write_json
+from qrdistill.utils.io import read_json, umask_modes, write_json
 
 MERGE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -46,6 +46,12 @@ def save_student(model, cfg: StudentConfig, dtype, out: Path, state_dict=None) -
     tmp.mkdir(parents=True)
     if not cfg.frozen:
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        # peft keeps target_modules as a set, whose order differs between processes: sorted, the
+        # same training writes the same bytes (resumed runs are compared with whole ones).
+        adapter_config = read_json(tmp / "adapter_config.json")
+        if isinstance(adapter_config.get("target_modules"), list):
+            adapter_config["target_modules"] = sorted(adapter_config["target_modules"])
+            write_json(tmp / "adapter_config.json", adapter_config)
     record = TrainedStudent(
         base=_base_pointer(cfg.model),
         adapter=not cfg.frozen,

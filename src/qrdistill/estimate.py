@@ -147,7 +147,7 @@ def judge_estimate(cfg: RunConfig) -> Estimate:
     path judged (the answer check drops the wrong ones first), each as long as the teacher's
     max_tokens, one attempt each (an unreadable verdict is asked again)."""
     from qrdistill.quality.judge import judge_prompt
-    from qrdistill.teacher.generate import plan_jobs
+    from qrdistill.teacher.generate import job_path, plan_jobs
 
     flt = cfg.filter
     paths_file = Path(cfg.run_dir) / "generate" / "paths.jsonl"
@@ -159,16 +159,8 @@ def judge_estimate(cfg: RunConfig) -> Estimate:
         note = f"the {len(paths)} generated paths that pass the answer check; first attempts"
     else:
         paths = [
-            ReasoningPath(
-                id=ReasoningPath.make_id(job.example.id, job.style, job.sample_index),
-                question_id=job.example.id,
-                task=job.example.task,
-                style=job.style,
-                sample_index=job.sample_index,
-                prompt=job.base_prompt,
-                gold=job.example.gold,
-                text=job.request.key,  # a distinct stand-in; its length is counted as max_tokens
-            )
+            # the request key is a distinct stand-in text; its length is counted as max_tokens
+            job_path(job, job.request.key)
             for job in plan_jobs(cfg.generate, _train_examples(cfg))
         ]
         extra = cfg.generate.backend.max_tokens

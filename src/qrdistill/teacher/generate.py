@@ -50,8 +50,8 @@ def plan_jobs(cfg: GenerateConfig, examples: list[Example]) -> list[PathJob]:
     return jobs
 
 
-def to_path(job: PathJob, generation: Generation, backend: BackendConfig) -> ReasoningPath:
-    task = get_task(job.example.task)
+def job_path(job: PathJob, text: str, **fields) -> ReasoningPath:
+    """The path a job stands for, with `text` as its reasoning and any further fields."""
     return ReasoningPath(
         id=ReasoningPath.make_id(job.example.id, job.style, job.sample_index),
         question_id=job.example.id,
@@ -60,7 +60,16 @@ def to_path(job: PathJob, generation: Generation, backend: BackendConfig) -> Rea
         sample_index=job.sample_index,
         prompt=job.base_prompt,
         gold=job.example.gold,
-        text=generation.text,
+        text=text,
+        **fields,
+    )
+
+
+def to_path(job: PathJob, generation: Generation, backend: BackendConfig) -> ReasoningPath:
+    task = get_task(job.example.task)
+    return job_path(
+        job,
+        generation.text,
         answer=task.extract_answer(generation.text, job.example.choices),
         correct=task.is_correct(generation.text, job.example.gold, job.example.choices),
         usage=Usage(

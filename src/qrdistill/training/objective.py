@@ -78,9 +78,14 @@ def per_path_loss(
     and the number of response tokens. [B, T, V], [B, T] -> [paths], [paths]; a padding-free row
     holds several paths (`seq_idx`, `n_paths`: see data.per_path_sum)."""
     targets = labels[:, 1:]
+    # Flat [tokens, V] rows: the class dimension last, cross_entropy's fast layout (a [B, V, T]
+    # view of the logits makes it take the spatial kernels, several times slower on a GPU).
     tokens = F.cross_entropy(
-        logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
-    )  # [B, T-1], 0 where ignored
+        logits[:, :-1].float().flatten(0, 1),
+        targets.flatten(),
+        ignore_index=IGNORE,
+        reduction="none",
+    ).view(targets.shape)  # [B, T-1], 0 where ignored
     # A target belongs to its own path (a path's first label is -100 in either layout).
     target_path = None if seq_idx is None else seq_idx[:, 1:]
     count = per_path_sum((targets != IGNORE).long(), target_path, n_paths)

@@ -96,6 +96,35 @@ def median(values) -> float:
     return float(statistics.median(values))
 
 
+def summary(values: list[float]) -> dict:
+    """Median, range and relative spread ((max - min) / median) of repeated measurements."""
+    med = statistics.median(values)
+    return {
+        "median": med,
+        "min": min(values),
+        "max": max(values),
+        "spread": (max(values) - min(values)) / med if med else None,
+        "n": len(values),
+    }
+
+
+def figure(value, unit: str, target: str | None = None, note: str | None = None) -> dict:
+    """One entry of a results file's `figures`; `target` is ">= x" or "<= x"."""
+    met = None
+    if target is not None and value is not None:
+        op, bound = target.split()
+        met = value >= float(bound) if op == ">=" else value <= float(bound)
+    out = {
+        "value": None if value is None else round(value, 4),
+        "unit": unit,
+        "target": target,
+        "met": met,
+    }
+    if note:
+        out["note"] = note
+    return out
+
+
 def busy_processes(threshold: float = 50.0) -> list[str]:
     """Other processes using more than `threshold` % CPU (ps), excluding this one, its parent and
     the `ps` that is asking (a just-started ps reports itself at up to 100 %)."""

@@ -59,7 +59,6 @@ import gc
 import hashlib
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -72,9 +71,11 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # tiny_models.make_tokenizer
 from _common import (  # noqa: E402
     RESULTS_DIR,
     emit,
+    figure,
     hf_args_summary,
     hf_lora_trainer,
     make_recipe,
+    summary,
     time_recipe_steps,
     wait_for_quiet_cpu,
     write_paths,
@@ -325,33 +326,6 @@ def hf_step_timer(warm: int, steps: int, sync):
                 self.seconds = time.perf_counter() - self.start
 
     return StepTimer()
-
-
-def summary(values: list[float]) -> dict:
-    med = statistics.median(values)
-    return {
-        "median": med,
-        "min": min(values),
-        "max": max(values),
-        "spread": (max(values) - min(values)) / med if med else None,
-        "n": len(values),
-    }
-
-
-def figure(value, unit: str, target: str | None = None, note: str | None = None) -> dict:
-    met = None
-    if target is not None and value is not None:
-        op, bound = target.split()
-        met = value >= float(bound) if op == ">=" else value <= float(bound)
-    out = {
-        "value": None if value is None else round(value, 4),
-        "unit": unit,
-        "target": target,
-        "met": met,
-    }
-    if note:
-        out["note"] = note
-    return out
 
 
 # --------------------------------------------------------------------------- main

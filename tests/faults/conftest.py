@@ -1,14 +1,11 @@
 """Fixtures of the fault suite: a tiny run config (tiny students, hf teacher) and a CLI runner that
-returns (exit status, stderr lines)."""
+returns (exit status, stderr lines). Plain helpers live in fault_tools.py: a test module imports
+them from there, since every test folder has a `conftest` and only one can be imported by that
+name when pytest collects several folders."""
 
 from __future__ import annotations
 
-import shlex
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,69 +27,3 @@ def cli(capsys):
         return code, [line for line in err.splitlines() if line.strip()]
 
     return run
-
-
-def subprocess_env() -> dict:
-    """The environment for a `python -m qrdistill` child: this checkout's sources first."""
-    import os
-
-    import qrdistill
-
-    src = str(Path(qrdistill.__file__).resolve().parents[1])
-    return {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-    }
-
-
-def assert_one_line_error(code: int, lines: list[str], *fragments: str) -> str:
-    """Exit status 2; the error is one line, the last on stderr, starting with 'error:' and holding
-    `fragments` (lines before it are the stages' progress headers); no traceback anywhere."""
-    assert code == 2, (code, lines)
-    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], lines
-    assert not any("Traceback" in line for line in lines), lines
-    for fragment in fragments:
-        assert fragment in lines[-1], (fragment, lines[-1])
-    return lines[-1]
-
-
-def interrupt_when(args: list[str], ready: Callable[[], bool], within_s: float = 240) -> str:
-    """Run `python -m qrdistill ARGS`, send it SIGINT (Ctrl-C) as soon as `ready()` holds, check
-    that it exits 130 without a traceback, and return the command it printed to continue."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "qrdistill", *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(),
-    )
-    try:
-        deadline = time.monotonic() + within_s
-        while not ready():
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    line = next(x for x in stderr.splitlines() if x.startswith("interrupted:"))
-    return line.split("to continue: ", 1)[1]
-
-
-def run_continue_command(command: str) -> subprocess.CompletedProcess:
-    """Run a printed `qrdistill ...` continue command to the end; it must succeed."""
-    continued = shlex.split(command)
-    assert continued[0] == "qrdistill"
-    result = subprocess.run(
-        [sys.executable, "-m", "qrdistill", *continued[1:]],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result

@@ -13,9 +13,9 @@ import sys
 import time
 
 import pytest
+from fault_tools import subprocess_env
 from raw_stub import RawStubServer, Reply
 
-from conftest import subprocess_env
 from qrdistill.errors import BackendError
 from qrdistill.llm import backends
 from qrdistill.llm.backends import OpenAIBackend, make_request

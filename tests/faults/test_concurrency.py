@@ -12,9 +12,9 @@ import sys
 import time
 
 import pytest
+from fault_tools import subprocess_env
 from test_pipeline import tiny_config
 
-from conftest import subprocess_env
 from qrdistill.errors import LockHeld
 from qrdistill.utils.lock import RunLock
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fault_tools import subprocess_env
 from figures import record
 
-from conftest import subprocess_env
 from qrdistill.cli import main
 from qrdistill.llm.cache import request_key
 

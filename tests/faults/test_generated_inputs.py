@@ -12,11 +12,11 @@ from collections import Counter
 
 import pytest
 import yaml
+from fault_tools import assert_one_line_error
 from figures import record
 from raw_stub import RawStubServer, Reply
 from test_pipeline import tiny_config
 
-from conftest import assert_one_line_error
 from qrdistill.errors import BackendError
 from qrdistill.llm import backends
 from qrdistill.llm.backends import OpenAIBackend, make_request

@@ -11,8 +11,8 @@ import sqlite3
 
 import pytest
 import yaml
+from fault_tools import interrupt_when, run_continue_command
 
-from conftest import interrupt_when, run_continue_command
 from qrdistill.records import ReasoningPath
 from qrdistill.utils.io import read_jsonl_as
 

@@ -16,10 +16,10 @@ import signal
 import pytest
 import torch
 import yaml
+from fault_tools import interrupt_when, run_continue_command
 from safetensors.torch import load_file
 from test_pipeline import tiny_config
 
-from conftest import interrupt_when, run_continue_command
 from qrdistill.cli import main
 from qrdistill.utils.interrupt import StopRequest
 from qrdistill.utils.io import read_json, read_jsonl

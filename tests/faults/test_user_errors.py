@@ -7,9 +7,8 @@ import json
 
 import pytest
 import yaml
+from fault_tools import assert_one_line_error
 from test_pipeline import tiny_config
-
-from conftest import assert_one_line_error
 
 
 @pytest.fixture

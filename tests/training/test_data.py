@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from training_paths import make_paths
 
-from conftest import make_paths
 from qrdistill.models import load_tokenizer, render_prompt
 from qrdistill.training.config import TrainConfig
 from qrdistill.training.data import (

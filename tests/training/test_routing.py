@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from training_paths import make_paths
 
-from conftest import make_paths
 from qrdistill.training import train
 from qrdistill.training.data import TrainItem, build_data, collate, encode
 from qrdistill.training.objective import QRDistillObjective

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from training_paths import make_paths
 
-from conftest import make_paths
 from qrdistill.errors import CheckpointMismatch, DataError, QRDistillError
 from qrdistill.models import load_tokenizer
 from qrdistill.training import checkpoint

@@ -251,6 +251,50 @@ def write_paths(paths: list[dict], path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- timing qrdistill's loop
+# The two real packaged students the CPU training benchmarks time.
+REAL_STUDENTS = [
+    {"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2e-4},
+    {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2e-4},
+]
+
+
+def parse_epoch_args(parser, *, small_paths: int, small_reps: int, argv=None):
+    """Parse the options every CPU epoch-timing benchmark shares (--small, --paths, --reps,
+    --batch-size) beside the script's own, with --small choosing the small defaults."""
+    parser.add_argument("--small", action="store_true", help="a quick check of the script")
+    parser.add_argument(
+        "--paths",
+        type=int,
+        default=None,
+        help=f"number of paths (default 32, --small {small_paths})",
+    )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help=f"timed epochs per side (default 3, --small {small_reps})",
+    )
+    parser.add_argument("--batch-size", type=int, default=4)
+    args = parser.parse_args(argv)
+    args.paths = args.paths or (small_paths if args.small else 32)
+    args.reps = args.reps or (small_reps if args.small else 3)
+    return args
+
+
+def timing_settings(epochs: int, batch_size: int) -> dict:
+    """TrainConfig fields shared by the timing benchmarks: nothing logged, shown or checkpointed
+    inside a timed epoch."""
+    return dict(
+        epochs=epochs,
+        batch_size=batch_size,
+        max_length=512,
+        progress=False,
+        log_every=10_000,
+        checkpoint_every=10_000,
+        seed=0,
+    )
+
+
 def make_recipe(cfg, paths_file: Path, out_dir: Path):
     """A qrdistill training Recipe (students loaded, data encoded, optimizer built): the object
     `qrdistill.training.train` runs. Timed epochs go through its own `optimizer_step`."""

@@ -49,14 +49,10 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, wait_for_quiet_cpu, write_results  # noqa: E402
+from _common import REAL_STUDENTS, emit, wait_for_quiet_cpu, write_results  # noqa: E402
 
 METHODS = ["sft_single", "answer_aug", "qr_distill", "no_routing", "no_peer", "no_filter"]
 REFERENCE = "qr_distill"
-STUDENTS = [
-    {"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2.0e-4},
-    {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2.0e-4},
-]
 
 # Power calculation (module docstring): detect DELTA at ALPHA with POWER, PLANNING_DISCORDANT
 # being the share of questions two methods disagree on (from the quickstart pilot).
@@ -84,7 +80,7 @@ SIZES = {
 
 def run_config(s: dict, run_dir: Path, methods: list[str], seeds: int) -> dict:
     train = {
-        "students": STUDENTS,
+        "students": REAL_STUDENTS,
         "batch_size": 4,
         "max_length": s["max_length"],
         "log_every": 1,

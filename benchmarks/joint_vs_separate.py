@@ -32,61 +32,42 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (  # noqa: E402
+    REAL_STUDENTS,
     emit,
     make_recipe,
     median,
+    parse_epoch_args,
     realistic_paths,
     time_recipe_epoch,
+    timing_settings,
     wait_for_quiet_cpu,
     write_paths,
     write_results,
 )
-
-STUDENTS = [
-    {"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2e-4},
-    {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2e-4},
-]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--small", action="store_true")
-    parser.add_argument(
-        "--paths", type=int, default=None, help="number of paths (default 32, --small 8)"
-    )
-    parser.add_argument(
-        "--reps", type=int, default=None, help="timed epochs per side (default 3, --small 2)"
-    )
-    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument(
         "--router-epochs",
         type=int,
         default=0,
         help="joint epochs trained before the timed rounds, so the router has learned (default 0)",
     )
-    args = parser.parse_args()
-    n_paths = args.paths or (8 if args.small else 32)
-    reps = args.reps or (2 if args.small else 3)
+    args = parse_epoch_args(parser, small_paths=8, small_reps=2)
+    n_paths, reps = args.paths, args.reps
 
     from qrdistill.training.config import TrainConfig
     from qrdistill.training.router import embed_texts
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-joint-"))
     paths_file = write_paths(realistic_paths(n_paths), tmp / "paths.jsonl")
-    common = dict(
-        epochs=args.router_epochs + reps + 2,
-        batch_size=args.batch_size,
-        max_length=512,
-        progress=False,
-        log_every=10_000,
-        checkpoint_every=10_000,
-        seed=0,
-    )
+    common = timing_settings(args.router_epochs + reps + 2, args.batch_size)
     configs = {
         "joint": TrainConfig(
-            students=STUDENTS,
+            students=REAL_STUDENTS,
             objective="qr_distill",
             routing={"mode": "learned", "cache_dir": str(tmp / "emb")},
             peer={"enabled": True},
@@ -100,7 +81,7 @@ def main() -> None:
                 peer={"enabled": False},
                 **common,
             )
-            for s in STUDENTS
+            for s in REAL_STUDENTS
         },
     }
     load_s, recipes = {}, {}
@@ -119,7 +100,7 @@ def main() -> None:
     router_epochs = []
     for epoch in range(args.router_epochs):
         got = time_recipe_epoch(recipes["joint"], epoch)
-        rate = sum(got["route_rate"].values()) / len(STUDENTS)
+        rate = sum(got["route_rate"].values()) / len(REAL_STUDENTS)
         router_epochs.append(
             emit(
                 {
@@ -143,7 +124,7 @@ def main() -> None:
             continue
         for s in sides:
             times[s].append(got[s]["seconds"])
-        rate = sum(got["joint"]["route_rate"].values()) / len(STUDENTS)
+        rate = sum(got["joint"]["route_rate"].values()) / len(REAL_STUDENTS)
         rates.append(rate)
         row = {
             "round": rnd,

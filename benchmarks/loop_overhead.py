@@ -32,8 +32,10 @@ from _common import (  # noqa: E402
     hf_lora_trainer,
     make_recipe,
     median,
+    parse_epoch_args,
     realistic_paths,
     time_recipe_epoch,
+    timing_settings,
     wait_for_quiet_cpu,
     write_paths,
     write_results,
@@ -82,15 +84,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--small", action="store_true")
-    parser.add_argument("--paths", type=int, default=None, help="default 32, --small 16")
-    parser.add_argument(
-        "--reps", type=int, default=None, help="timed epochs per side (default 3, --small 2)"
-    )
-    parser.add_argument("--batch-size", type=int, default=4)
-    args = parser.parse_args()
-    n_paths = args.paths or (16 if args.small else 32)
-    reps = args.reps or (2 if args.small else 3)
+    args = parse_epoch_args(parser, small_paths=16, small_reps=2)
+    n_paths, reps = args.paths, args.reps
 
     from qrdistill.training.config import TrainConfig
 
@@ -101,13 +96,7 @@ def main() -> None:
         objective="answer_aug",
         routing={"mode": "all"},
         peer={"enabled": False},
-        epochs=reps + 2,
-        batch_size=args.batch_size,
-        max_length=512,
-        progress=False,
-        log_every=10_000,
-        checkpoint_every=10_000,
-        seed=0,
+        **timing_settings(reps + 2, args.batch_size),
     )
     recipe = make_recipe(cfg, paths_file, tmp / "qrdistill")
     trainer, timer = hf_trainer(recipe, tmp / "hf", args.batch_size, 2e-4)

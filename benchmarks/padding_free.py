@@ -28,20 +28,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (  # noqa: E402
+    REAL_STUDENTS,
     emit,
     make_recipe,
     median,
+    parse_epoch_args,
     realistic_paths,
     time_recipe_epoch,
+    timing_settings,
     wait_for_quiet_cpu,
     write_paths,
     write_results,
 )
 
-STUDENTS = [
-    {"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2e-4},
-    {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2e-4},
-]
 SIDES = ("padded", "padding_free")
 
 
@@ -66,20 +65,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--small", action="store_true")
-    parser.add_argument("--paths", type=int, default=None, help="default 32, --small 8")
-    parser.add_argument(
-        "--reps", type=int, default=None, help="timed epochs per side (default 3, --small 1)"
-    )
-    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument(
         "--attn-implementation",
         default="auto",
         choices=["auto", "sdpa", "eager", "flash_attention_2"],
     )
-    args = parser.parse_args()
-    n_paths = args.paths or (8 if args.small else 32)
-    reps = args.reps or (1 if args.small else 3)
+    args = parse_epoch_args(parser, small_paths=8, small_reps=1)
+    n_paths, reps = args.paths, args.reps
 
     from qrdistill.training.config import TrainConfig
 
@@ -87,17 +79,13 @@ def main() -> None:
     paths_file = write_paths(realistic_paths(n_paths), tmp / "paths.jsonl")
     configs = {
         side: TrainConfig(
-            students=[{**s, "attn_implementation": args.attn_implementation} for s in STUDENTS],
+            students=[
+                {**s, "attn_implementation": args.attn_implementation} for s in REAL_STUDENTS
+            ],
             objective="qr_distill",
             routing={"mode": "learned", "cache_dir": str(tmp / "emb")},
             padding_free=side == "padding_free",
-            epochs=reps + 2,
-            batch_size=args.batch_size,
-            max_length=512,
-            progress=False,
-            log_every=10_000,
-            checkpoint_every=10_000,
-            seed=0,
+            **timing_settings(reps + 2, args.batch_size),
         )
         for side in SIDES
     }

@@ -24,12 +24,15 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import busy_processes, emit, median, realistic_paths, write_paths, write_results  # noqa: E402
-
-STUDENTS = [
-    {"name": "smollm2-135m", "model": "smollm2-135m-instruct", "lr": 2e-4},
-    {"name": "gemma3-270m", "model": "gemma3-270m", "lr": 2e-4},
-]
+from _common import (  # noqa: E402
+    REAL_STUDENTS,
+    busy_processes,
+    emit,
+    median,
+    realistic_paths,
+    write_paths,
+    write_results,
+)
 
 
 def status_mb(field: str) -> float:
@@ -47,7 +50,7 @@ def child(peer: bool, steps: int, batch_size: int, tmp: Path) -> dict:
 
     paths_file = write_paths(realistic_paths(batch_size * steps), tmp / "paths.jsonl")
     cfg = TrainConfig(
-        students=STUDENTS,
+        students=REAL_STUDENTS,
         objective="qr_distill",
         routing={"mode": "learned", "cache_dir": str(tmp / "emb")},
         peer={"enabled": peer},

@@ -26,14 +26,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS_DIR, emit, realistic_paths, write_paths, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    REAL_STUDENTS,
+    RESULTS_DIR,
+    emit,
+    realistic_paths,
+    write_paths,
+    write_results,
+)
 
 PLANTED = "program"
-KNOWS, OTHER = "smollm2-135m", "gemma3-270m"
-STUDENTS = [
-    {"name": KNOWS, "model": "smollm2-135m-instruct", "lr": 2e-4},
-    {"name": OTHER, "model": "gemma3-270m", "lr": 2e-4},
-]
+KNOWS, OTHER = (s["name"] for s in REAL_STUDENTS)  # SmolLM2 is taught the planted style
 
 
 def teach(paths_file: Path, out: Path, epochs: int) -> Path:
@@ -44,7 +47,7 @@ def teach(paths_file: Path, out: Path, epochs: int) -> Path:
     from qrdistill.training.export import merge_student
 
     cfg = TrainConfig(
-        students=[{**STUDENTS[0], "lr": 2e-3}],
+        students=[{**REAL_STUDENTS[0], "lr": 2e-3}],
         objective="qr_distill",
         routing={"mode": "all"},
         peer={"enabled": False},
@@ -207,7 +210,7 @@ def main() -> None:
     start = time.perf_counter()
     knows = teach(planted_file, tmp / "teach", epochs=10)
     teach_s = time.perf_counter() - start
-    students = [{**STUDENTS[0], "model": str(knows)}, STUDENTS[1]]
+    students = [{**REAL_STUDENTS[0], "model": str(knows)}, REAL_STUDENTS[1]]
     cfg = TrainConfig(
         students=students,
         objective="qr_distill",

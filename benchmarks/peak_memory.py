@@ -30,6 +30,7 @@ from _common import (  # noqa: E402
     emit,
     median,
     realistic_paths,
+    timing_settings,
     write_paths,
     write_results,
 )
@@ -54,13 +55,7 @@ def child(peer: bool, steps: int, batch_size: int, tmp: Path) -> dict:
         objective="qr_distill",
         routing={"mode": "learned", "cache_dir": str(tmp / "emb")},
         peer={"enabled": peer},
-        epochs=1,
-        batch_size=batch_size,
-        max_length=512,
-        progress=False,
-        log_every=10_000,
-        checkpoint_every=10_000,
-        seed=0,
+        **timing_settings(1, batch_size),
     )
     recipe = make_recipe(cfg, paths_file, tmp / ("peer" if peer else "no_peer"))
     after_setup = status_mb("VmRSS")

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -247,6 +248,22 @@ def test_stub_401_is_not_retried_and_the_key_stays_secret(
     assert stub.requests[0]["authorization"] == f"Bearer {secret}"
     assert secret not in str(err.value) and "bad key Bearer ***" in str(err.value)
     assert pauses == []
+
+
+def test_stub_error_after_the_run_was_cancelled_is_not_retried(pauses, monkeypatch):
+    """Once a run has failed elsewhere, a request still in flight that breaks (its server closed)
+    stops at once: no retry logged, no pause, nothing more asked of the server."""
+    stub = StubOpenAIServer([], default=(503, {}, {"error": {"message": "going away"}}))
+    cancelled = threading.Event()
+    cancelled.set()
+    monkeypatch.setattr(backends._worker, "cancel", cancelled, raising=False)
+    try:
+        backend = backends.OpenAIBackend(openai_backend(stub.base_url, max_retries=3))
+        with pytest.raises(backends.Cancelled):
+            backend.complete(backends.make_request(backend.cfg, "2+3?", 0, "question q1"))
+    finally:
+        stub.close()
+    assert pauses == [] and len(stub.completions()) == 1
 
 
 def test_stub_requests_are_spread_over_base_urls_and_a_dead_one_is_left_out(

@@ -191,6 +191,9 @@ class OpenAIBackend:
                 openai.APIStatusError,
                 BadAnswer,
             ) as err:
+                # A run that already failed or was interrupted closes its connections, which
+                # breaks this request: that is no fault to log or retry.
+                _check_cancelled()
                 status = getattr(err, "status_code", None)
                 reason = self._scrub(
                     f"{type(err).__name__}" + (f" HTTP {status}" if status else "") + f": {err}"

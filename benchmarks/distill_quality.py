@@ -238,8 +238,11 @@ def estimate(clock: Clock, stage_s: dict, paths: int, size: dict, seeds: int, ba
                 "s_per_question": round(per_question, 3),
             }
         )
-    # A sampling teacher (temperature 0.8 here) is asked again under each seed.
-    total = seeds * (teacher + sum(train.values()) + sum(evaluation.values()))
+    # A sampling teacher (temperature 0.8 here) is asked again under each seed; the untrained
+    # students answer once, whatever the number of seeds.
+    zero_shot = sum(t for model, t in evaluation.items() if model.startswith("zero_shot/"))
+    per_seed = teacher + sum(train.values()) + sum(evaluation.values()) - zero_shot
+    total = seeds * per_seed + zero_shot
     missing = [
         what
         for what, measured in (("teacher", paths and stage_s["generate"][0] > 1), ("train", train))

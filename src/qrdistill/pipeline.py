@@ -13,9 +13,10 @@ evaluation skips finished models and keeps a model's answers batch by batch.
 With `seeds: N` (N > 1) the run is repeated under N seeds (RunConfig.replica), each a replica in
 RUN/seed-K/ with its own train/ and evaluate/. The data split is shared (RUN/data/), and so are
 the teacher's paths and their filtering (RUN/generate/, RUN/filter/) unless the teacher samples
-(temperature > 0), in which case each replica asks it with its own seed, in RUN/seed-K/. Each
-replica resumes on its own terms as above; RUN/seeds.json gives the mean and sd over the seeds of
-every accuracy and paired difference, and RUN/report reports them.
+(temperature > 0), in which case each replica asks it with its own seed, in RUN/seed-K/. The
+untrained students answer once, in seed-0; later replicas reuse those answers. Each replica
+resumes on its own terms as above; RUN/seeds.json gives the mean and sd over the seeds of every
+accuracy and paired difference, and RUN/report reports them.
 """
 
 from __future__ import annotations
@@ -369,6 +370,8 @@ class Pipeline:
             self.layout.data / "test.jsonl",
             self.eval_models(),
             self.layout.evaluate,
+            # Replicas after the first take its zero-shot answers (same models, same questions).
+            reuse_from=self.layout.root / replica_name(0) / "evaluate" if self.replica else None,
         )
         self._mark_done(self.layout.evaluate, fp, "evaluate")
 

@@ -281,7 +281,7 @@ def test_across_seeds_gives_mean_and_sample_sd():
     assert across_seeds([[row(0.5)]], "accuracy")[0]["sd"] is None
 
 
-def test_two_seeds_share_a_greedy_teacher_and_report_mean_and_sd(tmp_path, tiny_students):
+def test_two_seeds_share_a_greedy_teacher_and_report_mean_and_sd(tmp_path, tiny_students, capsys):
     config_path = tiny_config(tmp_path, tiny_students)
     config = yaml.safe_load(config_path.read_text())
     config["generate"]["backend"]["temperature"] = 0.0
@@ -318,6 +318,14 @@ def test_two_seeds_share_a_greedy_teacher_and_report_mean_and_sd(tmp_path, tiny_
         ]
         assert row["values"] == values and row["mean"] == pytest.approx(sum(values) / 2)
     assert {r["method"] for r in seeds["paired"]} == {"zero_shot"}
+    # The untrained students answered once: seed-1 took seed-0's answers.
+    console = "".join(capsys.readouterr().err.split())  # unfolded, however rich wrapped it
+    for student in ("a", "b"):
+        name = f"zero_shot__{student}.jsonl"
+        lent = run / "seed-0" / "evaluate" / "models" / name
+        assert f"zero_shot/{student}:finishedearlier,reusing{lent}" in console
+        assert (run / "seed-1" / "evaluate" / "models" / name).read_text() == lent.read_text()
+    assert "qr_distill/a:finishedearlier" not in console
     report = (run / "report" / "report.md").read_text()
     assert "Accuracy over 2 seeds" in report and "difference to qr_distill, points" in report
 

@@ -215,8 +215,26 @@ def _finished(predictions_path: Path, done_path: Path, fingerprint: str) -> list
     return read_jsonl(predictions_path)
 
 
-def evaluate(cfg: EvaluateConfig, test_path: Path, models: list[EvalModel], out_dir: Path) -> Path:
+def _save(
+    rows: list[dict], predictions_path: Path, done_path: Path, fingerprint: str, model: EvalModel
+) -> None:
+    # Predictions first, then the marker: an interruption between them only costs a rerun.
+    write_jsonl(predictions_path, rows)
+    write_json(done_path, {"fingerprint": fingerprint, "model": model.model, "n": len(rows)})
+
+
+def evaluate(
+    cfg: EvaluateConfig,
+    test_path: Path,
+    models: list[EvalModel],
+    out_dir: Path,
+    reuse_from: Path | None = None,
+) -> Path:
     """Evaluate `models` on the test Examples in `test_path`; return the predictions file.
+
+    `reuse_from`, another evaluation folder, lends its finished predictions of any model whose
+    fingerprint matches (the same weights, setting and questions: greedy answers would be the
+    same), so the replicas of a seeded run answer with the untrained students once.
 
     Writes out_dir/models/<method>__<student>.jsonl per model as it finishes, then
     out_dir/predictions.jsonl (every model, then the ensembles) and out_dir/summary.json
@@ -246,21 +264,22 @@ def evaluate(cfg: EvaluateConfig, test_path: Path, models: list[EvalModel], out_
             predictions_path = models_dir / f"{model.key}.jsonl"
             done_path = models_dir / f"{model.key}.done.json"
             fingerprint = _fingerprint(model, cfg, examples, prompts)
-            rows = _finished(predictions_path, done_path, fingerprint)
+            rows, source = _finished(predictions_path, done_path, fingerprint), predictions_path
+            if rows is None and reuse_from is not None:
+                source = reuse_from / "models" / predictions_path.name
+                rows = _finished(source, source.with_name(done_path.name), fingerprint)
             if rows is None:
                 partial = _partial_path(models_dir, model.key, fingerprint)
                 _drop_partials(models_dir, model.key, keep=partial)  # other settings' answers
                 rows = _predict(model, cfg, examples, prompts, progress, partial)
-                # Predictions first, then the marker: an interruption between them only costs a rerun.
-                write_jsonl(predictions_path, rows)
-                write_json(
-                    done_path, {"fingerprint": fingerprint, "model": model.model, "n": len(rows)}
-                )
+                _save(rows, predictions_path, done_path, fingerprint, model)
                 partial.unlink()
             else:
                 _drop_partials(models_dir, model.key)
+                if source != predictions_path:
+                    _save(rows, predictions_path, done_path, fingerprint, model)
                 progress.console.print(
-                    f"{model.method}/{model.student}: finished earlier, reusing {predictions_path}"
+                    f"{model.method}/{model.student}: finished earlier, reusing {source}"
                 )
             accuracy = sum(row["correct"] for row in rows) / len(rows)
             progress.console.print(

@@ -7,6 +7,7 @@ Not a benchmark itself (the leading underscore keeps it out of `ls benchmarks/*.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import platform
 import statistics
@@ -71,12 +72,24 @@ def command_line() -> str:
 def write_results(
     name: str, report: dict, packages=DEFAULT_PACKAGES, path: Path | None = None
 ) -> Path:
-    """benchmarks/results/NAME.json (or `path`) with the machine, versions and command first."""
+    """benchmarks/results/NAME.json (or `path`): the command, machine and versions, then the
+    headline `figures` ({name: figure(...)}, required: every results file is read the same way),
+    then the rest of `report` (settings and raw rounds)."""
+    figures = report.get("figures")
+    if not isinstance(figures, dict) or not figures:
+        raise ValueError(f"{name}: the report has no `figures`; add them with figure()")
+    for key, entry in figures.items():
+        missing = {"value", "unit", "target", "met"} - set(entry)
+        if missing:
+            raise ValueError(
+                f"{name}: figure {key!r} lacks {sorted(missing)}; make it with figure()"
+            )
     full = {
         "benchmark": name,
         "command": command_line(),
         "machine": machine_info(),
         "versions": versions(packages),
+        "figures": figures,
         **report,
     }
     path = Path(path) if path else RESULTS_DIR / f"{name}.json"
@@ -108,12 +121,23 @@ def summary(values: list[float]) -> dict:
     }
 
 
-def figure(value, unit: str, target: str | None = None, note: str | None = None) -> dict:
-    """One entry of a results file's `figures`; `target` is ">= x" or "<= x"."""
+COMPARE = {">=": operator.ge, "<=": operator.le, "==": operator.eq}
+
+
+def figure(
+    value,
+    unit: str,
+    target: str | None = None,
+    note: str | None = None,
+    rounds: list[float] | None = None,
+) -> dict:
+    """One entry of a results file's `figures`. A `target` ">= x", "<= x" or "== x" decides
+    `met`; any other text (context, "none: ...") leaves it None. `rounds`, the per-round values
+    behind a median, are kept as their summary (median, range, spread)."""
     met = None
-    if target is not None and value is not None:
-        op, bound = target.split()
-        met = value >= float(bound) if op == ">=" else value <= float(bound)
+    op, _, bound = (target or "").partition(" ")
+    if op in COMPARE and value is not None:
+        met = bool(COMPARE[op](value, float(bound)))
     out = {
         "value": None if value is None else round(value, 4),
         "unit": unit,
@@ -122,6 +146,10 @@ def figure(value, unit: str, target: str | None = None, note: str | None = None)
     }
     if note:
         out["note"] = note
+    if rounds:
+        out["rounds"] = {
+            k: round(v, 4) if isinstance(v, float) else v for k, v in summary(rounds).items()
+        }
     return out
 
 

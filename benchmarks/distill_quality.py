@@ -49,7 +49,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import REAL_STUDENTS, emit, wait_for_quiet_cpu, write_results  # noqa: E402
+from _common import REAL_STUDENTS, emit, figure, wait_for_quiet_cpu, write_results  # noqa: E402
 
 METHODS = ["sft_single", "answer_aug", "qr_distill", "no_routing", "no_peer", "no_filter"]
 REFERENCE = "qr_distill"
@@ -287,13 +287,12 @@ def figures_from(run_dir: Path, seeds: int, wall_s: float) -> tuple[dict, list[d
     for r in accuracy:
         key = (r["method"], r["student"])
         single = by_key.get(key)
-        fig = {
-            "value": round(100 * r["mean"], 2),
-            "unit": "% accuracy" + (f", mean of {r['seeds']} seeds" if seeds > 1 else ""),
-            "target": "none: reported with its interval",
-            "met": None,
-            "n": r["n"],
-        }
+        fig = figure(
+            round(100 * r["mean"], 2),
+            "% accuracy" + (f", mean of {r['seeds']} seeds" if seeds > 1 else ""),
+            "none: reported with its interval",
+        )
+        fig["n"] = r["n"]
         if single:
             fig["ci95_wilson"] = [
                 round(100 * single["ci_low"], 1),
@@ -332,12 +331,11 @@ def figures_from(run_dir: Path, seeds: int, wall_s: float) -> tuple[dict, list[d
         rows.append(
             emit({"figure": "paired", "method": r["method"], "student": r["student"], **fig})
         )
-    figures["wall_time"] = {
-        "value": round(wall_s, 1),
-        "unit": "s, this invocation (stages up to date were skipped)",
-        "target": "none: measured (the power-sized design is sized to fit about 45 min on 2 cores)",
-        "met": None,
-    }
+    figures["wall_time"] = figure(
+        round(wall_s, 1),
+        "s, this invocation (stages up to date were skipped)",
+        "none: measured (the power-sized design is sized to fit about 45 min on 2 cores)",
+    )
     return figures, rows
 
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, median, wait_for_quiet_cpu, write_results  # noqa: E402
+from _common import emit, figure, median, wait_for_quiet_cpu, write_results  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 FIXED = 1024
@@ -243,9 +243,25 @@ def main() -> None:
             ),
         }
     )
+    figures = {
+        "time_ratio_vs_fixed_1024_tokens": figure(
+            qr_s / fx_s,
+            "qrdistill evaluator wall time / fixed 1,024 new tokens"
+            + (f" (fixed side extrapolated from {fixed_measured})" if scale != 1 else ""),
+            "none: lower is better",
+            rounds=[r["ratio_time_vs_fixed_length"] for r in eval_rows],
+        ),
+        "tokens_per_s_ratio_vs_model_generate": figure(
+            tps_q / tps_p,
+            "qrdistill generate tokens/s / plain model.generate tokens/s",
+            "none: context",
+            rounds=[r["ratio_tokens_per_s_vs_generate"] for r in gen_rows],
+        ),
+    }
     write_results(
         "eval_generation",
         {
+            "figures": figures,
             "model": "real packaged SmolLM2-135M-Instruct, float32, cpu",
             "config": {
                 "questions": len(examples),

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import (  # noqa: E402
     REAL_STUDENTS,
     emit,
+    figure,
     make_recipe,
     median,
     parse_epoch_args,
@@ -155,32 +156,21 @@ def main() -> None:
             "router_encoder_embed_s_once_per_run": round(embed_s, 2),
         }
     )
+    whole_run = statistics.mean([r["epoch_s/joint"] for r in router_epochs] + times["joint"])
     figures = {
-        "joint_over_separate_epoch_time": {
-            "value": round(ratio, 3),
-            "unit": "ratio",
-            "target": "<= 0.60",
-            "met": ratio <= 0.60,
-            "rounds_min_max": [min(per_round), max(per_round)],
-        },
+        "joint_over_separate_epoch_time": figure(ratio, "ratio", "<= 0.60", rounds=per_round),
         # What the router's learning epochs cost too: every joint epoch of the run, timed ones
         # included, against the separate sides' median epochs.
-        "joint_over_separate_whole_run": {
-            "value": round(
-                statistics.mean([r["epoch_s/joint"] for r in router_epochs] + times["joint"])
-                / sum(med[s] for s in sides[1:]),
-                3,
-            ),
-            "unit": "ratio",
-            "target": "none: includes the epochs before the router has learned",
-            "met": None,
-        },
-        "mean_routing_rate": {
-            "value": round(sum(rates) / len(rates), 3),
-            "unit": "share of (path, student) pairs",
-            "target": "none: the floor the ratio can reach",
-            "met": None,
-        },
+        "joint_over_separate_whole_run": figure(
+            whole_run / sum(med[s] for s in sides[1:]),
+            "ratio",
+            "none: includes the epochs before the router has learned",
+        ),
+        "mean_routing_rate": figure(
+            sum(rates) / len(rates),
+            "share of (path, student) pairs",
+            "none: the floor the ratio can reach",
+        ),
     }
     steps = recipes["joint"].windows_per_epoch
     write_results(

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, median, realistic_paths, write_paths, write_results  # noqa: E402
+from _common import emit, figure, median, realistic_paths, write_paths, write_results  # noqa: E402
 
 FIXED = 768
 
@@ -207,19 +207,13 @@ def main() -> None:
     }
     unit = "real tokens / processed positions, min over students and batch sizes"
     figures = {
-        "real_token_share": {"value": share, "unit": unit, "target": ">= 0.9", "met": share >= 0.9},
-        "routed_real_token_share/padded": {
-            "value": routed["padded"],
-            "unit": unit + ", sparse routed step",
-            "target": "none: today's default, for comparison",
-            "met": None,
-        },
-        "routed_real_token_share/padding_free": {
-            "value": routed["padding_free"],
-            "unit": unit + ", sparse routed step",
-            "target": ">= 1.0",
-            "met": routed["padding_free"] >= 1.0,
-        },
+        "real_token_share": figure(share, unit, ">= 0.9"),
+        "routed_real_token_share/padded": figure(
+            routed["padded"], unit + ", sparse routed step", "none: today's default, for comparison"
+        ),
+        "routed_real_token_share/padding_free": figure(
+            routed["padding_free"], unit + ", sparse routed step", ">= 1.0"
+        ),
     }
     write_results(
         "padding",

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import (  # noqa: E402
     REAL_STUDENTS,
     emit,
+    figure,
     make_recipe,
     median,
     parse_epoch_args,
@@ -146,39 +147,24 @@ def main() -> None:
         }
     )
 
-    def spread(side: str) -> list[float]:
-        return [min(tps_rounds[side]), max(tps_rounds[side])]
-
+    positions = "real tokens / positions given to the students"
     figures = {
-        "tokens_per_s_ratio": {
-            "value": round(ratio, 3),
-            "unit": "padding-free tokens/s / padded tokens/s",
-            "target": ">= 1.0",
-            "met": ratio >= 1.0,
-            "rounds_min_max": [min(ratios), max(ratios)],
-        },
+        "tokens_per_s_ratio": figure(
+            ratio, "padding-free tokens/s / padded tokens/s", ">= 1.0", rounds=ratios
+        ),
         **{
-            f"tokens_per_s/{side}": {
-                "value": round(median(tps_rounds[side]), 1),
-                "unit": "real tokens/s (trained + forward-only, both students)",
-                "target": "none",
-                "met": None,
-                "rounds_min_max": spread(side),
-            }
+            f"tokens_per_s/{side}": figure(
+                median(tps_rounds[side]),
+                "real tokens/s (trained + forward-only, both students)",
+                "none: context",
+                rounds=tps_rounds[side],
+            )
             for side in SIDES
         },
-        "real_token_share/padded": {
-            "value": round(share["padded"], 4),
-            "unit": "real tokens / positions given to the students",
-            "target": "none: today's default, for comparison",
-            "met": None,
-        },
-        "real_token_share/padding_free": {
-            "value": round(share["padding_free"], 4),
-            "unit": "real tokens / positions given to the students",
-            "target": ">= 1.0",
-            "met": share["padding_free"] >= 1.0,
-        },
+        "real_token_share/padded": figure(
+            share["padded"], positions, "none: today's default, for comparison"
+        ),
+        "real_token_share/padding_free": figure(share["padding_free"], positions, ">= 1.0"),
     }
     write_results(
         "padding_free_small" if args.small else "padding_free",

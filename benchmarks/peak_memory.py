@@ -28,6 +28,7 @@ from _common import (  # noqa: E402
     REAL_STUDENTS,
     busy_processes,
     emit,
+    figure,
     median,
     realistic_paths,
     timing_settings,
@@ -128,9 +129,23 @@ def main() -> None:
         result["peer"]["step_memory_mb"] / max(1, result["no_peer"]["step_memory_mb"]), 3
     )
     emit({"measurement": "median", **result})
+    figures = {
+        "peak_rss_ratio_peer_over_no_peer": figure(
+            result["peak_ratio_peer_over_no_peer"],
+            "peak RSS with peer teaching / without",
+            "none: context (peer teaching pools last hidden states only)",
+        ),
+        **{
+            f"peak_rss_mb/{side}": figure(
+                result[side]["peak_rss_during_steps_mb"], "MB, peak RSS during the steps"
+            )
+            for side in runs
+        },
+    }
     write_results(
         "peak_memory",
         {
+            "figures": figures,
             "measure": "peak RSS (VmHWM, reset after set-up via /proc/self/clear_refs), one subprocess per run",
             "models": "real packaged SmolLM2-135M-Instruct + Gemma-3-270M, float32, LoRA r=8 alpha=16 on q_proj/v_proj",
             "config": {

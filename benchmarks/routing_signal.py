@@ -30,6 +30,7 @@ from _common import (  # noqa: E402
     REAL_STUDENTS,
     RESULTS_DIR,
     emit,
+    figure,
     realistic_paths,
     write_paths,
     write_results,
@@ -240,30 +241,18 @@ def main() -> None:
     planted_last = [r for r in rows if r["epoch"] == last and r["style"] == PLANTED]
     other_gaps = [abs(g) for s, g in gaps[last].items() if s != PLANTED]
     figures = {
-        "planted_style_gap_last_epoch": {
-            "value": gaps[last][PLANTED],
-            "unit": f"share routed to {KNOWS} minus share routed to {OTHER}",
-            "target": ">= 0.3",
-            "met": gaps[last][PLANTED] >= 0.3,
-        },
-        "planted_cells_outside_no_preference_band": {
-            "value": sum(r["outside_band"] for r in planted_last),
-            "unit": "cells of 2",
-            "target": ">= 1",
-            "met": any(r["outside_band"] for r in planted_last),
-        },
-        "largest_gap_other_styles_last_epoch": {
-            "value": max(other_gaps),
-            "unit": "absolute gap",
-            "target": "none (context: chance at this count)",
-            "met": None,
-        },
-        "unrouted_share_max": {
-            "value": max(r["unrouted_share"] for r in rows),
-            "unit": "share of paths",
-            "target": "== 0",
-            "met": max(r["unrouted_share"] for r in rows) == 0,
-        },
+        "planted_style_gap_last_epoch": figure(
+            gaps[last][PLANTED], f"share routed to {KNOWS} minus share routed to {OTHER}", ">= 0.3"
+        ),
+        "planted_cells_outside_no_preference_band": figure(
+            sum(r["outside_band"] for r in planted_last), "cells of 2", ">= 1"
+        ),
+        "largest_gap_other_styles_last_epoch": figure(
+            max(other_gaps), "absolute gap", "none (context: chance at this count)"
+        ),
+        "unrouted_share_max": figure(
+            max(r["unrouted_share"] for r in rows), "share of paths", "== 0"
+        ),
     }
     picture = plot(
         rows, RESULTS_DIR / ("routing_signal_small.png" if args.small else "routing_signal.png")

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write_results  # noqa: E402
+from _common import figure, write_results  # noqa: E402
 
 from qrdistill.llm import BackendConfig
 from qrdistill.llm.backends import OpenAIBackend, make_request
@@ -153,9 +153,18 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
 
+    figures = {
+        f"completions_per_s/concurrency_{row['concurrency']}": figure(
+            row["completions_per_s"],
+            f"completions/s ({row['requests']} requests of up to {row['max_tokens']} tokens)",
+            "none: context (one CPU server; a GPU server scales with concurrency)",
+        )
+        for row in measurements
+    }
     write_results(
         "teacher_throughput",
         {
+            "figures": figures,
             "server": "transformers serve (packaged SmolLM2-135M-Instruct, cpu, float32)"
             if server
             else base_url,

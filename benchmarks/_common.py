@@ -76,7 +76,9 @@ def write_results(
     headline `figures` ({name: figure(...)}, required: every results file is read the same way),
     then the rest of `report` (settings and raw rounds)."""
     figures = report.get("figures")
-    if not isinstance(figures, dict) or not figures:
+    # A partial report (written as a long run goes, so a cut-off run keeps what it had) may
+    # come before the first figure.
+    if not isinstance(figures, dict) or not (figures or report.get("partial")):
         raise ValueError(f"{name}: the report has no `figures`; add them with figure()")
     for key, entry in figures.items():
         missing = {"value", "unit", "target", "met"} - set(entry)

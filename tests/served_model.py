@@ -221,6 +221,16 @@ def examples_path(tmp_path):
     return path
 
 
+@pytest.fixture
+def pauses(monkeypatch):
+    """The delays the backend waits between retries, recorded instead of slept."""
+    from qrdistill.llm import backends
+
+    recorded: list[float] = []
+    monkeypatch.setattr(backends, "pause", recorded.append)
+    return recorded
+
+
 def chat_reply(text: str, prompt_tokens: int = 10, completion_tokens: int = 5) -> dict:
     return {
         "id": "stub",

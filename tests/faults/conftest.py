@@ -12,7 +12,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 
-from served_model import examples_path, proxy, served_model  # noqa: E402,F401 - shared fixtures
+from served_model import (  # noqa: E402,F401 - shared fixtures
+    examples_path,
+    pauses,
+    proxy,
+    served_model,
+)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from fault_tools import subprocess_env
 from raw_stub import RawStubServer, Reply
 
 from qrdistill.errors import BackendError
-from qrdistill.llm import backends
 from qrdistill.llm.backends import OpenAIBackend, make_request
 from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.utils.config import dump_yaml
@@ -38,13 +37,6 @@ BAD = {
     "content empty": (Reply.completion(""), "an empty completion (content ''"),
     "JSON list": (Reply(b"[1, 2]"), "JSON is a list, not a chat completion object"),
 }
-
-
-@pytest.fixture
-def pauses(monkeypatch):
-    recorded: list[float] = []
-    monkeypatch.setattr(backends, "pause", recorded.append)
-    return recorded
 
 
 @pytest.mark.parametrize("kind", list(BAD))

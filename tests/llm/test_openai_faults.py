@@ -66,14 +66,6 @@ def wait_until_cached(
         time.sleep(0.05)
 
 
-@pytest.fixture
-def pauses(monkeypatch):
-    """The delays the backend waits between retries, recorded instead of slept."""
-    recorded: list[float] = []
-    monkeypatch.setattr(backends, "pause", recorded.append)
-    return recorded
-
-
 def test_server_down_at_start_fails_clearly_and_writes_nothing(examples_path, tmp_path):
     cfg = GenerateConfig(
         backend=openai_backend(f"http://127.0.0.1:{free_port()}/v1"), show_progress=False

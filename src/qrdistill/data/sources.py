@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import random
+import re
 import string
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -118,10 +120,23 @@ def _field_value(record: dict[str, Any], name: str) -> Any:
 
 def _question(record: dict[str, Any], fields: FieldMap) -> str:
     if "{" not in fields.question:
-        return str(_field_value(record, fields.question)).strip()
-    template_fields = [name for _, name, _, _ in string.Formatter().parse(fields.question) if name]
-    values = {name: _field_value(record, name) for name in template_fields}
-    return fields.question.format_map(values).strip()
+        text = str(_field_value(record, fields.question))
+    else:
+        template_fields = [
+            name for _, name, _, _ in string.Formatter().parse(fields.question) if name
+        ]
+        values = {name: _field_value(record, name) for name in template_fields}
+        text = fields.question.format_map(values)
+    if fields.question_pattern is not None:
+        found = re.search(fields.question_pattern, text, flags=re.DOTALL)
+        if found is None or not found.group("question").strip():
+            raise _BadRecord(
+                fields.question,
+                f"question_pattern {fields.question_pattern!r} does not match {text[:80]!r}; "
+                "fix the pattern in the source's `fields`",
+            )
+        text = found.group("question")
+    return text.strip()
 
 
 def _choices(record: dict[str, Any], fields: FieldMap) -> tuple[list[str] | None, list[str] | None]:
@@ -159,6 +174,8 @@ def _gold(
     """The gold answer, normalised by the task. The data set's own option labels are mapped to
     letters; otherwise a whole-number gold is a 0-based index into `gold_labels` or the options."""
     raw = _field_value(record, fields.gold)
+    if isinstance(raw, list):
+        raw = _best_scored_option(raw, choices, fields.gold)
     text = ("yes" if raw else "no") if isinstance(raw, bool) else str(raw).strip()
     index_into = fields.gold_labels or (
         list(letters_for(choices)) if task.answer_type == "multiple_choice" else None
@@ -179,6 +196,29 @@ def _gold(
         raise _BadRecord(fields.gold, str(err)) from None
 
 
+def _best_scored_option(scores: list, choices: list[str] | None, field_name: str) -> int:
+    """The index of the one best option from per-option scores (BIG-bench's target scores)."""
+    if choices is None or len(scores) != len(choices):
+        raise _BadRecord(
+            field_name,
+            f"a list gold needs one score per option ({len(scores)} scores, "
+            f"{len(choices or [])} options); map the options with fields.choices",
+        )
+    best = max(scores)
+    if [score == best for score in scores].count(True) != 1:
+        raise _BadRecord(field_name, f"scores {scores} have no single best option")
+    return scores.index(best)
+
+
+def _shuffled(choices: list[str], gold: str, seed: str) -> tuple[list[str], str]:
+    """The options in an order fixed by `seed` (not by the run seed: the data set itself never
+    changes), and the gold letter moved with its option."""
+    order = list(range(len(choices)))
+    random.Random(seed).shuffle(order)
+    letters = letters_for(choices)
+    return [choices[i] for i in order], letters[order.index(letters.index(gold))]
+
+
 def convert_records(
     records: Iterable[tuple[str, int, dict[str, Any] | _BadRecord]],
     task: Task,
@@ -189,6 +229,11 @@ def convert_records(
     if task.answer_type == "multiple_choice" and fields.choices is None:
         raise DataError(
             f"task '{task.name}' is multiple choice: map the options with fields.choices"
+        )
+    if fields.shuffle_choices and task.answer_type != "multiple_choice":
+        raise DataError(
+            f"fields.shuffle_choices is for multiple-choice tasks; '{task.name}' is "
+            f"{task.answer_type}: remove it"
         )
     examples: list[Example] = []
     skipped: list[str] = []
@@ -207,6 +252,9 @@ def convert_records(
                     f"{first_line_of_id[example_id]}); ids must be unique",
                 )
             choices, option_labels = _choices(record, fields)
+            gold = _gold(record, fields, choices, option_labels, task)
+            if fields.shuffle_choices:
+                choices, gold = _shuffled(choices, gold, seed=f"{task.name}-{example_id}")
             metadata: dict[str, Any] = {"source": origin, "line": line}
             metadata.update({name: record.get(name) for name in fields.metadata})
             examples.append(
@@ -215,7 +263,7 @@ def convert_records(
                     task=task.name,
                     question=_question(record, fields),
                     choices=choices,
-                    gold=_gold(record, fields, choices, option_labels, task),
+                    gold=gold,
                     metadata=metadata,
                 )
             )

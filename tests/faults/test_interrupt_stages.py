@@ -142,10 +142,16 @@ def test_ctrl_c_during_evaluate_keeps_the_answers_and_the_rerun_asks_only_the_re
     assert {f"{METHOD}__{s}": int(n) for s, n in said.items()} == partial
     for name in set(before) - set(partial):  # finished before the Ctrl-C: not asked again
         assert f"{name.replace('__', '/')}: finished earlier" in result.stderr
-    # The same answers, token for token (`model` names each copy's own folder).
-    assert [
-        {**r, "model": None} for r in read_jsonl(interrupted / "evaluate" / "predictions.jsonl")
-    ] == [{**r, "model": None} for r in read_jsonl(reference / "evaluate" / "predictions.jsonl")]
+    # The same answers, token for token (`model` names each copy's own folder). The promise for
+    # log-probabilities is float tolerance: the continued run is a new process, and CPU kernels
+    # may sum the same batch in another order there (seen: -5.0067534 against -5.0067530).
+    continued = read_jsonl(interrupted / "evaluate" / "predictions.jsonl")
+    uninterrupted = read_jsonl(reference / "evaluate" / "predictions.jsonl")
+    ignored = {"model": None, "mean_logprob": None}
+    assert [{**r, **ignored} for r in continued] == [{**r, **ignored} for r in uninterrupted]
+    assert [r["mean_logprob"] for r in continued] == pytest.approx(
+        [r["mean_logprob"] for r in uninterrupted], rel=0, abs=1e-5
+    )
     assert read_json(interrupted / "evaluate" / "summary.json") == read_json(
         reference / "evaluate" / "summary.json"
     )

@@ -177,7 +177,9 @@ def _generate(
             # has its own rule for when an answer is complete. Greedy, so the log-probabilities
             # are the ensembles' confidence. The questions left after an interruption are a
             # suffix of the hf engine's (length-sorted) order, so they form the same batches
-            # again: a continued run answers exactly as an uninterrupted one.
+            # again: a continued run gives the same answers, token for token, as an
+            # uninterrupted one (log-probabilities to float tolerance: a new process may sum in
+            # another order).
             for name, indices in by_task.items():
 
                 def save(batch: dict[int, Generation], indices=indices) -> None:

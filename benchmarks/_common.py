@@ -227,10 +227,12 @@ STYLE_OPENINGS = {
 
 
 def realistic_paths(n: int, styles: list[str] | None = None, seed: int = 0) -> list[dict]:
-    """ReasoningPath records built from real questions (GSM8K test and StrategyQA, both packaged
-    offline) with a templated response around the real human-written solution or explanation,
-    in the answer format each task's verifier expects. About 60-250 tokens each, like short
-    teacher paths. Half GSM8K, half StrategyQA; every path marked correct and kept."""
+    """ReasoningPath records built from real questions (GSM8K and MATH levels 1-2, both packaged
+    offline) with a templated response around the real human-written worked solution, in the
+    answer format each task's verifier expects. About 60-400 tokens each, like short teacher
+    paths. Half GSM8K, half MATH; every path marked correct and kept. (Results files written
+    before 2026-12 used StrategyQA explanations instead of MATH, from the BIG-bench archive that
+    has since left the package index.)"""
     import random
 
     from qrdistill.data import load_packaged
@@ -240,21 +242,15 @@ def realistic_paths(n: int, styles: list[str] | None = None, seed: int = 0) -> l
     styles = styles or list(STYLE_OPENINGS)
     rng = random.Random(seed)
     gsm = load_packaged("gsm8k")
-    sqa = load_packaged("strategyqa")
-    picks = [("gsm8k", e) for e in rng.sample(gsm, n)] + [
-        ("strategyqa", e) for e in rng.sample(sqa, n)
-    ]
+    math = [e for e in load_packaged("math") if (e.metadata.get("level") or 5) <= 2]
+    picks = [("gsm8k", e) for e in rng.sample(gsm, n)] + [("math", e) for e in rng.sample(math, n)]
     rng.shuffle(picks)
     paths = []
     for i, (task, example) in enumerate(picks[:n]):
         style = styles[i % len(styles)]
-        if task == "gsm8k":
-            body = example.metadata.get("solution", "")
-            final = f"So the answer is \\boxed{{{example.gold}}}."
-        else:
-            body = example.metadata.get("explanation", "")
-            final = f"The answer is {example.gold}."
-        text = f"{STYLE_OPENINGS.get(style, '')}{body.strip()}\n{final}"
+        body = example.metadata.get("solution", "").strip()
+        final = f"So the answer is \\boxed{{{example.gold}}}."
+        text = f"{STYLE_OPENINGS.get(style, '')}{body}\n{final}"
         paths.append(
             ReasoningPath(
                 id=ReasoningPath.make_id(example.id, style, 0),

@@ -94,7 +94,7 @@ def run_config(s: dict, run_dir: Path, methods: list[str], seeds: int) -> dict:
         "seed": 0,
         "seeds": seeds,
         "data": {
-            "task": "strategyqa",
+            "task": s["task"],
             "source": {"kind": "packaged"},
             "train_size": s["train_size"],
             "dev_size": 0,
@@ -356,6 +356,12 @@ def main() -> None:
         action="store_true",
         help="extrapolate this run's measured per-unit costs to the power-sized design",
     )
+    parser.add_argument(
+        "--task",
+        default="boolq",
+        help="a packaged task (the results files before 2026-12 used StrategyQA, whose archive "
+        "is gone)",
+    )
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument("--name", default=None, help="results file name (default from the size)")
     args = parser.parse_args()
@@ -365,6 +371,7 @@ def main() -> None:
     for key in ("train_size", "test_size", "steps"):
         if getattr(args, key) is not None:
             size[key] = getattr(args, key)
+    size["task"] = args.task
     name = args.name or ("distill_quality_small" if args.small else "distill_quality")
     run_dir = args.run_dir or Path("runs/benchmarks") / name
 

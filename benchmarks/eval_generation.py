@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit, figure, median, wait_for_quiet_cpu, write_results  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
+TASK = "boolq"  # packaged yes/no questions (StrategyQA before its archive left the index)
 FIXED = 1024
 
 
@@ -71,11 +72,11 @@ def main() -> None:
     from qrdistill.utils.io import write_jsonl
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-eval-"))
-    examples = load_packaged("strategyqa")[: args.questions]
+    examples = load_packaged(TASK)[: args.questions]
     test_path = tmp / "test.jsonl"
     write_jsonl(test_path, [e.model_dump(mode="json") for e in examples])
     eval_cfg = EvaluateConfig(batch_size=args.batch_size, ensembles=False, device="cpu")
-    task = get_task("strategyqa")
+    task = get_task(TASK)
 
     def qrdistill_eval(rep: int) -> dict:
         start = time.perf_counter()
@@ -265,7 +266,7 @@ def main() -> None:
             "model": "real packaged SmolLM2-135M-Instruct, float32, cpu",
             "config": {
                 "questions": len(examples),
-                "task": "strategyqa",
+                "task": TASK,
                 "batch_size": args.batch_size,
                 "reps": args.reps,
                 "generate_tokens_budget": gen_tokens,

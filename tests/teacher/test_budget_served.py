@@ -64,6 +64,29 @@ def test_samples_per_style_against_a_server_that_ignores_n(
     assert counts["styles"] == {"vanilla": 6}
 
 
+def test_samples_in_one_request_false_never_asks_for_n(
+    served_model, proxy, examples_path, tmp_path, caplog
+):
+    """The twin of the test above with the setting off: one request per sample from the first."""
+    cfg = GenerateConfig(
+        backend=openai_backend(
+            proxy.base_url, served_model.model, concurrency=1, samples_in_one_request=False
+        ),
+        styles=["vanilla"],
+        samples_per_style=3,
+        show_progress=False,
+    )
+    with caplog.at_level("INFO", logger="qrdistill.llm.backends"):
+        paths = read_jsonl_as(generate_paths(cfg, examples_path, tmp_path / "gen"), ReasoningPath)
+    sent = proxy.completions()
+    assert [b.get("n") for b in sent] == [None] * 6
+    assert len({(b["messages"][0]["content"], b["seed"]) for b in sent}) == 6
+    assert not any("take `n`" in m for m in caplog.messages)  # nothing to find out
+    assert [(p.question_id, p.sample_index) for p in paths] == [
+        (q, i) for q in ("q1", "q2") for i in range(3)
+    ]
+
+
 def test_stub_server_that_takes_n_gets_one_request_per_prompt(examples_path, tmp_path):
     """STUB: `transformers serve` ignores `n`, so a server that answers n choices is scripted."""
 

@@ -110,6 +110,7 @@ def test_changed_data_is_retrained_and_cosmetic_keys_still_resume(
         ("metrics.jsonl", 2, '{"step": 3, "epoch": 0.75, "objec', ("step", [1, 2])),
         ("routing.jsonl", 4, '{"epoch": 1, "style": "progr', ("epoch", [0] * 6)),
     ],
+    ids=["metrics", "routing"],
 )
 def test_torn_last_row_is_repaired_on_resume(
     name, crash_step, torn, kept, tmp_path, paths_file, make_config, crash_after_step, caplog

@@ -154,7 +154,7 @@ def test_budget_stop_exits_3_prints_the_continue_command_and_the_dry_run_reads_t
     assert f"already spent {total:,} tokens" in line
 
 
-def test_judge_dry_run_is_an_upper_bound_before_generation_and_exact_after(
+def test_judge_dry_run_is_an_upper_bound_before_generation_and_counts_the_real_paths_after(
     served_model, proxy, tmp_path, capsys
 ):
     backend = served_backend(proxy, served_model, **PRICES)

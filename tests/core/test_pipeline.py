@@ -246,6 +246,34 @@ def test_a_stage_whose_outputs_are_gone_or_changed_is_redone(finished_run):
     assert marker["outputs"]["paths.jsonl"]["size"] == len(paths)
 
 
+@pytest.mark.parametrize("limit", [None, 8])
+def test_outputs_are_checked_by_size_and_sha256_and_by_size_alone_above_the_limit(
+    tmp_path, monkeypatch, limit
+):
+    """The README's 256 MiB, lowered to 8 bytes for the second case: a same-size edit is found
+    below the limit and, by design, not above it; a size change is found either way."""
+    from qrdistill import pipeline
+
+    assert pipeline.HASH_LIMIT_BYTES == 256 * 2**20
+    if limit is not None:
+        monkeypatch.setattr(pipeline, "HASH_LIMIT_BYTES", limit)
+    folder = tmp_path / "generate"
+    folder.mkdir()
+    (folder / "paths.jsonl").write_text('{"text": "The answer is 5."}\n')
+    (folder / "usage.json").write_text("{}")
+    pipeline._mark_done(folder, "fp", "generate")
+    assert pipeline._why_not_done(folder, "fp") is None
+    assert pipeline._why_not_done(folder, "other") == "its config or inputs changed"
+
+    (folder / "paths.jsonl").write_text('{"text": "The answer is 6."}\n')  # same size
+    same_size = pipeline._why_not_done(folder, "fp")
+    assert same_size == (None if limit else "output paths.jsonl changed")
+    (folder / "paths.jsonl").write_text('{"text": "The answer is 16."}\n')
+    assert pipeline._why_not_done(folder, "fp") == "output paths.jsonl changed size"
+    (folder / "paths.jsonl").unlink()
+    assert pipeline._why_not_done(folder, "fp") == "output paths.jsonl is missing"
+
+
 # --------------------------------------------------------------------------- several seeds
 
 

@@ -64,6 +64,29 @@ def test_samples_per_style_against_a_server_that_ignores_n(
     assert counts["styles"] == {"vanilla": 6}
 
 
+def test_samples_in_one_request_false_never_asks_for_n(
+    served_model, proxy, examples_path, tmp_path, caplog
+):
+    """The twin of the test above with the setting off: one request per sample from the first."""
+    cfg = GenerateConfig(
+        backend=openai_backend(
+            proxy.base_url, served_model.model, concurrency=1, samples_in_one_request=False
+        ),
+        styles=["vanilla"],
+        samples_per_style=3,
+        show_progress=False,
+    )
+    with caplog.at_level("INFO", logger="qrdistill.llm.backends"):
+        paths = read_jsonl_as(generate_paths(cfg, examples_path, tmp_path / "gen"), ReasoningPath)
+    sent = proxy.completions()
+    assert [b.get("n") for b in sent] == [None] * 6
+    assert len({(b["messages"][0]["content"], b["seed"]) for b in sent}) == 6
+    assert not any("take `n`" in m for m in caplog.messages)  # nothing to find out
+    assert [(p.question_id, p.sample_index) for p in paths] == [
+        (q, i) for q in ("q1", "q2") for i in range(3)
+    ]
+
+
 def test_stub_server_that_takes_n_gets_one_request_per_prompt(examples_path, tmp_path):
     """STUB: `transformers serve` ignores `n`, so a server that answers n choices is scripted."""
 
@@ -171,6 +194,41 @@ def test_budget_stops_generation_and_a_higher_cap_continues_without_repeats(
         prompt = sum(p.usage.prompt_tokens for p in group)
         completion = sum(p.usage.completion_tokens for p in group)
         assert usage["per_style"][style]["usd"] == round((prompt * 1.0 + completion * 4.0) / 1e6, 6)
+
+
+def test_budget_overspend_is_at_most_concurrency_requests_when_samples_go_one_by_one(
+    served_model, proxy, examples_path, tmp_path
+):
+    """Concurrency 2, 3 samples per prompt, a server that ignores `n`: the samples it did not
+    answer are further requests, and they wait for the budget like any other."""
+    concurrency = 2
+    cfg = GenerateConfig(
+        backend=openai_backend(proxy.base_url, served_model.model, concurrency=concurrency),
+        styles=["vanilla", "program"],
+        samples_per_style=3,
+        budget=BudgetConfig(max_total_tokens=1),  # reached by the first request to finish
+        show_progress=False,
+    )
+    out = tmp_path / "gen"
+    with pytest.raises(BudgetReached):
+        generate_paths(cfg, examples_path, out)
+    stopped = proxy.completions()
+    # Nothing starts once the first result is counted: what was paid for is that request and
+    # the others in flight, at most `concurrency` in all (not concurrency x 3 samples).
+    assert 1 <= len(stopped) <= concurrency
+    assert [b.get("n") for b in stopped] == [3] * len(stopped)
+    usage = read_json(out / "usage.json")
+    assert usage["stopped_by_budget"]["requests_finished"] == len(stopped)
+
+    # The twin without a cap, continuing: all 12 samples, still 2 at a time, none asked twice.
+    done = generate_paths(cfg.model_copy(update={"budget": None}), examples_path, out)
+    sent = proxy.completions()
+    assert len(sent) == 12
+    assert len({(b["messages"][0]["content"], b["seed"]) for b in sent}) == 12
+    paths = read_jsonl_as(done, ReasoningPath)
+    assert sorted((p.question_id, p.style, p.sample_index) for p in paths) == [
+        (q, s, i) for q in ("q1", "q2") for s in ("program", "vanilla") for i in range(3)
+    ]
 
 
 def test_budget_in_usd_needs_prices():

@@ -1,9 +1,15 @@
 """Run by test_distributed.py under `accelerate launch --num_processes 2 --cpu`: trains, then each
 rank dumps what must agree across ranks (parameters, router outputs, gathered routing stats) and
-what must differ (the paths it trained on)."""
+what must differ (the paths it trained on).
+
+MODE: `run` (from scratch), `resume` (from the run directory's last checkpoint), or
+`sigint-rank1-at-step-N`: rank 1 alone gets SIGINT (as `kill -INT PID` of one worker) while it
+computes optimizer step N, and both ranks must stop after that same step."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,9 +20,9 @@ from qrdistill.training.config import TrainConfig
 from qrdistill.training.recipe import Recipe
 
 
-def main(config: str, paths: str, out: str) -> None:
+def main(config: str, paths: str, out: str, mode: str = "run") -> None:
     cfg = TrainConfig.model_validate_json(Path(config).read_text())
-    recipe = Recipe(cfg, Path(paths), Path(out))
+    recipe = Recipe(cfg, Path(paths), Path(out), resume=mode == "resume")
     seen: list[int] = []
     original = recipe.micro_step
 
@@ -26,6 +32,16 @@ def main(config: str, paths: str, out: str) -> None:
         return original(batch, micro_id)
 
     recipe.micro_step = recording
+    if mode.startswith("sigint-rank1-at-step-"):
+        at_step = int(mode.rsplit("-", 1)[1])
+        step = recipe.optimizer_step
+
+        def interrupted(*args, **kwargs):
+            if recipe.acc.process_index == 1 and recipe.progress.step + 1 == at_step:
+                os.kill(os.getpid(), signal.SIGINT)
+            return step(*args, **kwargs)
+
+        recipe.optimizer_step = interrupted
     finish = recipe._finish
 
     def dump_then_finish():  # before export, which merges the adapters on the main rank
@@ -49,4 +65,4 @@ def main(config: str, paths: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:])

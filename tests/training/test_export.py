@@ -26,15 +26,16 @@ from qrdistill.utils.io import current_umask, read_json
 TEXT = "Question: what is 3 + 5? The answer is \\boxed{8}."
 
 
-def _lora_student(base, tmp_path, dtype=torch.float32, **cfg):
-    """A LoRA student of `base` with random (non-zero) adapter weights, saved as training does."""
+def _lora_student(base, tmp_path, dtype=torch.float32, configured=None, **cfg):
+    """A LoRA student of `base` with random (non-zero) adapter weights, saved as training does;
+    `configured`: the base as the config names it (a packaged alias, a relative folder)."""
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     torch.manual_seed(0)
     lora = LoraConfig(
         r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
     )
     model = get_peft_model(model, lora)
-    cfg = StudentConfig(name="s", model=str(base), **cfg)
+    cfg = StudentConfig(name="s", model=configured or str(base), **cfg)
     return save_student(model, cfg, dtype, tmp_path / "students" / "s"), model
 
 
@@ -130,3 +131,49 @@ def test_frozen_student_is_a_pointer_and_a_trained_student_is_not_a_training_bas
     lora_folder, _ = _lora_student(tiny_students[0], tmp_path)
     with pytest.raises(ConfigError, match="adapter folder.*--merge"):
         load_student(StudentConfig(name="x", model=str(lora_folder)))
+
+
+def test_a_packaged_alias_stays_an_alias_and_resolves_through_another_machines_cache(
+    tiny_students, tmp_path, monkeypatch
+):
+    """A packaged model's converted folder lives in the user's cache (QRDISTILL_CACHE): a tiny
+    model stands in for SmolLM2's in one cache, a copy of it in a second cache plays another
+    machine, and the first cache is gone when the student is loaded there."""
+    import shutil
+
+    from qrdistill.models import packaged_model_path
+
+    alias = "smollm2-135m-instruct"
+    here, there = tmp_path / "cache_here", tmp_path / "cache_there"
+    for cache in (here, there):
+        shutil.copytree(tiny_students[0], cache / "models" / alias)
+    monkeypatch.setenv("QRDISTILL_CACHE", str(here))
+    folder, model = _lora_student(packaged_model_path(alias), tmp_path, configured=alias)
+    assert read_json(folder / "student.json")["base"] == alias
+    tokenizer = load_tokenizer(str(tiny_students[0]))
+    expected = _logits(model, tokenizer)
+
+    moved = shutil.move(folder, tmp_path / "elsewhere")
+    shutil.rmtree(here)
+    monkeypatch.setenv("QRDISTILL_CACHE", str(there))
+    loaded, _ = load_causal_lm(str(moved))
+    torch.testing.assert_close(_logits(loaded, tokenizer), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_local_base_is_recorded_as_an_absolute_folder(tiny_students, tmp_path, monkeypatch):
+    """The twin of the alias: a folder named relative to the working directory."""
+    monkeypatch.chdir(tiny_students[0].parent)
+    folder, _ = _lora_student(tiny_students[0], tmp_path, configured=tiny_students[0].name)
+    assert read_json(folder / "student.json")["base"] == str(tiny_students[0].resolve())
+
+
+def test_plain_peft_loads_a_student_of_a_local_base_as_qrdistill_does(tiny_students, tmp_path):
+    from peft import AutoPeftModelForCausalLM
+
+    folder, _ = _lora_student(tiny_students[0], tmp_path)
+    ours, tokenizer = load_causal_lm(str(folder))
+    plain = AutoPeftModelForCausalLM.from_pretrained(folder)
+    expected = _logits(ours, tokenizer)
+    torch.testing.assert_close(_logits(plain, tokenizer), expected, atol=1e-5, rtol=1e-5)
+    base = AutoModelForCausalLM.from_pretrained(tiny_students[0])
+    assert (_logits(base, tokenizer) - expected).abs().max() > 1e-3  # the adapter is loaded

@@ -1,5 +1,5 @@
 """Resume is safe: a checkpoint made from another config or other data is never resumed silently,
-and a torn last row in metrics.jsonl (a crash mid-append) is repaired on resume."""
+and a torn last row in metrics.jsonl or routing.jsonl (a crash mid-append) is repaired on resume."""
 
 from __future__ import annotations
 
@@ -28,17 +28,26 @@ def _same(a: dict, b: dict) -> bool:
 
 
 @pytest.fixture
-def crash_after_step_2(monkeypatch):
-    """Training stops (as if killed) on the 3rd optimizer step, after the checkpoint at step 2."""
+def crash_after_step(monkeypatch):
+    """`crash_after_step(n)`: training stops (as if killed) on optimizer step n + 1, after the
+    checkpoint at step n; it returns what lifts the crash again."""
     original = Recipe.optimizer_step
 
-    def crash(self, *args, **kwargs):
-        if self.progress.step == 2:
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, *args, **kwargs)
+    def install(step: int):
+        def crash(self, *args, **kwargs):
+            if self.progress.step == step:
+                raise KeyboardInterrupt("simulated crash")
+            return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Recipe, "optimizer_step", crash)
-    return lambda: monkeypatch.setattr(Recipe, "optimizer_step", original)
+        monkeypatch.setattr(Recipe, "optimizer_step", crash)
+        return lambda: monkeypatch.setattr(Recipe, "optimizer_step", original)
+
+    return install
+
+
+@pytest.fixture
+def crash_after_step_2(crash_after_step):
+    return crash_after_step(2)
 
 
 def test_changed_config_is_retrained_from_scratch_not_resumed(
@@ -94,22 +103,34 @@ def test_changed_data_is_retrained_and_cosmetic_keys_still_resume(
     assert "the training data (paths file)" in caplog.text
 
 
-def test_torn_metrics_row_is_repaired_on_resume(
-    tmp_path, paths_file, make_config, crash_after_step_2, caplog
+# 12 paths in batches of 4: 3 steps an epoch; the routing row of epoch 0 is there from step 3.
+@pytest.mark.parametrize(
+    "name, crash_step, torn, kept",
+    [
+        ("metrics.jsonl", 2, '{"step": 3, "epoch": 0.75, "objec', ("step", [1, 2])),
+        ("routing.jsonl", 4, '{"epoch": 1, "style": "progr', ("epoch", [0] * 6)),
+    ],
+    ids=["metrics", "routing"],
+)
+def test_torn_last_row_is_repaired_on_resume(
+    name, crash_step, torn, kept, tmp_path, paths_file, make_config, crash_after_step, caplog
 ):
-    cfg = make_config(epochs=1, checkpoint_every=2, max_steps=3)
+    cfg = make_config(epochs=2, checkpoint_every=2, max_steps=5)
+    lift = crash_after_step(crash_step)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, paths_file, tmp_path / "run")
-    crash_after_step_2()
+    lift()
     full = train(cfg, paths_file, tmp_path / "full")
-    metrics = tmp_path / "run" / "metrics.jsonl"
-    with metrics.open("a") as handle:  # what a kill in the middle of appending row 3 leaves
-        handle.write('{"step": 3, "epoch": 0.75, "objec')
+    log = tmp_path / "run" / name
+    key, values = kept
+    assert [r[key] for r in read_jsonl(log)] == values  # the rows before the kill
+    with log.open("a") as handle:  # what a kill in the middle of appending the next row leaves
+        handle.write(torn)
     with caplog.at_level(logging.WARNING, logger="qrdistill.utils.io"):
         out = train(cfg, paths_file, tmp_path / "run", resume=True)
-    assert "metrics.jsonl:3: repaired a torn last line" in caplog.text
-    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
-    assert read_jsonl(out / "metrics.jsonl") == read_jsonl(full / "metrics.jsonl")
+    assert f"{name}:{len(values) + 1}: repaired a torn last line" in caplog.text
+    assert read_jsonl(out / name) == read_jsonl(full / name)
+    assert read_jsonl(out / "routing.jsonl") and read_jsonl(out / "metrics.jsonl")
     assert _same(_weights(out), _weights(full))
 
 

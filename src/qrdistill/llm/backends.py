@@ -240,6 +240,7 @@ class OpenAIBackend:
             max_tokens=self.cfg.max_tokens,
             **({"n": n} if n > 1 else {}),
             **({"seed": request.seed} if request.seed is not None else {}),
+            **({"response_format": self.cfg.response_format} if self.cfg.response_format else {}),
         ) as response:
             body = bytearray()
             try:

@@ -257,8 +257,13 @@ def test_answers_are_extracted_and_verified_per_task(test_file, tmp_path, monkey
         base = get_task(example["task"]).build_prompt(example)
         assert prompts == [f"<user>{base}\n\nThink step by step.</user>"]
     stop_math, stop_choice = calls[0][1], calls[1][1]
-    assert stop_math("\\boxed{72}.\n") and not stop_math("The best answer is B.\n")
-    assert stop_choice("The best answer is B.\n") and not stop_choice("\\boxed{72}.\n")
+    assert stop_math("\\boxed{72}.\nQuestion:") and not stop_math(
+        "The best answer is B.\nQuestion:"
+    )
+    assert stop_choice("The best answer is B.\nQuestion:") and not stop_choice(
+        "\\boxed{72}.\nQuestion:"
+    )
+    assert not stop_math("\\boxed{72}.\n")  # a first answer may still be corrected
 
     summary = read_json(tmp_path / "summary.json")
     assert [(s["task"], s["n"], s["correct"], s["accuracy"]) for s in summary] == [
@@ -282,7 +287,7 @@ def test_stop_rules_can_be_turned_off(test_file, tmp_path, monkeypatch):
     calls.clear()
     evaluate(EvaluateConfig(stop_after_answer=False), test_file, model, tmp_path / "loop_only")
     stop_math = calls[0][1]
-    assert stop_math("<h2>" * 12) and not stop_math("\\boxed{72}.\n")
+    assert stop_math("<h2>" * 12) and not stop_math("\\boxed{72}.\nQuestion:")
 
 
 def test_duplicate_model_names_are_rejected(test_file, tmp_path):

@@ -10,7 +10,7 @@ from qrdistill.utils.config import StrictConfig
 
 
 class EvaluateConfig(StrictConfig):
-    """How every model answers the test questions: greedy, batched, stopping right after the answer."""
+    """How every model answers the test questions: greedy, batched, stopping once the response ends."""
 
     max_new_tokens: int = Field(
         256,
@@ -24,9 +24,10 @@ class EvaluateConfig(StrictConfig):
     )
     stop_after_answer: bool = Field(
         True,
-        description="end an answer once the line holding its final-answer statement "
-        "(\\boxed{..}, 'The best answer is X.', 'The answer is yes.') is complete; "
-        "the answer itself is never cut",
+        description="end an answer once its response has ended: the model opens a new "
+        "exchange ('Question:', 'User:', ...) after a complete final-answer statement "
+        "(\\boxed{..}, 'The best answer is X.', 'The answer is yes.'); never at a first "
+        "candidate, since the last statement is the answer (docs/METHOD.md, 'Inference')",
     )
     stop_on_loop: bool = Field(
         True,

@@ -25,7 +25,7 @@ from qrdistill.errors import DataError
 from qrdistill.evaluation.config import EvaluateConfig
 from qrdistill.evaluation.ensemble import ensemble_predictions
 from qrdistill.evaluation.metrics import paired_comparisons, summarize
-from qrdistill.evaluation.stopping import stop_rule
+from qrdistill.evaluation.stopping import ANSWER_RULE, stop_rule
 from qrdistill.llm.local import open_engine
 from qrdistill.records import Example, Generation, Prediction
 from qrdistill.tasks import get_task
@@ -73,7 +73,7 @@ def _fingerprint(
     )
     payload = [
         model.model_dump(mode="json"),
-        generation,
+        {**generation, "answer_rule": ANSWER_RULE},
         [e.model_dump(mode="json") for e in examples],
         prompts,
     ]

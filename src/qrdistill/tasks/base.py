@@ -85,14 +85,22 @@ class Task:
 
     # -- checking ------------------------------------------------------------------------------
 
+    def response(self, text: str | None) -> str:
+        """The response proper: `text` up to where the model's turn ended
+        (`answers.response_end`). Extraction reads only this; evaluation stops generating there."""
+        text = text or ""
+        return text[: answers.response_end(text, self.answer_type, list(self.vocabulary))]
+
     def extract_answer(self, text: str | None, choices: Sequence[str] | None = None) -> str | None:
-        """The normalised final answer of a response, or None when it states none.
+        """The normalised final answer of a response (its last final-answer statement before the
+        end of its turn), or None when it states none.
 
         multiple choice -> a letter; yes/no -> "yes"/"no"; label sets (NLI) -> the canonical
         label; number -> a normalised number string; math -> the LaTeX expression; exact match
         -> normalised text. `choices` (optional) enables option-text matching and limits letters.
         """
         kind = self.answer_type
+        text = self.response(text)
         if kind == "number":
             return answers.extract_number(text)
         if kind == "math":

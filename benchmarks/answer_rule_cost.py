@@ -7,7 +7,7 @@ greedy, batched, length-sorted, loop guard on, 256-token budget) on the same que
 stop rules and reports wall time, completion tokens, accuracy, and how many scored answers differ
 (an answer the first-statement rule scores that the model went on to change).
 
-    .venv/bin/python benchmarks/answer_rule_cost.py                 # 16 StrategyQA + 16 GSM8K
+    .venv/bin/python benchmarks/answer_rule_cost.py                 # 16 ARC-Challenge + 16 GSM8K
     .venv/bin/python benchmarks/answer_rule_cost.py --questions 8 --reps 1
 
 Model: the real packaged SmolLM2-135M-Instruct, float32, CPU. The first-statement rule is
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit, figure, median, wait_for_quiet_cpu, write_results  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
-TASKS = ("strategyqa", "gsm8k")
+TASKS = ("arc_challenge", "gsm8k")
 
 
 def main() -> None:

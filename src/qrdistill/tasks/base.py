@@ -142,11 +142,17 @@ class Task:
     ) -> bool:
         """Compare an extracted answer with the gold answer (symbolically for number/math)."""
         gold = self.normalize_gold(gold, choices)  # first, so that a bad gold always raises
+        return self.equivalent(answer, gold)
+
+    def equivalent(self, answer: str | None, other: str) -> bool:
+        """Whether two extracted answers are the same answer: symbolically for number and math
+        ("0.5" and "\\frac12"), as normalised strings otherwise. Scoring and ensemble votes
+        both compare answers so."""
         if answer is None:
             return False
         if self.answer_type in ("number", "math"):
-            return math_equal(answer, gold, timeout_s=self.timeout_s)
-        return answer == gold
+            return math_equal(answer, other, timeout_s=self.timeout_s)
+        return answer == other
 
     def is_correct(self, text: str | None, gold: str, choices: Sequence[str] | None = None) -> bool:
         """True when the response `text` ends on the gold answer (as stored in the data set)."""

@@ -12,11 +12,12 @@ from qrdistill.utils.config import StrictConfig
 class EvaluateConfig(StrictConfig):
     """How every model answers the test questions: greedy, batched, stopping once the response ends."""
 
-    max_new_tokens: int = Field(
-        256,
+    max_new_tokens: int | None = Field(
+        None,
         gt=0,
-        description="generation budget per answer; in a run, at least the teacher's "
-        "generate.backend.max_tokens and that by default",
+        description="generation budget per answer, in each student's own tokens; by default, "
+        "in a run, the teacher's longest path counted in each student's tokenizer (students "
+        "imitate paths up to that long), else 256",
     )
     batch_size: int = Field(8, gt=0)
     stop: list[str] = Field(

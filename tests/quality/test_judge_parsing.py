@@ -31,6 +31,8 @@ from qrdistill.records import ReasoningPath
         ('```json\n{"score": 3, "reason": "invents 4"}\n```', (0.3, "invents 4")),
         ('{"score": "6/10", "reason": "meh"}', (0.6, "meh")),
         ('{"score": 8.0, "reason": "a whole number"}', (0.8, "a whole number")),
+        # A trailing comma, as SmolLM2-135M writes it: still the verdict object.
+        ('The JSON object is:\n{\n "score": 10,\n "reason": "sound",\n}', (1.0, "sound")),
         # A reason in JSON that quotes scores and braces is the reason, not a verdict.
         (
             '{"score": 4, "reason": "Score: 10 in the problem; \\\\frac{1}{2} is wrong"}',

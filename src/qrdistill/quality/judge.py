@@ -6,7 +6,8 @@ judge can also be held to it by the server (`filter.judge.response_format`). A r
 its verdict only, never from the words around it ("score" and "rating" are everyday words in
 GSM8K and MATH problems, and the reason may quote them):
 
-- a verdict is a JSON object with a "score" key (bare, in a code fence or after a preamble), or a
+- a verdict is a JSON object with a "score" key (bare, in a code fence or after a preamble; a
+  trailing comma is forgiven), or a
   verdict line: a line that starts with "Score:" and the number ("**Score:** 8", "Score: 8/10",
   "Score: 8 out of 10"), for judges and servers that ignore the JSON request;
 - the reply must hold exactly one verdict score: two that differ, or none, make it unparseable;
@@ -125,6 +126,7 @@ _VERDICT_LINE_RE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _SCORE_TEXT_RE = re.compile(r"^\s*" + _NUMBER + r"(?:\s*(?:/|out\s+of)\s*" + _NUMBER + r")?\s*$")
+_TRAILING_COMMA_RE = re.compile(r",(\s*[}\]])")
 _REASON_LINE_RE = re.compile(r"^[\s>#*_-]*reason[\s*_]*:[\s*_]*(.+)$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -142,6 +144,8 @@ def _json_verdicts(text: str) -> tuple[list[tuple[object, str]], str]:
     """Every JSON object in `text` with a "score" key, as (raw score, reason), and the text
     with those objects taken out (so a reason that quotes "Score: 3" is no verdict line)."""
     decoder = json.JSONDecoder()
+    # Small judges write a trailing comma ('"reason": "...",\n}'); the object is still their verdict.
+    text = _TRAILING_COMMA_RE.sub(r"\1", text)
     found, rest, pos = [], [], 0
     start = text.find("{")
     while start != -1:

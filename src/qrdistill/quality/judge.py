@@ -7,9 +7,9 @@ its verdict only, never from the words around it ("score" and "rating" are every
 GSM8K and MATH problems, and the reason may quote them):
 
 - a verdict is a JSON object with a "score" key (bare, in a code fence or after a preamble; a
-  trailing comma is forgiven), or a
-  verdict line: a line that starts with "Score:" and the number ("**Score:** 8", "Score: 8/10",
-  "Score: 8 out of 10"), for judges and servers that ignore the JSON request;
+  trailing comma is forgiven), or a verdict line: a line that starts with "Score:" and the
+  number ("**Score:** 8", "Score: 8/10", "Score: 8 out of 10"), for judges and servers that
+  ignore the JSON request;
 - the reply must hold exactly one verdict score: two that differ, or none, make it unparseable;
 - the score must be on the scale asked for: an integer 0-10 (a denominator, if written, must be
   10). "0.5", "85" or "8/100" are off the scale and unparseable, never guessed at.

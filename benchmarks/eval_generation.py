@@ -1,7 +1,8 @@
 """Evaluation and generation speed.
 
 1. Wall time to evaluate N test questions with qrdistill's evaluator (`qrdistill.evaluation.evaluate`:
-   greedy, batched, length-sorted, stopping each answer once its final-answer line is complete,
+   greedy, batched, length-sorted, stopping each answer once its response has ended (EOS, or a
+   new exchange opened after its final-answer statement),
    256-token budget) against decoding a fixed 1024 new tokens per question as the authors' code
    did; same model, same questions, same prompts, same batch. Both sides include loading the
    model. Key `ratio_time_vs_fixed_length` (qrdistill / fixed).

@@ -59,22 +59,6 @@ class RunConfig(StrictConfig):
         return self
 
     @model_validator(mode="after")
-    def _fair_answer_budget(self) -> RunConfig:
-        """Students answer with at least the budget the teacher wrote its paths with: a smaller
-        one cuts them off before answers they were trained to give."""
-        teacher = self.generate.backend.max_tokens
-        if "max_new_tokens" not in self.evaluate.model_fields_set:
-            self.evaluate.max_new_tokens = teacher
-        elif self.evaluate.max_new_tokens < teacher:
-            raise ValueError(
-                f"evaluate.max_new_tokens is {self.evaluate.max_new_tokens}, below the teacher's "
-                f"generate.backend.max_tokens ({teacher}): students would be cut off before the "
-                f"answers they learned to write; set it to at least {teacher}, or leave it out "
-                "(it defaults to the teacher's budget; answers stop at the answer line anyway)"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _methods_resolve(self) -> RunConfig:
         if not self.methods:
             raise ValueError("methods: name at least one method to train, e.g. {qr_distill: {}}")

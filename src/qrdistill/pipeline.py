@@ -372,6 +372,8 @@ class Pipeline:
             self.layout.evaluate,
             # Replicas after the first take its zero-shot answers (same models, same questions).
             reuse_from=self.layout.root / replica_name(0) / "evaluate" if self.replica else None,
+            # Each student's default answer budget: the teacher's longest path in its tokens.
+            paths_path=self.layout.paths if self.layout.paths.exists() else None,
         )
         self._mark_done(self.layout.evaluate, fp, "evaluate")
 

@@ -1,4 +1,7 @@
 import math
+import random
+
+import pytest
 
 from qrdistill.evaluation.ensemble import CONFIDENCE, VOTE, ensemble_predictions
 
@@ -85,3 +88,27 @@ def test_confidence_weights_are_probabilities():
 def test_existing_ensemble_rows_are_not_members():
     rows = ensemble_predictions(PREDICTIONS)
     assert len(ensemble_predictions(PREDICTIONS + rows)) == len(rows)
+
+
+def test_equivalent_math_answers_vote_together():
+    """'0.5', '\\frac12' and '\\frac{1}{2}' are one answer: as strings they would split 1-1-1
+    and lose to the two students who said 2."""
+    answers = [("s1", "0.5", True), ("s2", "\\frac12", True), ("s3", "2", False)]
+    answers += [("s4", "\\frac{1}{2}", True), ("s5", "2", False)]
+    members = [
+        {**row("q1", s, a, -1.0, correct=c), "task": "gsm8k", "method": "m"} for s, a, c in answers
+    ]
+    rows = by_key(ensemble_predictions(members))
+    assert rows[(VOTE, "q1")]["correct"] is True
+    assert rows[(VOTE, "q1")]["answer"] == "0.5"  # the most confident voter's own answer
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_different_math_answers_stay_apart(seed):
+    """The null twin: close but unequal answers never merge, whatever the order of the students;
+    five lone votes at equal confidence go to the student listed first."""
+    answers = [("a", "\\frac13"), ("b", "0.3"), ("c", "0.33"), ("d", "3"), ("e", "\\frac{3}{100}")]
+    random.Random(seed).shuffle(answers)
+    members = [{**row("q1", s, a, -1.0), "task": "math", "method": "m"} for s, a in answers]
+    vote = by_key(ensemble_predictions(members))[(VOTE, "q1")]
+    assert vote["answer"] == answers[0][1]

@@ -7,7 +7,7 @@ import pytest
 import qrdistill.evaluation.runner as runner
 from qrdistill.errors import BackendError
 from qrdistill.evaluation import EvalModel, EvaluateConfig, evaluate
-from qrdistill.records import Generation
+from qrdistill.records import Generation, ReasoningPath
 from qrdistill.tasks import get_task
 from qrdistill.utils.io import read_json, read_jsonl, write_jsonl
 
@@ -257,8 +257,13 @@ def test_answers_are_extracted_and_verified_per_task(test_file, tmp_path, monkey
         base = get_task(example["task"]).build_prompt(example)
         assert prompts == [f"<user>{base}\n\nThink step by step.</user>"]
     stop_math, stop_choice = calls[0][1], calls[1][1]
-    assert stop_math("\\boxed{72}.\n") and not stop_math("The best answer is B.\n")
-    assert stop_choice("The best answer is B.\n") and not stop_choice("\\boxed{72}.\n")
+    assert stop_math("\\boxed{72}.\nQuestion:") and not stop_math(
+        "The best answer is B.\nQuestion:"
+    )
+    assert stop_choice("The best answer is B.\nQuestion:") and not stop_choice(
+        "\\boxed{72}.\nQuestion:"
+    )
+    assert not stop_math("\\boxed{72}.\n")  # a first answer may still be corrected
 
     summary = read_json(tmp_path / "summary.json")
     assert [(s["task"], s["n"], s["correct"], s["accuracy"]) for s in summary] == [
@@ -282,7 +287,7 @@ def test_stop_rules_can_be_turned_off(test_file, tmp_path, monkeypatch):
     calls.clear()
     evaluate(EvaluateConfig(stop_after_answer=False), test_file, model, tmp_path / "loop_only")
     stop_math = calls[0][1]
-    assert stop_math("<h2>" * 12) and not stop_math("\\boxed{72}.\n")
+    assert stop_math("<h2>" * 12) and not stop_math("\\boxed{72}.\nQuestion:")
 
 
 def test_duplicate_model_names_are_rejected(test_file, tmp_path):
@@ -298,3 +303,62 @@ def test_duplicate_model_names_are_rejected(test_file, tmp_path):
 def test_vllm_backend_without_vllm_says_how_to_get_it():
     with pytest.raises(BackendError, match="pip install 'qrdistill\\[gpu\\]'"):
         runner.open_engine("vllm", "any", dtype="auto")
+
+
+def test_answer_budget_is_the_teachers_longest_path_in_each_students_tokens(
+    test_file, tmp_path, monkeypatch, tiny_students
+):
+    from qrdistill.models import load_tokenizer
+
+    budgets: dict[str, set[int]] = {}
+
+    class BudgetRecorder(ScriptedEngine):
+        def __init__(self, name):
+            super().__init__([])
+            self.name = name
+
+        def generate(self, prompts, *, max_new_tokens, **options):
+            budgets.setdefault(self.name, set()).add(max_new_tokens)
+            return super().generate(prompts, **options)
+
+    monkeypatch.setattr(runner, "open_engine", lambda kind, name, **o: BudgetRecorder(name))
+    texts = [
+        "In May she sold 48 / 2 = 24 clips. " * 5 + "\\boxed{72}",
+        "The best answer is B.",
+        "def solve():\n    total = 48 + 48 // 2\n    print(total)\n# prints 72\n" * 3,
+    ]
+    paths = tmp_path / "paths.jsonl"
+    write_jsonl(
+        paths,
+        [
+            ReasoningPath(
+                id=f"q{i}::vanilla::0",
+                question_id=f"q{i}",
+                task="gsm8k",
+                style="vanilla",
+                prompt="p",
+                gold="72",
+                text=text,
+            ).model_dump(mode="json")
+            for i, text in enumerate(texts)
+        ],
+    )
+    names = [str(path) for path in tiny_students]
+    models = [EvalModel(method="m", student=s, model=name) for s, name in zip("ab", names)]
+    cfg = EvaluateConfig(ensembles=False)
+    evaluate(cfg, test_file, models, tmp_path / "derived", paths_path=paths)
+    longest = {
+        name: max(
+            len(load_tokenizer(name)(t, add_special_tokens=False)["input_ids"]) for t in texts
+        )
+        for name in names
+    }
+    assert budgets == {name: {longest[name]} for name in names}
+    assert longest[names[0]] != longest[names[1]]  # the tokenizers differ, so do the budgets
+
+    # A budget set in the config is every student's; without paths the default is 256.
+    for setting, expected in ((EvaluateConfig(ensembles=False, max_new_tokens=40), 40), (cfg, 256)):
+        budgets.clear()
+        given = paths if expected == 40 else None
+        evaluate(setting, test_file, models, tmp_path / f"b{expected}", paths_path=given)
+        assert budgets == {name: {expected} for name in names}

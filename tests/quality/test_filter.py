@@ -62,7 +62,7 @@ def test_stub_judge_verdicts_are_stored_and_unreadable_ones_are_rejected(paths_p
         [
             "Score: 9/10\nReason: each step follows.",  # q1 vanilla
             "Looks fine to me!",  # q1 program: unreadable, asked again twice
-            '{"score": 0.3, "reason": "the 4 is invented"}',  # q2 program
+            '{"score": 3, "reason": "the 4 is invented"}',  # q2 program
             "I already said it is fine.",
             "Fine.",
         ]
@@ -190,3 +190,22 @@ def test_hf_judge_runs_through_the_same_backends(tiny_students, paths_path, tmp_
             assert 0.0 <= path.judge.score <= 1.0 and path.kept == (path.judge.score >= 0.5)
         else:
             assert (path.judge.status, path.judge.attempts, path.kept) == ("unparseable", 2, False)
+
+
+def test_response_format_reaches_the_server_only_when_set(paths_path, tmp_path):
+    from qrdistill.quality.judge import VERDICT_RESPONSE_FORMAT
+
+    bodies = {}
+    for name, overrides in {"plain": {}, "verdict": {"response_format": "verdict"}}.items():
+        stub = StubOpenAIServer([], default='{"score": 8, "reason": "fine"}')
+        cfg = FilterConfig(
+            judge={**openai_backend(stub.base_url, concurrency=1).model_dump(), **overrides},
+            show_progress=False,
+        )
+        try:
+            filter_paths(cfg, paths_path, tmp_path / name)
+        finally:
+            stub.close()
+        bodies[name] = stub.completions()
+    assert all("response_format" not in body for body in bodies["plain"])
+    assert [body["response_format"] for body in bodies["verdict"]] == [VERDICT_RESPONSE_FORMAT] * 3

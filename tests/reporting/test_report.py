@@ -213,11 +213,14 @@ def test_paired_table_compares_each_method_with_qr_distill(report):
     assert row[:4] == ["no_peer", "smollm", "ARC", "8"]  # smollm first, in prediction order
     gemma = [line for line in paired.splitlines() if line.startswith("| no_peer | gemma")][0]
     cells = [c.strip() for c in gemma.strip().strip("|").split("|")]
-    assert cells[3:5] == ["8", "+50.0"] and cells[6:] == ["4 / 0", "0.125"]
-    # zero_shot smollm ARC 10000000 vs 11111100: -62.5, 0 / 5, p = 2 / 32.
-    zero = [line for line in paired.splitlines() if line.startswith("| zero_shot | smollm | ARC")]
-    cells = [c.strip() for c in zero[0].strip().strip("|").split("|")]
-    assert cells[4] == "-62.5" and cells[6:] == ["0 / 5", "0.0625"]
+    assert cells[3:5] == ["8", "+50.0"] and cells[6:8] == ["4 / 0", "0.125"]
+    # Holm over the table's 6 rows: p = 0.0625 first (x 6 = 0.375), then 0.125 (x 5 = 0.625).
+    body = [line for line in paired.splitlines() if line.startswith("| ")][1:]  # no header
+    holm = {
+        tuple(c.strip() for c in line.split("|")[1:4]): line.split("|")[-2].strip() for line in body
+    }
+    assert len(holm) == 6
+    assert (holm[("zero_shot", "smollm", "ARC")], cells[8]) == ("0.375", "0.625")
 
 
 def test_paper_reference_is_labelled_as_the_papers(report):

@@ -10,13 +10,14 @@ from qrdistill.utils.config import StrictConfig
 
 
 class EvaluateConfig(StrictConfig):
-    """How every model answers the test questions: greedy, batched, stopping right after the answer."""
+    """How every model answers the test questions: greedy, batched, stopping once the response ends."""
 
-    max_new_tokens: int = Field(
-        256,
+    max_new_tokens: int | None = Field(
+        None,
         gt=0,
-        description="generation budget per answer; in a run, at least the teacher's "
-        "generate.backend.max_tokens and that by default",
+        description="generation budget per answer, in each student's own tokens; by default, "
+        "in a run, the teacher's longest path counted in each student's tokenizer (students "
+        "imitate paths up to that long), else 256",
     )
     batch_size: int = Field(8, gt=0)
     stop: list[str] = Field(
@@ -24,9 +25,10 @@ class EvaluateConfig(StrictConfig):
     )
     stop_after_answer: bool = Field(
         True,
-        description="end an answer once the line holding its final-answer statement "
-        "(\\boxed{..}, 'The best answer is X.', 'The answer is yes.') is complete; "
-        "the answer itself is never cut",
+        description="end an answer once its response has ended: the model opens a new "
+        "exchange ('Question:', 'User:', ...) after a complete final-answer statement "
+        "(\\boxed{..}, 'The best answer is X.', 'The answer is yes.'); never at a first "
+        "candidate, since the last statement is the answer (docs/METHOD.md, 'Inference')",
     )
     stop_on_loop: bool = Field(
         True,

@@ -1,7 +1,9 @@
 """Ensembles across the students of one method: an extra, reported apart from single students.
 
-Both ensembles pick one of the students' extracted answers per question (answers are compared as
-strings after stripping whitespace; the task's extractor already normalises them):
+Both ensembles pick one of the students' extracted answers per question. Answers are compared
+as the task compares an answer with the gold one (`Task.equivalent`): symbolically for number and
+math, so "0.5" and "\\frac12" are one answer and vote together; as normalised strings otherwise.
+Each answer joins the first earlier answer it is equivalent to:
 - vote: the answer most students gave; a tie goes to the answer whose most confident voter has the
   highest mean log-probability, then to the student listed first;
 - confidence: each student's answer is weighted by exp(mean log-probability), the geometric mean
@@ -16,6 +18,7 @@ from __future__ import annotations
 import math
 
 from qrdistill.records import Prediction
+from qrdistill.tasks import get_task
 
 VOTE = "ensemble:vote"
 CONFIDENCE = "ensemble:confidence"
@@ -30,10 +33,14 @@ def _confidence(row: dict) -> float:
 
 
 def _combine(rows: list[dict], kind: str) -> dict:
-    voters: dict[str, list[int]] = {}  # answer -> positions of the students who gave it
+    task = get_task(rows[0]["task"])
+    voters: dict[str, list[int]] = {}  # an answer -> positions of the students who gave it
     for position, row in enumerate(rows):
-        if row.get("answer") is not None:
-            voters.setdefault(str(row["answer"]).strip(), []).append(position)
+        if row.get("answer") is None:
+            continue
+        answer = str(row["answer"]).strip()
+        same = next((known for known in voters if task.equivalent(answer, known)), answer)
+        voters.setdefault(same, []).append(position)
 
     def best_voter(answer: str) -> int:
         return max(voters[answer], key=lambda p: (_confidence(rows[p]), -p))

@@ -1,6 +1,6 @@
 """Accuracy with a 95% Wilson score interval, per (method, student, task); paired comparisons of
-methods on the same questions (bootstrap interval of the difference, exact McNemar test); the
-sample size such a comparison needs."""
+methods on the same questions (bootstrap interval of the difference, exact McNemar test, Holm's
+correction over all of a run's comparisons); the sample size such a comparison needs."""
 
 from __future__ import annotations
 
@@ -78,6 +78,20 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     return min(1.0, 2 * tail / 2**d)
 
 
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order: the i-th smallest p times the
+    number of hypotheses not yet rejected (m - i + 1), kept non-decreasing, capped at 1. Rejecting
+    where the adjusted p is below alpha controls the family-wise error rate at alpha for any
+    dependence between the tests (here: every method, student and task against one reference)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [1.0] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
 def paired_bootstrap_interval(
     a: Sequence[bool],
     b: Sequence[bool],
@@ -130,7 +144,9 @@ def paired_comparisons(
 ) -> list[dict]:
     """Each method against `reference`, per (student, task), on the questions both answered: one
     row per (method, student, task), in the order the groups first appear; [] without the
-    reference. Positive differences favour the method."""
+    reference. Positive differences favour the method. `p_holm` is McNemar's p adjusted by Holm
+    over every row: the table makes many comparisons, and some small p among them is expected
+    by chance alone."""
     outcomes: dict[tuple[str, str, str], dict[str, bool]] = {}
     for row in predictions:
         key = (row["method"], row["student"], row["task"])
@@ -154,6 +170,8 @@ def paired_comparisons(
                 ),
             }
         )
+    for row, adjusted in zip(rows, holm_adjust([row["p_mcnemar"] for row in rows])):
+        row["p_holm"] = adjusted
     return rows
 
 

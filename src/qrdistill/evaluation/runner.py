@@ -25,9 +25,9 @@ from qrdistill.errors import DataError
 from qrdistill.evaluation.config import EvaluateConfig
 from qrdistill.evaluation.ensemble import ensemble_predictions
 from qrdistill.evaluation.metrics import paired_comparisons, summarize
-from qrdistill.evaluation.stopping import stop_rule
+from qrdistill.evaluation.stopping import ANSWER_RULE, stop_rule
 from qrdistill.llm.local import open_engine
-from qrdistill.records import Example, Generation, Prediction
+from qrdistill.records import Example, Generation, Prediction, ReasoningPath
 from qrdistill.tasks import get_task
 from qrdistill.utils.config import StrictConfig
 from qrdistill.utils.io import (
@@ -63,17 +63,34 @@ def base_prompt(example: Example, instruction: str | None) -> str:
     return f"{prompt}\n\n{instruction}" if instruction else prompt
 
 
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+def answer_budget(cfg: EvaluateConfig, model: EvalModel, path_texts: list[str]) -> int:
+    """A model's budget of new tokens: `evaluate.max_new_tokens` when set (in the model's own
+    tokens); else the teacher's longest path counted in this model's tokenizer, since students
+    imitate paths up to that long and tokenizers differ (a budget in the teacher's tokens cuts a
+    student with a finer tokenizer short); else, with no paths, DEFAULT_MAX_NEW_TOKENS."""
+    if cfg.max_new_tokens is not None:
+        return cfg.max_new_tokens
+    if not path_texts:
+        return DEFAULT_MAX_NEW_TOKENS
+    from qrdistill.models import load_tokenizer
+
+    tokenizer = load_tokenizer(model.model, trust_remote_code=cfg.trust_remote_code)
+    return max(len(ids) for ids in tokenizer(path_texts, add_special_tokens=False)["input_ids"])
+
+
 def _fingerprint(
-    model: EvalModel, cfg: EvaluateConfig, examples: list[Example], prompts: list[str]
+    model: EvalModel, cfg: EvaluateConfig, budget: int, examples: list[Example], prompts: list[str]
 ) -> str:
     """Everything that determines a model's predictions (batch size does not, under greedy decoding)."""
     generation = cfg.model_dump(
-        mode="json",
-        include={"max_new_tokens", "stop", "stop_after_answer", "stop_on_loop", "backend", "dtype"},
+        mode="json", include={"stop", "stop_after_answer", "stop_on_loop", "backend", "dtype"}
     )
     payload = [
         model.model_dump(mode="json"),
-        generation,
+        {**generation, "max_new_tokens": budget, "answer_rule": ANSWER_RULE},
         [e.model_dump(mode="json") for e in examples],
         prompts,
     ]
@@ -112,6 +129,7 @@ def _answered(partial: Path, n: int) -> dict[int, Generation]:
 def _predict(
     model: EvalModel,
     cfg: EvaluateConfig,
+    budget: int,
     examples: list[Example],
     prompts: list[str],
     progress: Progress,
@@ -133,7 +151,9 @@ def _predict(
         if index not in done:
             by_task.setdefault(example.task, []).append(index)
     if by_task:
-        _generate(model, cfg, by_task, prompts, done, partial, lambda n: progress.advance(bar, n))
+        _generate(
+            model, cfg, budget, by_task, prompts, done, partial, lambda n: progress.advance(bar, n)
+        )
     rows = []
     for index, example in enumerate(examples):
         generation, task = done[index], get_task(example.task)
@@ -157,6 +177,7 @@ def _predict(
 def _generate(
     model: EvalModel,
     cfg: EvaluateConfig,
+    budget: int,
     by_task: dict[str, list[int]],
     prompts: list[str],
     done: dict[int, Generation],
@@ -198,7 +219,7 @@ def _generate(
                 stop_when = stop_rule(get_task(name), cfg.stop_after_answer, cfg.stop_on_loop)
                 engine.generate(
                     [engine.render(prompts[i]) for i in indices],
-                    max_new_tokens=cfg.max_new_tokens,
+                    max_new_tokens=budget,
                     stop=cfg.stop,
                     stop_when=stop_when,
                     batch_size=cfg.batch_size,
@@ -231,12 +252,17 @@ def evaluate(
     models: list[EvalModel],
     out_dir: Path,
     reuse_from: Path | None = None,
+    paths_path: Path | None = None,
 ) -> Path:
     """Evaluate `models` on the test Examples in `test_path`; return the predictions file.
 
     `reuse_from`, another evaluation folder, lends its finished predictions of any model whose
     fingerprint matches (the same weights, setting and questions: greedy answers would be the
     same), so the replicas of a seeded run answer with the untrained students once.
+
+    `paths_path`, the teacher's paths (generate/paths.jsonl), sets each model's answer budget
+    when `evaluate.max_new_tokens` is not set: the longest path in the model's own tokens
+    (`answer_budget`; every method trains on a subset of these paths).
 
     Writes out_dir/models/<method>__<student>.jsonl per model as it finishes, then
     out_dir/predictions.jsonl (every model, then the ensembles) and out_dir/summary.json
@@ -252,6 +278,7 @@ def evaluate(
     if len(set(keys)) != len(keys):
         raise ValueError(f"two models share a method and student name: {keys}")
     prompts = [base_prompt(example, cfg.instruction) for example in examples]
+    path_texts = [p.text for p in read_jsonl_as(paths_path, ReasoningPath)] if paths_path else []
 
     predictions: list[dict] = []
     columns = (
@@ -265,7 +292,8 @@ def evaluate(
             models_dir = out_dir / "models"
             predictions_path = models_dir / f"{model.key}.jsonl"
             done_path = models_dir / f"{model.key}.done.json"
-            fingerprint = _fingerprint(model, cfg, examples, prompts)
+            budget = answer_budget(cfg, model, path_texts)
+            fingerprint = _fingerprint(model, cfg, budget, examples, prompts)
             rows, source = _finished(predictions_path, done_path, fingerprint), predictions_path
             if rows is None and reuse_from is not None:
                 source = reuse_from / "models" / predictions_path.name
@@ -273,7 +301,7 @@ def evaluate(
             if rows is None:
                 partial = _partial_path(models_dir, model.key, fingerprint)
                 _drop_partials(models_dir, model.key, keep=partial)  # other settings' answers
-                rows = _predict(model, cfg, examples, prompts, progress, partial)
+                rows = _predict(model, cfg, budget, examples, prompts, progress, partial)
                 _save(rows, predictions_path, done_path, fingerprint, model)
                 partial.unlink()
             else:

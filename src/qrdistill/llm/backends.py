@@ -241,6 +241,7 @@ class OpenAIBackend:
             max_tokens=self.cfg.max_tokens,
             **({"n": n} if n > 1 else {}),
             **({"seed": request.seed} if request.seed is not None else {}),
+            **({"response_format": self.cfg.response_format} if self.cfg.response_format else {}),
         ) as response:
             body = bytearray()
             try:
@@ -501,9 +502,10 @@ class HFYesProbabilityBackend(HFBackend):
 
 
 class VLLMBackend:
-    """The vLLM offline engine (GPU), through its chat interface with a seed per request. Results
-    are yielded per batch of `batch_size` so that a long run is persisted as it goes; vLLM
-    schedules within a batch itself."""
+    """The vLLM offline engine (GPU), with a seed per request. Prompts are rendered with the
+    model's chat template and handed over as token ids (`VLLMEngine.token_prompts`), as the hf
+    backend does, so no special token is added twice. Results are yielded per batch of
+    `batch_size` so that a long run is persisted as it goes; vLLM schedules within a batch."""
 
     def __init__(self, cfg: BackendConfig):
         self.cfg = cfg
@@ -526,13 +528,9 @@ class VLLMBackend:
                 )
                 for r in batch
             ]
-            conversations = [[{"role": "user", "content": r.prompt}] for r in batch]
-            outputs = self.engine.llm.chat(conversations, params, use_tqdm=False)
+            prompts = self.engine.token_prompts([self.engine.render(r.prompt) for r in batch])
+            outputs = self.engine.llm.generate(
+                prompts, params, use_tqdm=False, lora_request=self.engine.lora
+            )
             for request, out in zip(batch, outputs):
-                completion = out.outputs[0]
-                yield (
-                    request,
-                    Generation(
-                        completion.text, len(out.prompt_token_ids), len(completion.token_ids)
-                    ),
-                )
+                yield request, self.engine.finish(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from qrdistill.utils.config import StrictConfig
 
@@ -44,6 +44,10 @@ class BackendConfig(StrictConfig):
     # prompt is billed once. A server that answers fewer choices (`transformers serve` ignores
     # `n`) or refuses `n` is seen at the first such request; the rest are then asked one by one.
     samples_in_one_request: bool = True
+    # Sent as the request's `response_format` (structured output), e.g. {"type": "json_object"}.
+    # None sends nothing: not every OpenAI-compatible server takes it, and one that does not
+    # refuses the request (vLLM, SGLang, llama.cpp and OpenAI take it).
+    response_format: dict | None = None
 
     # hf and vllm backends
     dtype: str = "auto"
@@ -56,6 +60,15 @@ class BackendConfig(StrictConfig):
     price_input_per_1m: float | None = Field(None, ge=0)
     price_output_per_1m: float | None = Field(None, ge=0)
 
+    @model_validator(mode="after")
+    def _response_format_needs_a_server(self) -> BackendConfig:
+        if self.response_format is not None and self.kind != "openai":
+            raise ValueError(
+                f"response_format is sent to an OpenAI-compatible server; the '{self.kind}' "
+                "backend cannot honour it (leave it unset)"
+            )
+        return self
+
     @field_validator("base_urls")
     @classmethod
     def _strip_trailing_slash(cls, urls: list[str]) -> list[str]:
@@ -63,9 +76,13 @@ class BackendConfig(StrictConfig):
 
     def sampling(self) -> dict:
         """The parameters that change what is generated; part of every request's cache key."""
-        return {
+        sampling = {
             "temperature": self.temperature,
             "top_p": self.top_p,
             "max_tokens": self.max_tokens,
             "seed": self.seed,
         }
+        # Only when set, so the cache keys of requests without it stay what they were.
+        if self.response_format is not None:
+            sampling["response_format"] = self.response_format
+        return sampling

@@ -114,8 +114,16 @@ class HFEngine:
 
 
 class VLLMEngine:
-    """The vLLM offline engine (GPU). It stops at EOS and at stop strings; `stop_when` is a
-    per-step predicate that vLLM's sampling parameters cannot express, so it is ignored here.
+    """The vLLM offline engine (GPU), held to the hf engine's rules so both answer alike:
+
+    - the same token ids reach the model: a rendered prompt is tokenized here, as the hf engine
+      does, without adding special tokens again (the chat template already wrote any BOS; vLLM
+      would add a second one to a text prompt), and handed to vLLM as token ids;
+    - the same stop rule: `stop_when` is a predicate over the text so far, which vLLM's sampling
+      parameters cannot express, so each completion is cut afterwards at the first token where it
+      holds, exactly where the hf engine stops (greedy decoding makes the tokens up to there the
+      same). vLLM decodes on past that point, which costs time but changes no answer.
+
     vLLM schedules a whole call itself: `batch_size` does not apply."""
 
     kind = "vllm"
@@ -159,12 +167,56 @@ class VLLMEngine:
             model=resolve_model(model), dtype=dtype, trust_remote_code=trust_remote_code, **kwargs
         )
 
-    def render(self, text: str) -> str:
-        from qrdistill.models import load_tokenizer, render_prompt
+    @property
+    def tokenizer(self):
+        from qrdistill.models import load_tokenizer
 
-        if self._tokenizer is None:  # the same template code path as training and the hf engine
+        if self._tokenizer is None:  # the same tokenizer as training and the hf engine
             self._tokenizer = load_tokenizer(self.name, trust_remote_code=self.trust_remote_code)
-        return render_prompt(self._tokenizer, text)
+        return self._tokenizer
+
+    def render(self, text: str) -> str:
+        from qrdistill.models import render_prompt
+
+        return render_prompt(self.tokenizer, text)  # the same template code path as the hf engine
+
+    def token_prompts(self, prompts: Sequence[str]) -> list[dict]:
+        """Rendered prompts as vLLM token prompts, tokenized as the hf engine tokenizes them."""
+        return [
+            {"prompt_token_ids": self.tokenizer(p, add_special_tokens=False)["input_ids"]}
+            for p in prompts
+        ]
+
+    def finish(
+        self,
+        output,
+        stop: Sequence[str] = (),
+        stop_when: Callable[[str], bool] | None = None,
+        greedy: bool = False,
+    ) -> Generation:
+        """A vLLM request output as the hf engine would have returned it: cut at the first token
+        where `stop_when(text so far)` holds (the text so far decoded as the hf engine decodes
+        it), with the mean log-probability of the tokens kept (greedy only)."""
+        from qrdistill.models.generation import _cut_at_stop
+
+        completion = output.outputs[0]
+        tokens, text = list(completion.token_ids), completion.text
+        if stop_when is not None:
+            for length in range(1, len(tokens) + 1):
+                so_far = self.tokenizer.decode(tokens[:length], skip_special_tokens=True)
+                if stop_when(so_far):
+                    tokens, text = tokens[:length], _cut_at_stop(so_far, stop)
+                    break
+        mean_logprob = None
+        if greedy and tokens and completion.logprobs:
+            chosen = [step[token].logprob for step, token in zip(completion.logprobs, tokens)]
+            mean_logprob = sum(chosen) / len(chosen)
+        return Generation(
+            text=text.strip(),
+            prompt_tokens=len(output.prompt_token_ids),
+            completion_tokens=len(tokens),
+            mean_logprob=mean_logprob,
+        )
 
     def generate(
         self,
@@ -192,25 +244,10 @@ class VLLMEngine:
             seed=seed,
             logprobs=0 if greedy else None,
         )
-        results = []
-        for output in self.llm.generate(
-            list(prompts), params, use_tqdm=False, lora_request=self.lora
-        ):
-            completion = output.outputs[0]
-            length = len(completion.token_ids)
-            mean_logprob = (
-                completion.cumulative_logprob / length
-                if greedy and length and completion.cumulative_logprob is not None
-                else None
-            )
-            results.append(
-                Generation(
-                    text=completion.text.strip(),
-                    prompt_tokens=len(output.prompt_token_ids),
-                    completion_tokens=length,
-                    mean_logprob=mean_logprob,
-                )
-            )
+        outputs = self.llm.generate(
+            self.token_prompts(prompts), params, use_tqdm=False, lora_request=self.lora
+        )
+        results = [self.finish(output, stop, stop_when, greedy) for output in outputs]
         if on_batch is not None:  # vLLM schedules the whole call: one batch
             on_batch(dict(enumerate(results)))
         return results

@@ -12,6 +12,7 @@ from qrdistill.quality.judge import (
     DEFAULT_JUDGE_TEMPLATE,
     DEFAULT_PROBABILITY_TEMPLATE,
     TEMPLATE_SLOTS,
+    VERDICT_RESPONSE_FORMAT,
 )
 from qrdistill.utils.config import StrictConfig
 
@@ -22,6 +23,18 @@ class JudgeBackendConfig(BackendConfig):
     temperature: float = Field(0.0, ge=0.0)
     max_tokens: int = Field(128, ge=1)
 
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _named_response_format(cls, value):
+        """Two names for the usual settings: "verdict" (the verdict's JSON schema, scale
+        included) and "json_object" (any JSON object; the prompt states the keys)."""
+        named = {"verdict": VERDICT_RESPONSE_FORMAT, "json_object": {"type": "json_object"}}
+        if isinstance(value, str):
+            if value not in named:
+                raise ValueError(f"response_format: a mapping, or one of {', '.join(named)}")
+            return named[value]
+        return value
+
 
 class FilterConfig(StrictConfig):
     # (a) drop paths whose extracted answer does not match the gold answer (task verifier)
@@ -29,7 +42,8 @@ class FilterConfig(StrictConfig):
     # (b) drop paths the judge scores below `threshold` (scores are normalised to [0, 1])
     judge_enabled: bool = True
     judge: JudgeBackendConfig = Field(default_factory=JudgeBackendConfig)
-    # "generate": the judge writes "Score: N / Reason: ..." (any backend). "probability": the
+    # "generate": the judge writes a verdict, {"score": N, "reason": ...} with N from 0 to 10
+    # (any backend; `judge.response_format: verdict` has an openai server enforce it). "probability": the
     # score is P("Yes") as the judge's next token, read from its logits (hf backend only); small
     # local judges that never follow a format still give a usable score this way.
     judge_scoring: Literal["generate", "probability"] = "generate"

@@ -1,9 +1,21 @@
 """LLM-as-judge: is every intermediate step of a path sound?
 
-The judge is asked for a 0-10 score and a one-line reason. Replies are read leniently ("Score:
-8/10", "**Score**: 7", JSON such as {"score": 0.8, "reason": ...}, a bare "0.8") and scores are
-normalised to [0, 1]. A reply with no readable score is asked again with a format reminder; the
-caller decides what an unreadable verdict means (by default: reject).
+The verdict protocol (docs/METHOD.md, "Quality filtering"): the judge is asked for one JSON object
+{"score": N, "reason": "..."} with N an integer from 0 to 10, stated in the prompt; an openai
+judge can also be held to it by the server (`filter.judge.response_format`). A reply is read from
+its verdict only, never from the words around it ("score" and "rating" are everyday words in
+GSM8K and MATH problems, and the reason may quote them):
+
+- a verdict is a JSON object with a "score" key (bare, in a code fence or after a preamble; a
+  trailing comma is forgiven), or a verdict line: a line that starts with "Score:" and the
+  number ("**Score:** 8", "Score: 8/10", "Score: 8 out of 10"), for judges and servers that
+  ignore the JSON request;
+- the reply must hold exactly one verdict score: two that differ, or none, make it unparseable;
+- the score must be on the scale asked for: an integer 0-10 (a denominator, if written, must be
+  10). "0.5", "85" or "8/100" are off the scale and unparseable, never guessed at.
+
+An unparseable reply is asked again with a format reminder; after `judge_attempts` the caller
+decides what it means (by default: reject). Scores are normalised to [0, 1].
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from dataclasses import dataclass
 
 from qrdistill.errors import BudgetReached
 from qrdistill.llm import (
@@ -37,9 +50,8 @@ Solution:
 
 Is every intermediate step sound? Look for invented facts or numbers, steps that do not follow \
 from the previous ones, and answers reached by luck or by spurious reasoning.
-Reply in exactly two lines:
-Score: <an integer from 0 to 10, where 10 means every step is sound>
-Reason: <one sentence>"""
+Reply with only this JSON object, on one line:
+{"score": <an integer from 0 to 10, where 10 means every step is sound>, "reason": "<one sentence>"}"""
 
 # For `judge_scoring: probability`: the score is P("Yes") as the judge's next token.
 DEFAULT_PROBABILITY_TEMPLATE = """You are reviewing a worked solution. Do not solve the problem \
@@ -55,28 +67,67 @@ Is every intermediate step sound, with no invented facts or numbers, no step tha
 follow from the previous ones, and no answer reached by luck? Answer Yes or No."""
 
 FORMAT_REMINDER = (
-    "\n\nYour reply must start with a line 'Score: N' where N is an integer from "
-    "0 to 10, followed by a line 'Reason: ...'."
+    '\n\nYour reply must be only the JSON object {"score": N, "reason": "..."} where N is an '
+    "integer from 0 to 10 (not a fraction of 1, not a percentage), and nothing else."
 )
 
-_NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
-# "Score: 8/10", "**Score:** 7 out of 10", "Rating: 7", "score = 0.8", "Score: 80%";
-# never the "0" of an echoed "Score: <an integer from 0 to 10>"
-_SCORE_RE = re.compile(
-    r"\b(?:score|rating)\b[\s*_:=\"'-]*(?:is\s+|of\s+)?"
+
+@dataclass(frozen=True)
+class VerdictScale:
+    """The scale a verdict's score is asked on: 0 to `top`, whole numbers only if `integer`."""
+
+    top: int
+    integer: bool
+
+    def normalise(self, value: str, denominator: str | None = None) -> float | None:
+        """The score in [0, 1], or None when it is off this scale."""
+        if denominator is not None and float(denominator) != self.top:
+            return None
+        number = float(value)
+        if self.integer and not number.is_integer():
+            return None
+        return number / self.top if 0 <= number <= self.top else None
+
+
+# What the default template asks for. The probability backend writes its P("Yes") as a verdict
+# line on the 0-1 scale, so both scoring modes share one parser and one cache.
+JUDGE_SCALE = VerdictScale(top=10, integer=True)
+PROBABILITY_SCALE = VerdictScale(top=1, integer=False)
+
+# For `filter.judge.response_format` on servers with structured output (vLLM, SGLang, OpenAI,
+# llama.cpp): the verdict object with its scale, so the server cannot emit anything else.
+VERDICT_RESPONSE_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "verdict",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {
+                "score": {"type": "integer", "minimum": 0, "maximum": 10},
+                "reason": {"type": "string"},
+            },
+            "required": ["score", "reason"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+_NUMBER = r"(-?\d+(?:\.\d+)?|-?\.\d+)"
+# A verdict line: "Score: 8", "**Score:** 8/10", "- Score: 8 out of 10.", "Score: 8 - one step
+# is a guess". The number must come right after the label, at the start of the line, and end
+# there (a decimal is read whole, so "8.5" is never "8").
+_VERDICT_LINE_RE = re.compile(
+    r"^[\s>#*_-]*score[\s*_]*[:=][\s*_]*"
     + _NUMBER
-    + r"\**\s*(?:(?:/|out\s+of)\s*"
+    + r"(?:\s*(?:/|out\s+of)\s*"
     + _NUMBER
-    + r")?\s*(%)?",
-    re.IGNORECASE,
+    + r")?[\s*_]*(?:$|[.,;:)]?\s+(?=\S)|[.,;:)]\s*$|[-\u2013\u2014]\s*)(.*)$",
+    re.IGNORECASE | re.MULTILINE,
 )
-# A reply that is only a score: "8", "0.8", "8/10", "80%"
-_BARE_RE = re.compile(
-    r"^\s*\**" + _NUMBER + r"\**\s*(?:(?:/|out\s+of)\s*" + _NUMBER + r")?\s*(%)?\s*\.?\s*$",
-    re.IGNORECASE,
-)
-_JSON_RE = re.compile(r"\{[^{}]*\}", re.DOTALL)
-_REASON_RE = re.compile(r"\breason\b\W*?:\s*(.+)", re.IGNORECASE)
+_SCORE_TEXT_RE = re.compile(r"^\s*" + _NUMBER + r"(?:\s*(?:/|out\s+of)\s*" + _NUMBER + r")?\s*$")
+_TRAILING_COMMA_RE = re.compile(r",(\s*[}\]])")
+_REASON_LINE_RE = re.compile(r"^[\s>#*_-]*reason[\s*_]*:[\s*_]*(.+)$", re.IGNORECASE | re.MULTILINE)
 
 
 def judge_prompt(template: str, path: ReasoningPath, reminder: bool = False) -> str:
@@ -85,65 +136,58 @@ def judge_prompt(template: str, path: ReasoningPath, reminder: bool = False) -> 
     return prompt + FORMAT_REMINDER if reminder else prompt
 
 
-def normalise_score(
-    value: str, denominator: str | None = None, percent: str | None = None
-) -> float | None:
-    """A score on the scale it was given in -> [0, 1]; None when it is out of range.
-
-    Without an explicit scale, a decimal of at most 1 is a probability ("0.8"), a number up to 10
-    is on the 0-10 scale we ask for ("8", "1"), and a number up to 100 is a percentage.
-    """
-    number = float(value)
-    if denominator is not None:
-        scale = float(denominator)
-        return number / scale if 0 < scale and number <= scale else None
-    if percent or number > 10:
-        return number / 100 if number <= 100 else None
-    if "." in value and number <= 1:
-        return number
-    return number / 10
-
-
 def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
-def _from_json(text: str) -> tuple[float, str] | None:
-    for match in reversed(list(_JSON_RE.finditer(text))):
+def _json_verdicts(text: str) -> tuple[list[tuple[object, str]], str]:
+    """Every JSON object in `text` with a "score" key, as (raw score, reason), and the text
+    with those objects taken out (so a reason that quotes "Score: 3" is no verdict line)."""
+    decoder = json.JSONDecoder()
+    # Small judges write a trailing comma ('"reason": "...",\n}'); the object is still their verdict.
+    text = _TRAILING_COMMA_RE.sub(r"\1", text)
+    found, rest, pos = [], [], 0
+    start = text.find("{")
+    while start != -1:
         try:
-            obj = json.loads(match.group(0))
+            obj, end = decoder.raw_decode(text, start)
         except json.JSONDecodeError:
+            start = text.find("{", start + 1)
             continue
-        if not isinstance(obj, dict):
-            continue
-        raw = next((obj[k] for k in obj if k.lower() in ("score", "rating", "probability")), None)
-        if isinstance(raw, bool) or raw is None:
-            continue
-        bare = _BARE_RE.match(str(raw))
-        score = normalise_score(*bare.groups()) if bare else None
-        if score is not None:
-            return score, _one_line(str(obj.get("reason", obj.get("explanation", ""))))
-    return None
+        score_keys = [k for k in obj if k.lower() == "score"] if isinstance(obj, dict) else []
+        if score_keys:
+            reason = obj.get("reason", "")
+            found.append((obj[score_keys[0]], reason if isinstance(reason, str) else ""))
+            rest.append(text[pos:start])
+            pos = end
+        start = text.find("{", end)
+    rest.append(text[pos:])
+    return found, "\n".join(rest)
 
 
-def parse_verdict(text: str) -> tuple[float, str] | None:
-    """(score in [0, 1], one-line reason) from a judge reply, or None when there is no score."""
-    found = _from_json(text)
-    if found is not None:
-        return found
-    matches = list(_SCORE_RE.finditer(text))
-    first_line = next((line for line in text.splitlines() if line.strip()), "")
-    match = matches[-1] if matches else _BARE_RE.match(first_line)  # the judge's last word counts
-    if match is None:
+def _json_score(raw: object, scale: VerdictScale) -> float | None:
+    if isinstance(raw, bool):  # a JSON true is an int to Python, and no score
         return None
-    score = normalise_score(*match.groups())
-    if score is None:
+    if isinstance(raw, int | float):
+        return scale.normalise(repr(raw))
+    match = _SCORE_TEXT_RE.match(raw) if isinstance(raw, str) else None
+    return scale.normalise(*match.groups()) if match else None
+
+
+def parse_verdict(text: str, scale: VerdictScale = JUDGE_SCALE) -> tuple[float, str] | None:
+    """(score in [0, 1], one-line reason) from a judge reply's one verdict, or None when the
+    reply holds no verdict, two verdicts with different scores, or a score off `scale`."""
+    objects, rest = _json_verdicts(text)
+    lines = list(_VERDICT_LINE_RE.finditer(rest))
+    scores = [_json_score(raw, scale) for raw, _ in objects]
+    scores += [scale.normalise(m.group(1), m.group(2)) for m in lines]
+    if not scores or None in scores or len(set(scores)) > 1:
         return None
-    reason = _REASON_RE.search(text)
-    if reason:
-        return score, _one_line(reason.group(1))
-    rest = [line.strip(" .*-:") for line in text.replace(match.group(0), "\n", 1).splitlines()]
-    return score, _one_line(next((line for line in rest if line), ""))
+    reasons = [reason for _, reason in objects]
+    reasons += [m.group(1) for m in _REASON_LINE_RE.finditer(rest)]
+    reasons += [m.group(3) for m in lines]
+    reason = next((_one_line(r) for r in reasons if r.strip()), "")
+    return scores[0], reason
 
 
 def judge_paths(
@@ -160,11 +204,13 @@ def judge_paths(
     same paths again (e.g. at another threshold) makes no new calls. With `spend` (a budget),
     judging stops once it is spent (BudgetReached), keeping every finished request.
 
-    scoring "generate": the judge writes a score and a reason, parsed by `parse_verdict`.
+    scoring "generate": the judge writes a verdict on the 0-10 scale, read by `parse_verdict`.
     scoring "probability": the score is P("Yes") as the judge's next token (local `hf` judges);
-    the backend answers in the same "score + reason" text, so one parser and cache serve both.
+    the backend answers with a verdict line on the 0-1 scale, so one parser and cache serve both.
     """
-    make = make_yes_probability_backend if scoring == "probability" else make_backend
+    probability = scoring == "probability"
+    make = make_yes_probability_backend if probability else make_backend
+    scale = PROBABILITY_SCALE if probability else JUDGE_SCALE
     get_backend = functools.cache(lambda: make(backend))  # made once, only if needed
     verdicts: dict[str, JudgeVerdict] = {}
     last_reply: dict[str, str] = {}
@@ -198,7 +244,7 @@ def judge_paths(
                 completion_tokens=usage[path.id].completion_tokens + generation.completion_tokens,
             )
             reply = generation.text
-            parsed = parse_verdict(reply)
+            parsed = parse_verdict(reply, scale)
             if parsed is None:
                 last_reply[path.id] = reply
                 unreadable.append(path)

@@ -130,9 +130,11 @@ def _paired_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
             "Every method answered the same test questions, so each is compared with qr_distill "
             "question by question: the difference in accuracy, its 95% interval from 10,000 "
             "paired bootstrap resamples of the questions, and McNemar's exact test on the "
-            "questions exactly one of the two got right. Intervals that exclude 0 and small p "
-            "mark a difference beyond chance; overlapping Wilson intervals above do not rule "
-            "one out."
+            "questions exactly one of the two got right. The table makes many comparisons, so "
+            "some small p is expected by chance alone: the last column adjusts the p-values "
+            "by Holm's method over every row, and a Holm-adjusted p below 0.05 marks a "
+            "difference beyond chance with a family-wise error rate of 5%. Overlapping Wilson "
+            "intervals above do not rule a difference out."
         ),
         tables.paired_table(rows),
     )

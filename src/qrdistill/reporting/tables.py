@@ -84,6 +84,7 @@ def paired_table(rows: list[dict]) -> Table:
             f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]",
             f"{r['only_method']} / {r['only_reference']}",
             f"{r['p_mcnemar']:.3g}",
+            f"{r['p_holm']:.3g}" if r.get("p_holm") is not None else "",
         ]
         for r in rows
     ]
@@ -97,6 +98,7 @@ def paired_table(rows: list[dict]) -> Table:
             "95% CI (paired bootstrap)",
             f"right only with method / only with {reference}",
             "McNemar p (exact)",
+            "p, Holm-adjusted over the table",
         ],
         body,
         f"Each method against {reference} on the same questions; a positive difference favours "

@@ -19,6 +19,15 @@ back to weaker evidence when no stronger pattern occurs anywhere in the response
                    label > the first line starting with a label ("Yes, because ..."). Labels match
                    whole words only, so "not" and "know" are never "no".
 - exact match:     last "answer is X" (rest of the line) > the final non-empty line.
+
+**Where a response ends** (`response_end`): at the end of the text, or earlier where the model
+has finished its turn and opens a new exchange: a line starting "Question:", "Problem:", "Q:",
+"User:" or "Human:" after a complete final-answer statement of the task's format (base models
+go on to invent the next question and answer it). Everything from that line on is not the
+response, so no statement in it is read. Evaluation stops generating at exactly that point
+(`qrdistill.evaluation.stopping`): nothing after it can change the answer, which is what makes
+stopping early safe. A first candidate answer never ends the response, since a later statement
+may correct it (backward and tree-of-thought paths state one before checking it).
 """
 
 from __future__ import annotations
@@ -230,3 +239,59 @@ def extract_free_text(text: str | None) -> str | None:
     statements = [m.group(1) for m in _statements(_ANCHOR + r"([^\n]+)", text)]
     raw = re.split(r"\.\s", statements[-1])[0] if statements else _final_line(text)
     return normalize_free_text(raw) or None
+
+
+_STATEMENT = r"\banswer\s+is\s*:?\s*\**\s*"
+# A line that opens a new exchange: "Question:", "**Problem 2:**", "Q:", "User:", "Human:".
+_NEW_TURN_RE = re.compile(
+    r"^[\s*#_]*(?:question|problem|q|user|human)\s*\d*[\s*_]*:", re.IGNORECASE | re.MULTILINE
+)
+
+
+def _closed_boxed_end(text: str) -> int | None:
+    """End index of the first \\boxed{...} whose braces are balanced, or None."""
+    opening = _BOXED_RE.search(text)
+    if opening is None:
+        return None
+    depth = 1
+    for pos in range(opening.end(), len(text)):
+        depth += {"{": 1, "}": -1}.get(text[pos], 0)
+        if depth == 0:
+            return pos + 1
+    return None
+
+
+def _format_statement(answer_type: str, words: Sequence[str]) -> re.Pattern[str] | None:
+    """The statement the task's format line asks for (`tasks.base`); None: a closed \\boxed{}."""
+    if answer_type == "multiple_choice":
+        # (?-i:...): the letter must be upper case although the words match in any case.
+        return re.compile(r"\bbest " + _STATEMENT + r"(?-i:\(?[A-Z]\)?)(?!\w)", re.IGNORECASE)
+    if answer_type in ("yes_no", "label_set"):
+        alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+        return re.compile(_STATEMENT + rf"(?:{alternatives})\b", re.IGNORECASE)
+    if answer_type == "exact_match":
+        return re.compile(_STATEMENT + r"\S", re.IGNORECASE)
+    return None
+
+
+def first_statement_end(text: str, answer_type: str, words: Sequence[str] = ()) -> int | None:
+    """End index of the first complete final-answer statement in the task's format ("\\boxed{72}",
+    "The best answer is B", "The answer is yes"), or None. `words`: a label task's accepted
+    label words; "the answer is not obvious" states no label, "the best answer is a bit unclear"
+    no letter."""
+    if answer_type in ("number", "math"):
+        return _closed_boxed_end(text)
+    match = _format_statement(answer_type, words).search(text)
+    return match.end() if match else None
+
+
+def response_end(text: str, answer_type: str, words: Sequence[str] = ()) -> int:
+    """Where the response ends: the start of the first line opening a new exchange after its
+    first complete final-answer statement, else the end of the text (module docstring)."""
+    statement = first_statement_end(text, answer_type, words)
+    if statement is not None:
+        line_end = text.find("\n", statement)
+        turn = _NEW_TURN_RE.search(text, line_end) if line_end != -1 else None
+        if turn is not None:
+            return turn.start()
+    return len(text)

@@ -85,14 +85,22 @@ class Task:
 
     # -- checking ------------------------------------------------------------------------------
 
+    def response(self, text: str | None) -> str:
+        """The response proper: `text` up to where the model's turn ended
+        (`answers.response_end`). Extraction reads only this; evaluation stops generating there."""
+        text = text or ""
+        return text[: answers.response_end(text, self.answer_type, list(self.vocabulary))]
+
     def extract_answer(self, text: str | None, choices: Sequence[str] | None = None) -> str | None:
-        """The normalised final answer of a response, or None when it states none.
+        """The normalised final answer of a response (its last final-answer statement before the
+        end of its turn), or None when it states none.
 
         multiple choice -> a letter; yes/no -> "yes"/"no"; label sets (NLI) -> the canonical
         label; number -> a normalised number string; math -> the LaTeX expression; exact match
         -> normalised text. `choices` (optional) enables option-text matching and limits letters.
         """
         kind = self.answer_type
+        text = self.response(text)
         if kind == "number":
             return answers.extract_number(text)
         if kind == "math":
@@ -134,11 +142,17 @@ class Task:
     ) -> bool:
         """Compare an extracted answer with the gold answer (symbolically for number/math)."""
         gold = self.normalize_gold(gold, choices)  # first, so that a bad gold always raises
+        return self.equivalent(answer, gold)
+
+    def equivalent(self, answer: str | None, other: str) -> bool:
+        """Whether two extracted answers are the same answer: symbolically for number and math
+        ("0.5" and "\\frac12"), as normalised strings otherwise. Scoring and ensemble votes
+        both compare answers so."""
         if answer is None:
             return False
         if self.answer_type in ("number", "math"):
-            return math_equal(answer, gold, timeout_s=self.timeout_s)
-        return answer == gold
+            return math_equal(answer, other, timeout_s=self.timeout_s)
+        return answer == other
 
     def is_correct(self, text: str | None, gold: str, choices: Sequence[str] | None = None) -> bool:
         """True when the response `text` ends on the gold answer (as stored in the data set)."""

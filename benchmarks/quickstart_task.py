@@ -16,6 +16,7 @@ it, and the quickstart must finish within 15 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -24,10 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import figure, write_results  # noqa: E402
+from _common import RESULTS_DIR, command_line, figure, write_results  # noqa: E402
 
 from qrdistill.config import load_run_config  # noqa: E402
 from qrdistill.data import load_packaged  # noqa: E402
+from qrdistill.evaluation.metrics import wilson_interval  # noqa: E402
 from qrdistill.models import load_tokenizer  # noqa: E402
 from qrdistill.pipeline import Pipeline  # noqa: E402
 from qrdistill.tasks import get_task  # noqa: E402
@@ -52,19 +54,30 @@ def describe(task: str, tokenizer) -> dict:
     }
 
 
+def previous_rows() -> dict:
+    path = RESULTS_DIR / "quickstart_task.json"
+    return json.loads(path.read_text())["tasks"] if path.exists() else {}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=list(CANDIDATES))
+    parser.add_argument(
+        "--tasks",
+        nargs="*",
+        default=list(CANDIDATES),
+        help="tasks to run the teacher on (none: rewrite the figures of the earlier runs)",
+    )
     args = parser.parse_args(argv)
     tokenizer = load_tokenizer(load_run_config(None).generate.backend.model)
     described = {task: describe(task, tokenizer) for task in CHOICE_TASKS}
-    rows, figures = {}, {}
+    # Tasks measured by an earlier run and not asked for now are kept: each costs minutes.
+    rows, figures = dict(previous_rows()), {}
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             cfg = load_run_config(None, [f"data.task={task}", f"run_dir={tmp}/{task}"])
             Pipeline(cfg).run(("data", "generate", "filter"))
             funnel = read_json(Path(tmp) / task / "filter" / "funnel.json")
-            rows[task] = {"funnel": funnel, **described[task]}
+            rows[task] = {"funnel": funnel, **described[task], "measured_by": command_line()}
             print(task, rows[task], flush=True)
     for task, row in described.items():
         figures[f"{task}_median_prompt_tokens"] = figure(
@@ -74,11 +87,14 @@ def main(argv=None) -> None:
         )
     for task, row in rows.items():
         funnel = row["funnel"]["total"]
+        low, high = wilson_interval(funnel["answer_correct"], funnel["generated"])
         figures[f"{task}_answer_correct_share"] = figure(
             funnel["answer_correct"] / funnel["generated"],
             "share of the teacher's paths",
             f"context: a uniform guess gets {row['uniform_guess']:.2f}, always "
             f"'{row['majority_answer']}' gets {row['majority_share']:.2f}",
+            note=f"{funnel['answer_correct']} of {funnel['generated']}; 95 % Wilson interval "
+            f"[{low:.2f}, {high:.2f}] (paths of one question are not independent: wider in truth)",
         )
         figures[f"{task}_kept_share"] = figure(
             funnel["judge_kept"] / funnel["generated"], "share of the teacher's paths", "context"

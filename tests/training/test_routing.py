@@ -20,7 +20,7 @@ def _objective(cfg, paths_file):
     loaded = [load_student(s) for s in cfg.students]
     toks = {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)}
     data = build_data(paths_file, cfg, toks)
-    return QRDistillObjective([m for m, _ in loaded], cfg, embed_dim=None), data, toks
+    return QRDistillObjective([m for m, _ in loaded], cfg, None), data, toks
 
 
 def _step(model, data, toks, rows, gates):

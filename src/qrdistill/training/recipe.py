@@ -31,14 +31,7 @@ from qrdistill.training.config import TrainConfig
 from qrdistill.training.data import TrainData, build_data, collate, epoch_batches, shard
 from qrdistill.training.export import save_student
 from qrdistill.training.objective import TERMS, QRDistillObjective, StepOutput
-from qrdistill.training.router import (
-    embed_texts,
-    logistic_noise,
-    no_preference_band,
-    sample_gates,
-    step_generator,
-    tau_at,
-)
+from qrdistill.training.router import embed_texts, no_preference_band, step_draws, tau_at
 from qrdistill.training.state import LogWindow, Progress, RoutingTally
 from qrdistill.training.students import load_student
 from qrdistill.utils.interrupt import StopRequest
@@ -84,10 +77,7 @@ class Recipe:
         students = self._setup_students()
         self._setup_router_inputs()
         model = QRDistillObjective(
-            students,
-            cfg,
-            None if self.embeddings is None else self.embeddings.shape[1],
-            every_rank_runs_every_student=self.sharded,
+            students, cfg, self.embeddings, every_rank_runs_every_student=self.sharded
         )
         self._setup_optimizer(model)
         self.progress = Progress.start(len(self.names))
@@ -253,7 +243,7 @@ class Recipe:
 
     def micro_step(self, batch: list[int], micro_id: int) -> StepOutput:
         """Forward one micro-batch: every student gets the whole local batch, already collated;
-        the objective draws the gates and runs each student on its routed rows only."""
+        the objective decides the gates and runs each student on its routed rows only."""
         rank, world = self.acc.process_index, self.acc.num_processes
         per_rank = math.ceil(len(batch) / world)
         padded = (batch * world)[
@@ -272,22 +262,23 @@ class Recipe:
             }
             for n in self.names
         ]
-        kwargs: dict = {"chars": self.chars[local].to(device)}
-        # Noise for the whole global batch, so every rank draws the same numbers and takes its rows.
-        noise = logistic_noise(
-            (len(padded), len(self.names)), step_generator(self.cfg.seed, micro_id)
-        )[rank::world]
-        mode = self.cfg.effective_routing_mode
-        if mode == "learned":
-            kwargs.update(
-                embeddings=self.embeddings[local].to(device), noise=noise, tau=self._tau()
-            )
-        elif mode == "random":
-            kwargs["fixed_gates"] = sample_gates(
-                torch.zeros_like(noise), noise, self.cfg.routing.min_students_per_path
-            )
-        else:
-            kwargs["fixed_gates"] = torch.ones_like(noise)
+        # The routing draws for the whole global batch, so every rank draws the same numbers
+        # and takes its rows; the objective decides the gates from them, whatever the mode.
+        noise, explore = step_draws(
+            self.cfg.seed,
+            micro_id,
+            len(padded),
+            len(self.names),
+            self.cfg.routing.exploration_share,
+        )
+        kwargs: dict = {
+            "chars": self.chars[local].to(device),
+            "noise": noise[rank::world],
+            "explore": explore[rank::world],
+            "tau": self._tau() or 1.0,
+        }
+        if self.embeddings is not None:
+            kwargs["embeddings"] = self.embeddings[local].to(device)
         out = self.model(inputs, **kwargs)
         self._record(out, [padded[r::world] for r in range(world)])
         return out
@@ -377,6 +368,8 @@ class Recipe:
             "partial": partial,
             "unrouted_share": r.unrouted / n_paths if n_paths else None,
             "all_share": r.everyone / n_paths if n_paths else None,
+            # Paths at least 2 students computed: the only ones that tell the router anything.
+            "shared_share": r.shared / n_paths if n_paths else None,
         }
         rows = []
         for a, style in enumerate(self.styles):
@@ -403,10 +396,12 @@ class Recipe:
                 _append_jsonl(self.out / "routing.jsonl", row)
             outside = [f"{row['style']}->{row['student']}" for row in rows if row["outside_band"]]
             logger.info(
-                "routing, epoch %s: %.0f%% of paths to nobody, %.0f%% to every student; %s",
+                "routing, epoch %s: %.0f%% of paths to nobody, %.0f%% to every student, %.0f%% to "
+                "at least 2 (the router's evidence); %s",
                 epoch,
                 100 * (shared["unrouted_share"] or 0),
                 100 * (shared["all_share"] or 0),
+                100 * (shared["shared_share"] or 0),
                 f"outside the no-preference band: {', '.join(outside)}"
                 if outside
                 else "no (style, student) cell outside the no-preference band",

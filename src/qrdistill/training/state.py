@@ -86,6 +86,7 @@ class RoutingTally(_JSONState):
     paths: torch.Tensor  # [styles] paths of each style
     unrouted: int  # paths routed to nobody
     everyone: int  # paths routed to every student
+    shared: int = 0  # paths routed to at least 2 students: the router's evidence
 
     _TENSORS = ("routed", "prob", "paths")
 
@@ -102,3 +103,4 @@ class RoutingTally(_JSONState):
         routes = gates.sum(1)
         self.unrouted += int((routes == 0).sum())
         self.everyone += int((routes == gates.shape[1]).sum())
+        self.shared += int((routes >= 2).sum())

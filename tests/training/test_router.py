@@ -5,6 +5,7 @@ evidence only: undecided under a null, decided under a moderate plant, reversed 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -159,6 +160,18 @@ def test_gate_scores_stay_at_half_within_the_margin_and_grow_with_the_evidence_b
     assert scores[2, 1] > scores[1, 0]
 
 
+@contextmanager
+def _one_thread():
+    """The simulations run hundreds of steps on tensors of a few dozen numbers, where worker
+    threads only add synchronisation (an order of magnitude slower on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _simulate(seed: int, interaction: float) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     """The router alone, as the Recipe drives it, at the default settings but an exploration share
     of 1/2 (the evidence that 300 paths x 3 epochs need at this plant; docs/METHOD.md). 300 paths
@@ -211,7 +224,8 @@ def _simulate(seed: int, interaction: float) -> tuple[torch.Tensor, torch.Tensor
 
 def test_null_zero_mean_signal_with_clustered_embeddings_stays_undecided_in_every_seed():
     for seed in range(6):
-        per_style, spread, shared = _simulate(seed, 0.0)
+        with _one_thread():
+            per_style, spread, shared = _simulate(seed, 0.0)
         assert spread <= 0.1, seed
         assert (per_style[:, 0] - per_style[:, 1]).abs().max() <= 0.15, (seed, per_style)
         assert min(shared) >= 0.5  # the exploration share keeps the evidence coming
@@ -220,10 +234,8 @@ def test_null_zero_mean_signal_with_clustered_embeddings_stays_undecided_in_ever
 @pytest.mark.parametrize("interaction", [0.3, -0.3], ids=["plant", "reversed"])
 def test_a_moderate_plant_is_routed_the_right_way_and_a_reversed_one_the_other_way(interaction):
     """The null twin above: same router, settings and seeds, no interaction."""
-    gaps = [
-        float(per_style[0, 0] - per_style[0, 1])
-        for per_style, _, _ in (_simulate(seed, interaction) for seed in range(10))
-    ]
+    with _one_thread():
+        gaps = [float(_simulate(seed, interaction)[0][0].diff().neg()) for seed in range(10)]
     right = [g * math.copysign(1, interaction) >= 0.3 for g in gaps]
     assert sum(right) >= 9, gaps
 

@@ -280,3 +280,80 @@ def test_embeddings_are_cached_on_disk_per_encoder_and_text(tmp_path, monkeypatc
 
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", refuse)
     assert torch.equal(router_mod.embed_texts(texts[:2], "minilm", tmp_path), first[:2])
+
+
+def _objective(cfg, paths_file, n_paths: int = 6):
+    from qrdistill.training.data import build_data, collate
+    from qrdistill.training.objective import QRDistillObjective
+    from qrdistill.training.students import load_student
+
+    torch.manual_seed(0)
+    loaded = [load_student(s) for s in cfg.students]
+    data = build_data(paths_file, cfg, {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)})
+    model = QRDistillObjective([m for m, _ in loaded], cfg, torch.randn(n_paths, 8))
+    model.eval()  # no dropout: the same paths give the same losses in every call
+    inputs = [
+        collate([data.encoded[s.name][i] for i in range(n_paths)], tok.pad_token_id)
+        for s, (_, tok) in zip(cfg.students, loaded)
+    ]
+    return model, inputs
+
+
+def test_every_routing_mode_decides_its_gates_in_the_objective_from_the_same_draws(
+    tiny_students, paths_file, make_config
+):
+    """A learned router without evidence routes exactly as random routing does on the same
+    draws; `all` opens every gate; the exploration share opens every gate of its paths."""
+    noise, explore = step_draws(0, 5, 6, 2, 0.2)
+    gates = {}
+    for mode in ("learned", "random", "all"):
+        model, inputs = _objective(make_config(routing__mode=mode, peer__enabled=False), paths_file)
+        out = model(
+            inputs,
+            chars=torch.full((6,), 40.0),
+            embeddings=torch.randn(6, 8),
+            noise=noise,
+            explore=explore,
+            tau=0.5,
+        )
+        gates[mode] = out.gates
+    assert torch.equal(gates["learned"], gates["random"])
+    assert (gates["all"] == 1).all() and (gates["random"][explore] == 1).all()
+    assert (gates["random"].sum(1) >= 1).all() and not (gates["random"] == 1).all()
+
+
+def test_a_paths_weight_in_distill_does_not_depend_on_the_routing(
+    tiny_students, paths_file, make_config
+):
+    model, inputs = _objective(make_config(routing__mode="random", peer__enabled=False), paths_file)
+    for gates in (torch.ones(6, 2), torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]] * 2)):
+        out = model(inputs, chars=torch.full((6,), 40.0), fixed_gates=gates)
+        # Each computed (path, student) loss enters with weight 1/B, routed to one student or two.
+        assert torch.allclose(out.terms["distill"], out.per_path.nansum() / 6)
+
+
+def test_the_router_learns_from_the_students_losses_through_the_objective(
+    tiny_students, paths_file, make_config
+):
+    model, inputs = _objective(make_config(peer__enabled=False), paths_file)
+    kwargs = {"chars": torch.full((6,), 40.0), "embeddings": torch.randn(6, 8), "tau": 1.0}
+    model(inputs, fixed_gates=torch.ones(6, 2), **kwargs)
+    assert model.router.residual[1] == 0  # imposed gates teach the router nothing
+    noise, _ = step_draws(0, 0, 6, 2, 0.0)
+    out = model(inputs, noise=noise, explore=torch.ones(6, dtype=torch.bool), **kwargs)
+    assert (out.gates == 1).all()
+    assert model.router.residual[1] == 12  # every pair of every (shared) path
+    assert model.router.gram[0, 0, 0] == 6 and model.router.moment.abs().sum() > 0
+
+
+def test_routing_settings_are_checked_with_clear_errors(make_config):
+    with pytest.raises(ValidationError, match="students_per_path is 3 but there are only 2"):
+        make_config(routing__students_per_path=3)
+    with pytest.raises(ValidationError, match="exclude each other"):
+        make_config(routing__students_per_path=1, routing__min_students_per_path=1)
+    with pytest.raises(ValidationError, match="closed form"):
+        make_config(routing__hidden=16)
+    with pytest.raises(ValidationError):
+        make_config(routing__exploration_share=1.5)
+    assert make_config(routing__students_per_path=1).routing.students_per_path == 1
+    assert isinstance(make_config(), TrainConfig)

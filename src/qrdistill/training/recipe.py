@@ -536,16 +536,13 @@ class Recipe:
 
 
 def param_groups(model: QRDistillObjective, cfg: TrainConfig) -> list[dict]:
-    """One AdamW group per student, the router and the peer modules, each with its own lr.
-    Every trainable parameter is in exactly one group (tested)."""
+    """One AdamW group per student and the peer modules, each with its own lr (the router is
+    fitted in closed form: it has no parameters). Every trainable parameter is in exactly one
+    group (tested)."""
     groups = [
         {"name": s.name, "lr": s.lr, "params": [p for p in student.parameters() if p.requires_grad]}
         for s, student in zip(cfg.students, model.students)
     ]
-    if model.router is not None:
-        groups.append(
-            {"name": "router", "lr": cfg.routing.lr, "params": list(model.router.parameters())}
-        )
     if model.peer is not None:
         groups.append({"name": "peer", "lr": cfg.peer.lr, "params": list(model.peer.parameters())})
     return [g for g in groups if g["params"]]

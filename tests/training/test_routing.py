@@ -174,3 +174,20 @@ def test_random_routing_shows_no_preference_on_the_same_data(make_config, plante
     routing = _planted_run(make_config, planted, tmp_path, routing__mode="random")
     assert abs(_planted_gap(routing, {r["epoch"] for r in routing})) <= 0.15
     assert all(r["unrouted_share"] == 0 for r in routing)
+
+
+def test_learned_routing_stays_undecided_when_the_students_cannot_differ_in_fit(
+    make_config, planted, tmp_path
+):
+    """The null twin of the planted run above (same data, router and settings): both students are
+    the same untaught model with the same tokenizer, so no path suits one more than the other.
+    No style may move its mean gate probability away from 1/2."""
+    paths_file, _ = planted
+    cfg = make_config(epochs=10, batch_size=16)
+    cfg.students[1].model = cfg.students[0].model
+    out = train(cfg, paths_file, tmp_path / "null")
+    routing = read_jsonl(out / "routing.jsonl")
+    assert all(abs(r["mean_prob"] - 0.5) <= 0.075 for r in routing), [
+        (r["epoch"], r["style"], r["student"], r["mean_prob"]) for r in routing
+    ]
+    assert all(r["unrouted_share"] == 0 for r in routing)

@@ -180,12 +180,26 @@ def test_learned_routing_stays_undecided_when_the_students_cannot_differ_in_fit(
     make_config, planted, tmp_path
 ):
     """The null twin of the planted run above (same data, router and settings): both students are
-    the same untaught model with the same tokenizer, so no path suits one more than the other.
-    No style may move its mean gate probability away from 1/2."""
+    the same untaught model with attention dropout, effectively not updated (lr 1e-9), so their
+    per-path losses differ only by zero-mean noise. No style may move its mean gate probability
+    away from 1/2. (Students that do train make their own differences: one that happened to get
+    more of a style's paths becomes better at them, and then the evidence is real.)"""
+    from transformers import AutoModelForCausalLM
+
+    from qrdistill.models import load_tokenizer
+
     paths_file, _ = planted
     cfg = make_config(epochs=10, batch_size=16)
-    cfg.students[1].model = cfg.students[0].model
+    noisy = tmp_path / "noisy"
+    model = AutoModelForCausalLM.from_pretrained(cfg.students[0].model)
+    model.config.attention_dropout = 0.2
+    model.save_pretrained(noisy)
+    load_tokenizer(cfg.students[0].model).save_pretrained(noisy)
+    for student in cfg.students:
+        student.model, student.lr = str(noisy), 1e-9
     out = train(cfg, paths_file, tmp_path / "null")
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert any(r["router"] > 0 for r in metrics)  # the losses did differ, by noise
     routing = read_jsonl(out / "routing.jsonl")
     assert all(abs(r["mean_prob"] - 0.5) <= 0.075 for r in routing), [
         (r["epoch"], r["style"], r["student"], r["mean_prob"]) for r in routing

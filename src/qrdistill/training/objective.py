@@ -60,9 +60,9 @@ class StepOutput:
         torch.Tensor
     )  # [B, S] loss of each computed (path, student) pair; NaN where not computed
     gates: torch.Tensor  # [B, S] 0/1: which student computed which path
-    probs: (
-        torch.Tensor
-    )  # [B, S] gate probabilities (the gates themselves when routing is not learned)
+    # [B, S] the router's gate probabilities sigmoid(l) (1/2 for random routing; the gates
+    # themselves for routing `all` and imposed gates)
+    probs: torch.Tensor
     tokens: torch.Tensor  # [S] real tokens through forward and backward (trainable students)
     forward_only_tokens: (
         torch.Tensor

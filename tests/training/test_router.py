@@ -357,3 +357,10 @@ def test_routing_settings_are_checked_with_clear_errors(make_config):
         make_config(routing__exploration_share=1.5)
     assert make_config(routing__students_per_path=1).routing.students_per_path == 1
     assert isinstance(make_config(), TrainConfig)
+
+
+def test_fewer_paths_than_components_keep_only_the_directions_the_paths_span():
+    emb = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
+    router = _router(emb)
+    assert router.basis.shape == (16, 2)  # 3 paths span 2 directions around their mean
+    assert router.features(emb)[:, 1:].abs().max() < 10  # whitened, not blown up

@@ -62,10 +62,12 @@ class Router(nn.Module):
         centre = reference.mean(0)
         spread = reference - centre
         values, vectors = torch.linalg.eigh(spread.T @ spread / max(1, len(reference) - 1))
-        keep = min(components, reference.shape[1])
-        top = values.flip(0)[:keep].clamp(min=1e-12)
+        values, vectors = values.flip(0), vectors.flip(1)  # largest first
+        # Directions the paths do not span (fewer paths than components) would be whitened noise.
+        keep = max(1, min(components, int((values > 1e-6 * values[0].clamp(min=1e-12)).sum())))
+        top = values[:keep].clamp(min=1e-12)
         self.register_buffer("centre", centre, persistent=False)
-        self.register_buffer("basis", vectors.flip(1)[:, :keep] / top.sqrt(), persistent=False)
+        self.register_buffer("basis", vectors[:, :keep] / top.sqrt(), persistent=False)
         dim = keep + 1  # the intercept (the student's level), then the slopes
         self.register_buffer("gram", torch.zeros(n_students, dim, dim))  # discounted sum x x^T
         self.register_buffer("moment", torch.zeros(n_students, dim))  # discounted sum x c

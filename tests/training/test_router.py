@@ -178,11 +178,12 @@ def _simulate(seed: int, interaction: float) -> tuple[torch.Tensor, torch.Tensor
     in 6 style clusters, batch 4, 3 epochs. Each loss: path difficulty + a student level that
     differs and drifts at a different rate per student (one trains faster) + per-pair noise sd 0.3
     per step, and, for style 0, `interaction` nats less for student 0. Returns the last epoch's
-    mean gate probability per (style, student), |p - 1/2| over its gates, and the share of paths
-    per epoch that reached both students."""
+    mean gate probability per (style, student), |p - 1/2| over its gates, the share of paths per
+    epoch that reached both students, and the shadow router's mean gate probability per (style,
+    student): the same evidence with paths and losses paired at random, as the objective does."""
     cfg = RoutingConfig(exploration_share=0.5)
     emb, style, gen = _clusters(seed)
-    router = _router(emb)
+    router, shadow = _router(emb), _router(emb)
     difficulty = 0.5 + 1.5 * torch.rand(300, generator=gen)
     planted = torch.zeros(300, 2)
     planted[style == 0, 0] = -interaction
@@ -190,7 +191,7 @@ def _simulate(seed: int, interaction: float) -> tuple[torch.Tensor, torch.Tensor
     total = epochs * math.ceil(300 / batch)
     step, shared = 0, []
     for _ in range(epochs):
-        probs = torch.zeros(300, 2)
+        probs, shadow_probs = torch.zeros(300, 2), torch.zeros(300, 2)
         reached = 0
         order = torch.randperm(300, generator=gen)
         for start in range(0, 300, batch):
@@ -213,19 +214,23 @@ def _simulate(seed: int, interaction: float) -> tuple[torch.Tensor, torch.Tensor
                 + planted[rows]
                 + 0.3 * torch.randn(len(rows), 2, generator=gen)
             )
-            router.observe(emb[rows], row_centred(torch.where(gates > 0, losses, torch.nan)))
+            centred = row_centred(torch.where(gates > 0, losses, torch.nan))
+            shadow_probs[rows] = torch.sigmoid(gate_scores(*shadow(emb[rows]), cfg.margin, tau))
+            router.observe(emb[rows], centred)
+            shadow.observe(emb[rows[noise[:, 0].argsort()]], centred)  # as the objective does
             probs[rows] = torch.sigmoid(scores)
             reached += int((gates.sum(1) >= 2).sum())
             step += 1
         shared.append(reached / 300)
     per_style = torch.stack([probs[style == a].mean(0) for a in range(6)])
-    return per_style, (probs - 0.5).abs().mean(), shared
+    shadow_style = torch.stack([shadow_probs[style == a].mean(0) for a in range(6)])
+    return per_style, (probs - 0.5).abs().mean(), shared, shadow_style
 
 
 def test_null_zero_mean_signal_with_clustered_embeddings_stays_undecided_in_every_seed():
     for seed in range(6):
         with _one_thread():
-            per_style, spread, shared = _simulate(seed, 0.0)
+            per_style, spread, shared, _ = _simulate(seed, 0.0)
         assert spread <= 0.1, seed
         assert (per_style[:, 0] - per_style[:, 1]).abs().max() <= 0.15, (seed, per_style)
         assert min(shared) >= 0.5  # the exploration share keeps the evidence coming
@@ -235,9 +240,14 @@ def test_null_zero_mean_signal_with_clustered_embeddings_stays_undecided_in_ever
 def test_a_moderate_plant_is_routed_the_right_way_and_a_reversed_one_the_other_way(interaction):
     """The null twin above: same router, settings and seeds, no interaction."""
     with _one_thread():
-        gaps = [float(_simulate(seed, interaction)[0][0].diff().neg()) for seed in range(10)]
+        runs = [_simulate(seed, interaction) for seed in range(10)]
+    gaps = [float(per_style[0, 0] - per_style[0, 1]) for per_style, _, _, _ in runs]
     right = [g * math.copysign(1, interaction) >= 0.3 for g in gaps]
     assert sum(right) >= 9, gaps
+    # The shadow router, fed the same evidence with paths and losses paired at random, stays
+    # undecided: its spread is the null band that routing.jsonl tests preferences against.
+    for _, _, _, shadow in runs:
+        assert (shadow[:, 0] - shadow[:, 1]).abs().max() <= 0.15, shadow
 
 
 def test_entropy_regulariser_has_gradient_and_peaks_at_half():

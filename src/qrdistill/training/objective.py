@@ -63,6 +63,8 @@ class StepOutput:
     # [B, S] the router's gate probabilities sigmoid(l) (1/2 for random routing; the gates
     # themselves for routing `all` and imposed gates)
     probs: torch.Tensor
+    # [B, S] the shadow router's (paths and losses paired at random), as probs otherwise
+    shadow_probs: torch.Tensor
     tokens: torch.Tensor  # [S] real tokens through forward and backward (trainable students)
     forward_only_tokens: (
         torch.Tensor
@@ -130,16 +132,22 @@ class QRDistillObjective(nn.Module):
         self.weights = term_weights(cfg)
         self.students = nn.ModuleList(students)
         self.frozen = [sc.frozen for sc in cfg.students]
-        self.router = None
+        self.router = self.shadow = None
         if cfg.effective_routing_mode == "learned":
             routing = cfg.routing
-            self.router = Router(
-                route_embeddings,
-                len(students),
-                components=routing.components,
-                prior=routing.prior,
-                forget=routing.forget,
-            )
+
+            def router() -> Router:
+                return Router(
+                    route_embeddings,
+                    len(students),
+                    components=routing.components,
+                    prior=routing.prior,
+                    forget=routing.forget,
+                )
+
+            # The shadow gets the same evidence with paths and losses paired at random: what this
+            # router makes of no signal, at these settings and counts (routing.jsonl's null band).
+            self.router, self.shadow = router(), router()
         self.peer = None
         if cfg.peer_active:
             sizes = [s.config.get_text_config().hidden_size for s in students]
@@ -185,14 +193,15 @@ class QRDistillObjective(nn.Module):
         device = inputs[0]["input_ids"].device
         routing, mode = self.cfg.routing, self.cfg.effective_routing_mode
         if fixed_gates is not None:
-            gates = probs = fixed_gates.to(device).float()
+            gates = probs = shadow_probs = fixed_gates.to(device).float()
         elif mode == "all":
-            gates = probs = torch.ones(n_paths, n_students, device=device)
+            gates = probs = shadow_probs = torch.ones(n_paths, n_students, device=device)
         else:
             scores = torch.zeros(n_paths, n_students, device=device)  # random: no preference
+            shadow = scores
             if self.router is not None:
-                advantage, se = self.router(embeddings)
-                scores = gate_scores(advantage, se, routing.margin, tau)
+                scores = gate_scores(*self.router(embeddings), routing.margin, tau)
+                shadow = gate_scores(*self.shadow(embeddings), routing.margin, tau)
             gates = decide_gates(
                 scores,
                 noise,
@@ -200,7 +209,7 @@ class QRDistillObjective(nn.Module):
                 students_per_path=routing.students_per_path,
                 min_students=routing.min_students_per_path,
             )
-            probs = torch.sigmoid(scores)
+            probs, shadow_probs = torch.sigmoid(scores), torch.sigmoid(shadow)
 
         zero = torch.zeros((), device=device)
         terms = dict.fromkeys(TERMS, zero)
@@ -247,7 +256,10 @@ class QRDistillObjective(nn.Module):
         # Per-character loss: comparable across tokenizers (the router's and competence's unit).
         per_char = per_path * counts / chars.to(device).unsqueeze(1).clamp(min=1)
         if self.router is not None and fixed_gates is None:  # imposed gates teach it nothing
-            terms["router"] = self.router.observe(embeddings, row_centred(per_char))
+            centred = row_centred(per_char)
+            terms["router"] = self.router.observe(embeddings, centred)
+            # A permutation of the rows drawn from the step's noise: the same on every rank.
+            self.shadow.observe(embeddings[noise[:, 0].argsort().to(device)], centred)
             terms["entropy"] = entropy_regulariser(probs)
         if self.peer is not None:
             labels = None
@@ -264,6 +276,7 @@ class QRDistillObjective(nn.Module):
             per_path=per_path,
             gates=gates.detach(),
             probs=probs.detach(),
+            shadow_probs=shadow_probs.detach(),
             tokens=tokens,
             forward_only_tokens=forward_only,
         )

@@ -294,7 +294,8 @@ class Recipe:
         """Gather per-path rows from every rank, check they are finite, update the log and the
         routing statistics (identically on every rank)."""
         s = len(self.names)
-        rows = self.acc.gather(torch.cat([out.per_path, out.gates, out.probs], dim=1).float()).cpu()
+        rows = torch.cat([out.per_path, out.gates, out.probs, out.shadow_probs], dim=1).float()
+        rows = self.acc.gather(rows).cpu()
         scalars = torch.stack([out.loss.detach().float()] + [out.terms[k].float() for k in TERMS])
         scalars = self.acc.gather(scalars.unsqueeze(0)).cpu()
         tokens = (
@@ -303,13 +304,13 @@ class Recipe:
             .sum(0)
         )
         index = torch.tensor([i for part in shards for i in part])
-        per_path, gates, probs = rows[:, :s], rows[:, s : 2 * s], rows[:, 2 * s :]
+        per_path, gates, probs, shadow = rows.split(s, dim=1)
         computed = gates > 0
         if not (torch.isfinite(per_path[computed]).all() and torch.isfinite(scalars).all()):
             self._diverged(per_path, computed, scalars)
         self._log.add(scalars, per_path, gates)
         self.progress.count_tokens(tokens)
-        self._routing.add(self.style_index[index], gates, probs)
+        self._routing.add(self.style_index[index], gates, probs, shadow)
 
     def _diverged(
         self, per_path: torch.Tensor, computed: torch.Tensor, scalars: torch.Tensor
@@ -357,12 +358,21 @@ class Recipe:
         return row
 
     def _write_routing(self, epoch: int, partial: bool = False) -> None:
-        """One row per (style, student): the routed share, the mean gate probability, and the band
-        in which the share would fall if the router had no preference between styles (binomial,
-        95 %, around the student's overall share in this epoch)."""
+        """One row per (style, student): the routed share, the mean gate probability, and two
+        bands. `band_low`..`band_high`: where the share would fall if every path were routed at
+        the student's overall share this epoch (binomial, 95 %). `null_band`: how far from the
+        student's overall mean gate probability the shadow router (same evidence, paths and
+        losses paired at random) put any style: what this router makes of no signal at these
+        settings and counts. A cell is `outside_band`, a preference, only when its share leaves
+        the binomial band and its mean gate probability leaves the null band."""
         r = self._routing
         n_paths = float(r.paths.sum())
         overall = r.routed.sum(0) / max(1.0, n_paths)
+        per_style = r.paths.clamp(min=1).unsqueeze(1)
+        prob, shadow = r.prob / per_style, r.shadow / per_style
+        seen = r.paths > 0
+        lean = (prob - r.prob.sum(0) / max(1.0, n_paths)).abs()
+        null_band = (shadow - r.shadow.sum(0) / max(1.0, n_paths)).abs()[seen].amax(0)
         shared = {
             "epoch": epoch,
             "partial": partial,
@@ -377,6 +387,7 @@ class Recipe:
             for j, name in enumerate(self.names):
                 rate = float(r.routed[a, j]) / total if total else None
                 low, high = no_preference_band(float(overall[j]), total)
+                chance = rate is not None and low <= rate <= high
                 rows.append(
                     {
                         **shared,
@@ -385,10 +396,14 @@ class Recipe:
                         "count": int(r.routed[a, j]),
                         "total": total,
                         "rate": rate,
-                        "mean_prob": float(r.prob[a, j]) / total if total else None,
+                        "mean_prob": float(prob[a, j]) if total else None,
+                        "shadow_mean_prob": float(shadow[a, j]) if total else None,
                         "band_low": low,
                         "band_high": high,
-                        "outside_band": rate is not None and not low <= rate <= high,
+                        "null_band": float(null_band[j]),
+                        "outside_band": rate is not None
+                        and not chance
+                        and float(lean[a, j]) > float(null_band[j]),
                     }
                 )
         if self.acc.is_main_process:

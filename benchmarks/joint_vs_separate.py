@@ -57,6 +57,13 @@ def main() -> None:
         default=0,
         help="joint epochs trained before the timed rounds, so the router has learned (default 0)",
     )
+    parser.add_argument(
+        "--students-per-path",
+        type=int,
+        default=None,
+        help="the compute budget (routing.students_per_path, e.g. 1 of 2); default: the paper's "
+        "free subsets",
+    )
     args = parse_epoch_args(parser, small_paths=8, small_reps=2)
     n_paths, reps = args.paths, args.reps
 
@@ -70,7 +77,11 @@ def main() -> None:
         "joint": TrainConfig(
             students=REAL_STUDENTS,
             objective="qr_distill",
-            routing={"mode": "learned", "cache_dir": str(tmp / "emb")},
+            routing={
+                "mode": "learned",
+                "cache_dir": str(tmp / "emb"),
+                "students_per_path": args.students_per_path,
+            },
             peer={"enabled": True},
             **common,
         ),
@@ -148,6 +159,8 @@ def main() -> None:
             "paths": n_paths,
             "timed_epochs_per_side": reps,
             "router_epochs_before_timing": args.router_epochs,
+            "students_per_path": args.students_per_path,
+            "exploration_share": configs["joint"].routing.exploration_share,
             **{f"epoch_s/{s}": round(med[s], 2) for s in sides},
             "ratio_joint_over_separate": round(ratio, 3),
             "ratio_rounds_min_max": [min(per_round), max(per_round)],

@@ -78,7 +78,7 @@ def routed_shares(data, lengths: list[int], batch: int, epochs: int, seed: int) 
 
     from qrdistill.training.data import collate, epoch_batches
     from qrdistill.training.objective import select_rows
-    from qrdistill.training.router import logistic_noise, sample_gates
+    from qrdistill.training.router import decide_gates, logistic_noise
 
     names = list(data.encoded)
     real = dict.fromkeys(names, 0)
@@ -87,7 +87,14 @@ def routed_shares(data, lengths: list[int], batch: int, epochs: int, seed: int) 
     for epoch in range(epochs):
         for paths in epoch_batches(lengths, batch, seed, epoch):
             noise = logistic_noise((len(paths), len(names)), generator)
-            gates = sample_gates(torch.zeros_like(noise), noise, min_students=1)
+            no_explore = torch.zeros(len(paths), dtype=torch.bool)
+            gates = decide_gates(
+                torch.zeros_like(noise),
+                noise,
+                no_explore,
+                students_per_path=None,
+                min_students=1,
+            )
             for s, name in enumerate(names):
                 rows = gates[:, s].nonzero().squeeze(1)
                 if rows.numel() == 0:

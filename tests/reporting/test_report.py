@@ -348,3 +348,13 @@ def test_a_damaged_summary_is_not_reported_as_not_run(tmp_path):
     build_report(tmp_path)
     md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert "_Could not read summary.json: " in md and "Not run: evaluation" not in md
+
+
+def test_routing_verdict_names_the_null_band_when_the_log_has_one():
+    from qrdistill.reporting.tables import routing_verdict
+
+    row = {"style": "program", "student": "a", "rate": 0.9, "band_low": 0.3, "band_high": 0.7}
+    assert "paired at random" in routing_verdict([{**row, "null_band": 0.1, "outside_band": True}])
+    quiet = routing_verdict([{**row, "rate": 0.5, "null_band": 0.1, "outside_band": False}])
+    assert "no evidence that any style suits" in quiet
+    assert "by chance alone" in routing_verdict([{**row, "outside_band": True}])  # an older log

@@ -41,7 +41,7 @@ def make_config(tiny_students, embed_cache):
                     "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
                 },
             ],
-            "routing": {"cache_dir": str(embed_cache), "hidden": 16},
+            "routing": {"cache_dir": str(embed_cache)},
             "peer": {"dim": 16},
             "epochs": 1,
             "batch_size": 4,

@@ -1,5 +1,5 @@
 """Run by test_distributed.py under `accelerate launch --num_processes 2 --cpu`: trains, then each
-rank dumps what must agree across ranks (parameters, router outputs, gathered routing stats) and
+rank dumps what must agree across ranks (parameters, router evidence, gathered routing stats) and
 what must differ (the paths it trained on).
 
 MODE: `run` (from scratch), `resume` (from the run directory's last checkpoint), or
@@ -46,12 +46,12 @@ def main(config: str, paths: str, out: str, mode: str = "run") -> None:
 
     def dump_then_finish():  # before export, which merges the adapters on the main rank
         model = recipe.acc.unwrap_model(recipe.model)
-        with torch.no_grad():
-            probs = torch.sigmoid(model.router(recipe.embeddings))
+        advantage, se = model.router(recipe.embeddings)
+        evidence = torch.stack([advantage, se])
         torch.save(
             {
                 "state": trainable_state(model),
-                "probs": probs,
+                "evidence": evidence,
                 "routing": recipe.last_routing,
                 "seen": seen,
                 "world": recipe.acc.num_processes,

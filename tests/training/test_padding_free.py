@@ -40,7 +40,7 @@ def _setup(cfg, paths_file):
     loaded = [load_student(s) for s in cfg.students]
     toks = {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)}
     data = build_data(paths_file, cfg, toks)
-    model = QRDistillObjective([m for m, _ in loaded], cfg, embed_dim=8)
+    model = QRDistillObjective([m for m, _ in loaded], cfg, torch.randn(32, 8))
     for p in model.peer.parameters():  # zero-initialised competence weights: give gamma a slope
         torch.nn.init.normal_(p, std=0.5)
     return model, data, toks

@@ -43,7 +43,6 @@ def test_qr_distill_run_writes_every_output(tmp_path, paths_file, make_config, t
         "mutual",
         "loss/llama",
         "loss/qwen",
-        "lr/router",
         "lr/peer",
         "tokens/llama",
         "tokens/qwen",
@@ -56,8 +55,11 @@ def test_qr_distill_run_writes_every_output(tmp_path, paths_file, make_config, t
     assert len(routing) == 2 * 3 * 2  # epoch x style x student
     assert all(r["total"] == 4 and 0 <= r["rate"] <= 1 and 0 < r["mean_prob"] < 1 for r in routing)
     assert all(r["band_low"] <= r["band_high"] and r["unrouted_share"] == 0 for r in routing)
+    # The exploration share's paths reach both students, whatever the router says.
+    assert all(r["all_share"] <= r["shared_share"] <= 1 for r in routing)
+    # A preference must leave both the binomial band and the shadow router's null band.
     assert all(
-        r["outside_band"] == (not r["band_low"] <= r["rate"] <= r["band_high"]) for r in routing
+        not r["outside_band"] or not r["band_low"] <= r["rate"] <= r["band_high"] for r in routing
     )
     summary = read_json(out / "summary.json")
     assert summary["counts"]["items"] == 12 and summary["steps"] == 6

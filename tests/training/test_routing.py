@@ -20,7 +20,7 @@ def _objective(cfg, paths_file):
     loaded = [load_student(s) for s in cfg.students]
     toks = {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)}
     data = build_data(paths_file, cfg, toks)
-    return QRDistillObjective([m for m, _ in loaded], cfg, embed_dim=None), data, toks
+    return QRDistillObjective([m for m, _ in loaded], cfg, None), data, toks
 
 
 def _step(model, data, toks, rows, gates):
@@ -70,12 +70,13 @@ def test_a_zero_gate_costs_the_student_no_compute_and_exactly_zero_gradient(
     assert torch.isnan(out.per_path[[1, 3], 1]).all() and not torch.isnan(out.per_path[:, 0]).any()
 
     # The gradient qwen got equals the one from a batch of its routed rows alone: paths 1 and 3
-    # contributed exactly zero.
+    # contributed exactly zero. A path weighs 1/B in either batch, so the 2-path batch's
+    # gradient is twice the 4-path one's.
     model.zero_grad(set_to_none=True)
     alone, _ = _step(model, data, toks, [0, 2], torch.ones(2, 2))
     alone.loss.backward()
     for name, grad in _lora_grads(model.students[1]).items():
-        assert torch.allclose(sparse[name], grad, rtol=1e-5, atol=1e-7), name
+        assert torch.allclose(2 * sparse[name], grad, rtol=1e-5, atol=1e-7), name
 
     # A student with no routed row in a micro-batch runs nothing and gets no gradient at all.
     model.zero_grad(set_to_none=True)
@@ -172,4 +173,35 @@ def test_random_routing_shows_no_preference_on_the_same_data(make_config, plante
     about 0.17, so it is measured over all 10 epochs (160 decisions a student, sd about 0.06)."""
     routing = _planted_run(make_config, planted, tmp_path, routing__mode="random")
     assert abs(_planted_gap(routing, {r["epoch"] for r in routing})) <= 0.15
+    assert all(r["unrouted_share"] == 0 for r in routing)
+
+
+def test_learned_routing_stays_undecided_when_the_students_cannot_differ_in_fit(
+    make_config, planted, tmp_path
+):
+    """The null twin of the planted run above (same data, router and settings): both students are
+    the same untaught model with attention dropout, effectively not updated (lr 1e-9), so their
+    per-path losses differ only by zero-mean noise. No style may move its mean gate probability
+    away from 1/2. (Students that do train make their own differences: one that happened to get
+    more of a style's paths becomes better at them, and then the evidence is real.)"""
+    from transformers import AutoModelForCausalLM
+
+    from qrdistill.models import load_tokenizer
+
+    paths_file, _ = planted
+    cfg = make_config(epochs=10, batch_size=16)
+    noisy = tmp_path / "noisy"
+    model = AutoModelForCausalLM.from_pretrained(cfg.students[0].model)
+    model.config.attention_dropout = 0.2
+    model.save_pretrained(noisy)
+    load_tokenizer(cfg.students[0].model).save_pretrained(noisy)
+    for student in cfg.students:
+        student.model, student.lr = str(noisy), 1e-9
+    out = train(cfg, paths_file, tmp_path / "null")
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert any(r["router"] > 0 for r in metrics)  # the losses did differ, by noise
+    routing = read_jsonl(out / "routing.jsonl")
+    assert all(abs(r["mean_prob"] - 0.5) <= 0.075 for r in routing), [
+        (r["epoch"], r["style"], r["student"], r["mean_prob"]) for r in routing
+    ]
     assert all(r["unrouted_share"] == 0 for r in routing)

@@ -200,25 +200,40 @@ def routing_table(rows: list[dict], epoch: int) -> Table:
         [[style] + [text(style, s) for s in students] for style in styles],
         f"Share of each style's paths routed to each student in epoch {epoch}, the router's mean "
         "gate probability p, and the 95% band of shares a router with no preference would give "
-        "at that count (* = outside the band)",
+        "at that count (* = a preference: outside the band and, where the log has one, beyond "
+        "the router's null band)",
     )
 
 
 def routing_verdict(rows: list[dict]) -> str:
-    """One sentence: does any (style, student) cell leave the no-preference band?"""
+    """One sentence: does any (style, student) cell leave the no-preference band (and, in logs
+    that have one, the null band of this router's shadow fed permuted evidence)?"""
     outside = [r for r in rows if r.get("outside_band")]
     if not any(r.get("band_low") is not None for r in rows):
         return "This run's routing log has no no-preference band; rerun training to get one."
+    shadow = any(r.get("null_band") is not None for r in rows)
     if not outside:
         return (
             "No (style, student) cell leaves the band that a router with no preference would give "
             "at these counts: the differences between styles in this table are within chance."
+            + (
+                " The router has no evidence that any style suits one student more than another."
+                if shadow
+                else ""
+            )
         )
     cells = "; ".join(
         f"{r['style']} → {r['student']} {100 * r['rate']:.0f}% (band "
         f"{100 * r['band_low']:.0f}–{100 * r['band_high']:.0f}%)"
         for r in outside
     )
+    if shadow:
+        return (
+            f"{len(outside)} of {len(rows)} (style, student) cells leave the no-preference band, "
+            "with a mean gate probability further from the student's mean than this router puts "
+            "any style when paths and losses are paired at random (its null band): a preference "
+            f"the router found in this run's evidence, one epoch of one run: {cells}."
+        )
     return (
         f"{len(outside)} of {len(rows)} (style, student) cells leave the no-preference band, a "
         f"preference beyond chance at the 95% level (with this many cells, about "

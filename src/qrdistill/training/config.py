@@ -78,17 +78,52 @@ class StudentConfig(StrictConfig):
 class RoutingConfig(StrictConfig):
     mode: Literal["learned", "all", "random"] = "learned"
     encoder: str = "minilm"  # packaged alias, sentence-transformers or HF encoder name/folder
-    hidden: int = Field(128, ge=1)
-    # A small head trained for a few hundred steps: at 1e-3 it barely moves in a short run.
-    lr: float = Field(1e-2, gt=0)
-    # Gate temperature (p = sigmoid(logit / tau)), annealed exponentially from start to end:
-    # exploration early, decisive routing late.
+    # The router's fit (docs/METHOD.md, "Routing"): a Bayesian linear regression per student of
+    # its centred loss on this many leading principal components of the path embeddings.
+    components: int = Field(8, ge=1)
+    prior: float = Field(1.0, gt=0)  # ridge on the whitened components, in observations
+    # Per micro-step, older evidence is discounted by this factor: students change as they train.
+    forget: float = Field(0.999, gt=0, le=1)
+    # A student gets a path only on evidence: the predicted advantage must exceed this many
+    # standard errors before the gate leaves 1/2 (3: no decisions from noise across many paths).
+    margin: float = Field(3.0, ge=0)
+    # Share of paths that every student computes, whatever the router says: the evidence the
+    # router learns from (and the random and learned modes' common floor of compute).
+    exploration_share: float = Field(0.2, ge=0.0, le=1.0)
+    # The compute budget: every other path goes to exactly this many students, those with the
+    # best evidence (at random where there is none). None: the paper's free subsets, each gate
+    # opening on its own, with at least `min_students_per_path` students per path.
+    students_per_path: int | None = Field(None, ge=1)
+    # Gate temperature (logit = evidence / tau), annealed exponentially from start to end.
     tau_start: float = Field(1.0, gt=0)
     tau_end: float = Field(0.3, gt=0)
-    # Every path goes to at least this many students (the ones it scores highest for); 0 allows
-    # a path to reach nobody, as the paper's objective does.
+    # Free subsets only: every path goes to at least this many students (the ones it scores
+    # highest for); 0 allows a path to reach nobody, as the paper's objective does.
     min_students_per_path: int = Field(1, ge=0)
     cache_dir: str | None = None  # embedding cache; default <qrdistill cache>/embeddings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data):
+        gone = sorted({"hidden", "lr"} & set(data)) if isinstance(data, dict) else []
+        if gone:
+            raise ValueError(
+                f"routing.{', routing.'.join(gone)} no longer exist: the router is fitted in "
+                "closed form, with no MLP or learning rate (docs/METHOD.md, 'Routing'); its "
+                "settings are components, prior, forget, margin, exploration_share and "
+                "students_per_path"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _budget(self) -> RoutingConfig:
+        if self.students_per_path is not None and "min_students_per_path" in self.model_fields_set:
+            raise ValueError(
+                "routing.students_per_path (a fixed budget of students per path) and "
+                "routing.min_students_per_path (a floor for free subsets) exclude each other; "
+                "set one"
+            )
+        return self
 
 
 class PeerConfig(StrictConfig):
@@ -159,6 +194,11 @@ class TrainConfig(StrictConfig):
             raise ValueError(f"student names must be unique, got {names}")
         if all(s.frozen for s in self.students):
             raise ValueError("every student is frozen: nothing would be trained")
+        if (self.routing.students_per_path or 0) > len(self.students):
+            raise ValueError(
+                f"routing.students_per_path is {self.routing.students_per_path} but there are "
+                f"only {len(self.students)} students; use at most {len(self.students)}"
+            )
         if self.routing.min_students_per_path > len(self.students):
             raise ValueError(
                 f"routing.min_students_per_path is {self.routing.min_students_per_path} but there "

@@ -4,12 +4,13 @@ every trainable part (docs/METHOD.md, "Objective"):
     L = distill + router - lambda_entropy * entropy
         + lambda_mutual * (mutual + lambda_variance * variance) + lambda_competence * competence
 
-distill    sum over trainable students of the mean loss over the paths routed to them
-router     the router's comparative signal weighted by its gate probabilities (router.py)
-entropy    the entropy of the mean gate probability, maximised (router.py)
+distill    sum over trainable students of their losses on the paths routed to them, over the
+           batch's paths: a path weighs 1/B whatever the routing mode
+router     the router's fit on this step's evidence, before adding it (router.py; no gradient)
+entropy    the entropy of the mean gate probability (router.py; logged, no gradient)
 mutual, variance, competence   peer teaching (peer.py)
 
-The step is sparse: gates are drawn first, then each student runs forward (and, through the
+The step is sparse: gates are decided first, here for every routing mode (router.decide_gates), then each student runs forward (and, through the
 loss, backward) on its routed paths only: re-batched without the other rows' padding, or with
 `padding_free` the routed paths' segments of the one padding-free row (data.collate_padding_free).
 A pair with gate 0 costs that student nothing and gives it exactly zero gradient. Either layout
@@ -30,10 +31,10 @@ from qrdistill.training.data import IGNORE, per_path_sum, unflatten
 from qrdistill.training.peer import PeerTeaching, RoutedRows, pool_response
 from qrdistill.training.router import (
     Router,
-    comparative_signal,
+    decide_gates,
     entropy_regulariser,
-    router_loss,
-    sample_gates,
+    gate_scores,
+    row_centred,
 )
 
 TERMS = ("distill", "router", "entropy", "mutual", "variance", "competence")
@@ -59,9 +60,11 @@ class StepOutput:
         torch.Tensor
     )  # [B, S] loss of each computed (path, student) pair; NaN where not computed
     gates: torch.Tensor  # [B, S] 0/1: which student computed which path
-    probs: (
-        torch.Tensor
-    )  # [B, S] gate probabilities (the gates themselves when routing is not learned)
+    # [B, S] the router's gate probabilities sigmoid(l) (1/2 for random routing; the gates
+    # themselves for routing `all` and imposed gates)
+    probs: torch.Tensor
+    # [B, S] the shadow router's (paths and losses paired at random), as probs otherwise
+    shadow_probs: torch.Tensor
     tokens: torch.Tensor  # [S] real tokens through forward and backward (trainable students)
     forward_only_tokens: (
         torch.Tensor
@@ -117,7 +120,7 @@ class QRDistillObjective(nn.Module):
         self,
         students: list[nn.Module],
         cfg: TrainConfig,
-        embed_dim: int | None,
+        route_embeddings: torch.Tensor | None,
         *,
         every_rank_runs_every_student: bool = False,
     ):
@@ -129,9 +132,22 @@ class QRDistillObjective(nn.Module):
         self.weights = term_weights(cfg)
         self.students = nn.ModuleList(students)
         self.frozen = [sc.frozen for sc in cfg.students]
-        self.router = None
+        self.router = self.shadow = None
         if cfg.effective_routing_mode == "learned":
-            self.router = Router(embed_dim, len(students), cfg.routing.hidden)
+            routing = cfg.routing
+
+            def router() -> Router:
+                return Router(
+                    route_embeddings,
+                    len(students),
+                    components=routing.components,
+                    prior=routing.prior,
+                    forget=routing.forget,
+                )
+
+            # The shadow gets the same evidence with paths and losses paired at random: what this
+            # router makes of no signal, at these settings and counts (routing.jsonl's null band).
+            self.router, self.shadow = router(), router()
         self.peer = None
         if cfg.peer_active:
             sizes = [s.config.get_text_config().hidden_size for s in students]
@@ -164,23 +180,36 @@ class QRDistillObjective(nn.Module):
         chars: torch.Tensor,
         embeddings: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
+        explore: torch.Tensor | None = None,
         tau: float = 1.0,
         fixed_gates: torch.Tensor | None = None,
     ) -> StepOutput:
         """inputs: per student the collated batch of the same B paths (data.collate: right-padded
-        or padding-free); chars: [B] response lengths in characters. Gates come from the router (embeddings, noise, tau) or are given
-        (`fixed_gates`: routing modes all and random)."""
+        or padding-free); chars: [B] response lengths in characters. The gates are decided here
+        for every routing mode, from the routing draws (noise [B, S], explore [B]: router.step_draws)
+        and, in learned mode, the router's evidence on the paths' embeddings; `fixed_gates`
+        [B, S] imposes them instead (tests, and callers that route by hand)."""
         n_paths, n_students = chars.shape[0], len(self.students)
         device = inputs[0]["input_ids"].device
-        if self.router is not None:
-            logits = self.router(embeddings)
-            probs = torch.sigmoid(logits / tau)
-            gates = sample_gates(
-                logits.detach() / tau, noise, self.cfg.routing.min_students_per_path
-            )
+        routing, mode = self.cfg.routing, self.cfg.effective_routing_mode
+        if fixed_gates is not None:
+            gates = probs = shadow_probs = fixed_gates.to(device).float()
+        elif mode == "all":
+            gates = probs = shadow_probs = torch.ones(n_paths, n_students, device=device)
         else:
-            gates = fixed_gates.to(device).float()
-            probs = gates
+            scores = torch.zeros(n_paths, n_students, device=device)  # random: no preference
+            shadow = scores
+            if self.router is not None:
+                scores = gate_scores(*self.router(embeddings), routing.margin, tau)
+                shadow = gate_scores(*self.shadow(embeddings), routing.margin, tau)
+            gates = decide_gates(
+                scores,
+                noise,
+                explore,
+                students_per_path=routing.students_per_path,
+                min_students=routing.min_students_per_path,
+            )
+            probs, shadow_probs = torch.sigmoid(scores), torch.sigmoid(shadow)
 
         zero = torch.zeros((), device=device)
         terms = dict.fromkeys(TERMS, zero)
@@ -217,19 +246,22 @@ class QRDistillObjective(nn.Module):
                     terms["distill"] = terms["distill"] + 0.0 * loss.sum()
                 routed.append(None)
                 continue
-            if not frozen:
-                terms["distill"] = terms["distill"] + loss.mean()
+            if not frozen:  # a path weighs 1/B: no routing mode changes the step size
+                terms["distill"] = terms["distill"] + loss.sum() / n_paths
             per_path[rows, s] = loss.detach()
             counts[rows, s] = count.float()
             (forward_only if frozen else tokens)[s] = real_tokens(sub)
             routed.append(None if self.peer is None else self._peer_rows(rows, out, sub))
 
-        if self.router is not None:
-            terms["router"] = router_loss(probs, comparative_signal(per_path))
+        # Per-character loss: comparable across tokenizers (the router's and competence's unit).
+        per_char = per_path * counts / chars.to(device).unsqueeze(1).clamp(min=1)
+        if self.router is not None and fixed_gates is None:  # imposed gates teach it nothing
+            centred = row_centred(per_char)
+            terms["router"] = self.router.observe(embeddings, centred)
+            # A permutation of the rows drawn from the step's noise: the same on every rank.
+            self.shadow.observe(embeddings[noise[:, 0].argsort().to(device)], centred)
             terms["entropy"] = entropy_regulariser(probs)
         if self.peer is not None:
-            # Per-character loss: comparable across tokenizers (the competence target).
-            per_char = per_path * counts / chars.to(device).unsqueeze(1).clamp(min=1)
             labels = None
             if self.peer.kind == "logits":
                 labels = inputs[0]["labels"]
@@ -244,6 +276,7 @@ class QRDistillObjective(nn.Module):
             per_path=per_path,
             gates=gates.detach(),
             probs=probs.detach(),
+            shadow_probs=shadow_probs.detach(),
             tokens=tokens,
             forward_only_tokens=forward_only,
         )

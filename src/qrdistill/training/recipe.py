@@ -31,14 +31,7 @@ from qrdistill.training.config import TrainConfig
 from qrdistill.training.data import TrainData, build_data, collate, epoch_batches, shard
 from qrdistill.training.export import save_student
 from qrdistill.training.objective import TERMS, QRDistillObjective, StepOutput
-from qrdistill.training.router import (
-    embed_texts,
-    logistic_noise,
-    no_preference_band,
-    sample_gates,
-    step_generator,
-    tau_at,
-)
+from qrdistill.training.router import embed_texts, no_preference_band, step_draws, tau_at
 from qrdistill.training.state import LogWindow, Progress, RoutingTally
 from qrdistill.training.students import load_student
 from qrdistill.utils.interrupt import StopRequest
@@ -84,10 +77,7 @@ class Recipe:
         students = self._setup_students()
         self._setup_router_inputs()
         model = QRDistillObjective(
-            students,
-            cfg,
-            None if self.embeddings is None else self.embeddings.shape[1],
-            every_rank_runs_every_student=self.sharded,
+            students, cfg, self.embeddings, every_rank_runs_every_student=self.sharded
         )
         self._setup_optimizer(model)
         self.progress = Progress.start(len(self.names))
@@ -253,7 +243,7 @@ class Recipe:
 
     def micro_step(self, batch: list[int], micro_id: int) -> StepOutput:
         """Forward one micro-batch: every student gets the whole local batch, already collated;
-        the objective draws the gates and runs each student on its routed rows only."""
+        the objective decides the gates and runs each student on its routed rows only."""
         rank, world = self.acc.process_index, self.acc.num_processes
         per_rank = math.ceil(len(batch) / world)
         padded = (batch * world)[
@@ -272,22 +262,23 @@ class Recipe:
             }
             for n in self.names
         ]
-        kwargs: dict = {"chars": self.chars[local].to(device)}
-        # Noise for the whole global batch, so every rank draws the same numbers and takes its rows.
-        noise = logistic_noise(
-            (len(padded), len(self.names)), step_generator(self.cfg.seed, micro_id)
-        )[rank::world]
-        mode = self.cfg.effective_routing_mode
-        if mode == "learned":
-            kwargs.update(
-                embeddings=self.embeddings[local].to(device), noise=noise, tau=self._tau()
-            )
-        elif mode == "random":
-            kwargs["fixed_gates"] = sample_gates(
-                torch.zeros_like(noise), noise, self.cfg.routing.min_students_per_path
-            )
-        else:
-            kwargs["fixed_gates"] = torch.ones_like(noise)
+        # The routing draws for the whole global batch, so every rank draws the same numbers
+        # and takes its rows; the objective decides the gates from them, whatever the mode.
+        noise, explore = step_draws(
+            self.cfg.seed,
+            micro_id,
+            len(padded),
+            len(self.names),
+            self.cfg.routing.exploration_share,
+        )
+        kwargs: dict = {
+            "chars": self.chars[local].to(device),
+            "noise": noise[rank::world],
+            "explore": explore[rank::world],
+            "tau": self._tau() or 1.0,
+        }
+        if self.embeddings is not None:
+            kwargs["embeddings"] = self.embeddings[local].to(device)
         out = self.model(inputs, **kwargs)
         self._record(out, [padded[r::world] for r in range(world)])
         return out
@@ -303,7 +294,8 @@ class Recipe:
         """Gather per-path rows from every rank, check they are finite, update the log and the
         routing statistics (identically on every rank)."""
         s = len(self.names)
-        rows = self.acc.gather(torch.cat([out.per_path, out.gates, out.probs], dim=1).float()).cpu()
+        rows = torch.cat([out.per_path, out.gates, out.probs, out.shadow_probs], dim=1).float()
+        rows = self.acc.gather(rows).cpu()
         scalars = torch.stack([out.loss.detach().float()] + [out.terms[k].float() for k in TERMS])
         scalars = self.acc.gather(scalars.unsqueeze(0)).cpu()
         tokens = (
@@ -312,13 +304,13 @@ class Recipe:
             .sum(0)
         )
         index = torch.tensor([i for part in shards for i in part])
-        per_path, gates, probs = rows[:, :s], rows[:, s : 2 * s], rows[:, 2 * s :]
+        per_path, gates, probs, shadow = rows.split(s, dim=1)
         computed = gates > 0
         if not (torch.isfinite(per_path[computed]).all() and torch.isfinite(scalars).all()):
             self._diverged(per_path, computed, scalars)
         self._log.add(scalars, per_path, gates)
         self.progress.count_tokens(tokens)
-        self._routing.add(self.style_index[index], gates, probs)
+        self._routing.add(self.style_index[index], gates, probs, shadow)
 
     def _diverged(
         self, per_path: torch.Tensor, computed: torch.Tensor, scalars: torch.Tensor
@@ -366,17 +358,28 @@ class Recipe:
         return row
 
     def _write_routing(self, epoch: int, partial: bool = False) -> None:
-        """One row per (style, student): the routed share, the mean gate probability, and the band
-        in which the share would fall if the router had no preference between styles (binomial,
-        95 %, around the student's overall share in this epoch)."""
+        """One row per (style, student): the routed share, the mean gate probability, and two
+        bands. `band_low`..`band_high`: where the share would fall if every path were routed at
+        the student's overall share this epoch (binomial, 95 %). `null_band`: how far from the
+        student's overall mean gate probability the shadow router (same evidence, paths and
+        losses paired at random) put any style: what this router makes of no signal at these
+        settings and counts. A cell is `outside_band`, a preference, only when its share leaves
+        the binomial band and its mean gate probability leaves the null band."""
         r = self._routing
         n_paths = float(r.paths.sum())
         overall = r.routed.sum(0) / max(1.0, n_paths)
+        per_style = r.paths.clamp(min=1).unsqueeze(1)
+        prob, shadow = r.prob / per_style, r.shadow / per_style
+        seen = r.paths > 0
+        lean = (prob - r.prob.sum(0) / max(1.0, n_paths)).abs()
+        null_band = (shadow - r.shadow.sum(0) / max(1.0, n_paths)).abs()[seen].amax(0)
         shared = {
             "epoch": epoch,
             "partial": partial,
             "unrouted_share": r.unrouted / n_paths if n_paths else None,
             "all_share": r.everyone / n_paths if n_paths else None,
+            # Paths at least 2 students computed: the only ones that tell the router anything.
+            "shared_share": r.shared / n_paths if n_paths else None,
         }
         rows = []
         for a, style in enumerate(self.styles):
@@ -384,6 +387,7 @@ class Recipe:
             for j, name in enumerate(self.names):
                 rate = float(r.routed[a, j]) / total if total else None
                 low, high = no_preference_band(float(overall[j]), total)
+                chance = rate is not None and low <= rate <= high
                 rows.append(
                     {
                         **shared,
@@ -392,10 +396,14 @@ class Recipe:
                         "count": int(r.routed[a, j]),
                         "total": total,
                         "rate": rate,
-                        "mean_prob": float(r.prob[a, j]) / total if total else None,
+                        "mean_prob": float(prob[a, j]) if total else None,
+                        "shadow_mean_prob": float(shadow[a, j]) if total else None,
                         "band_low": low,
                         "band_high": high,
-                        "outside_band": rate is not None and not low <= rate <= high,
+                        "null_band": float(null_band[j]),
+                        "outside_band": rate is not None
+                        and not chance
+                        and float(lean[a, j]) > float(null_band[j]),
                     }
                 )
         if self.acc.is_main_process:
@@ -403,10 +411,12 @@ class Recipe:
                 _append_jsonl(self.out / "routing.jsonl", row)
             outside = [f"{row['style']}->{row['student']}" for row in rows if row["outside_band"]]
             logger.info(
-                "routing, epoch %s: %.0f%% of paths to nobody, %.0f%% to every student; %s",
+                "routing, epoch %s: %.0f%% of paths to nobody, %.0f%% to every student, %.0f%% to "
+                "at least 2 (the router's evidence); %s",
                 epoch,
                 100 * (shared["unrouted_share"] or 0),
                 100 * (shared["all_share"] or 0),
+                100 * (shared["shared_share"] or 0),
                 f"outside the no-preference band: {', '.join(outside)}"
                 if outside
                 else "no (style, student) cell outside the no-preference band",
@@ -541,16 +551,13 @@ class Recipe:
 
 
 def param_groups(model: QRDistillObjective, cfg: TrainConfig) -> list[dict]:
-    """One AdamW group per student, the router and the peer modules, each with its own lr.
-    Every trainable parameter is in exactly one group (tested)."""
+    """One AdamW group per student and the peer modules, each with its own lr (the router is
+    fitted in closed form: it has no parameters). Every trainable parameter is in exactly one
+    group (tested)."""
     groups = [
         {"name": s.name, "lr": s.lr, "params": [p for p in student.parameters() if p.requires_grad]}
         for s, student in zip(cfg.students, model.students)
     ]
-    if model.router is not None:
-        groups.append(
-            {"name": "router", "lr": cfg.routing.lr, "params": list(model.router.parameters())}
-        )
     if model.peer is not None:
         groups.append({"name": "peer", "lr": cfg.peer.lr, "params": list(model.peer.parameters())})
     return [g for g in groups if g["params"]]

@@ -1,33 +1,27 @@
-"""Conditional routing (docs/METHOD.md, "Routing"): frozen-encoder embeddings -> MLP -> one gate
-per (path, student).
+"""Conditional routing (docs/METHOD.md, "Routing"): frozen-encoder embeddings -> a closed-form
+Bayesian regression -> one gate per (path, student), opened on evidence only.
 
-What the router decides. For path i and student s the router gives a logit l_is and the gate
-probability p_is = sigmoid(l_is / tau), with tau annealed from `tau_start` to `tau_end`. The
-hard gate is drawn as g_is = 1[l_is / tau + n_is > 0] with logistic noise n_is (the binary case
-of Gumbel-max), so P(g_is = 1) = p_is exactly. A path then goes to any subset of students; if
-fewer than `min_students_per_path` gates opened, the students with the largest l_is / tau + n_is
-are added, so no path is left unrouted. A student computes forward and backward on its routed
-paths only: a zero gate costs it nothing.
+What the router estimates. On a path that at least two students computed in this step, the
+centred loss c_is = L_is - mean over those students of L_is' (L in nats per character, so
+tokenizers do not matter) removes the path's difficulty. Per student, c_is is regressed on
+x_i = [1, whitened leading principal components of the path's embedding]: the intercept is the
+student's level (its tokenizer, how far it has trained), the slopes the path x student
+interaction. The fit is ridge regression in closed form from discounted sufficient statistics
+(sum x x^T, sum x c), so it has a unique minimum, costs O(S d^3) for d = components + 1 per
+step, and gives the exact posterior standard error of every prediction.
 
-What the router learns from. Routing follows the students' learning state *comparatively*:
-a path should go to the students for which it is easier than for the other students on that
-same path. Only losses computed in this very step are compared, on the paths that at least two
-students computed (the Gumbel noise keeps such paths coming). On those rows the signal is the
-interaction of path and student in a two-way layout,
-    r_is = L_is - mean_s' L_is' - (that difference averaged over the batch's shared rows for s),
-re-centred per row: subtracting the path mean removes the path's difficulty, which every student
-shares and which says nothing about fit; subtracting the student's batch mean removes its
-overall level (students with other tokenizers have other loss scales, and one that improves
-faster overall must not win every path). r_is is 0 where s did not compute path i, on rows only
-one student computed, and in a batch with fewer than two shared rows.
-
-The router minimises sum_s p_is * r_is (plus the entropy regulariser). Because P(g_is = 1) =
-p_is, its gradient p_is (1 - p_is) r_is / tau is the exact gradient of E[sum_s g_is r_is] with
-r held fixed: no straight-through bias and no noise variance from the gate sampling. It uses
-only losses the routed step computed anyway, so it costs nothing, and since nothing is stored
-it is never stale. Why not remembered losses: a student's losses fall as it trains, so its fresh
-losses beat the other's older ones and routing collapses onto whichever student trained more
-(tested).
+What the router decides. The advantage a_is (slopes only, re-centred over students) and its
+standard error se_is give t_is = a_is / se_is; the gate logit is
+    l_is = -sign(t_is) * max(0, |t_is| - margin) / tau,
+so under a zero-mean signal (|t| within the margin) every gate stays at 1/2 and routing is
+random, and a real interaction opens the gate of the student it suits once the evidence exceeds
+`margin` standard errors. `decide_gates` turns logits into hard gates for every routing mode:
+an exploration share of paths goes to every student (the evidence), the rest either to the k
+students with the largest l + logistic noise (a compute budget) or, as in the paper, to every
+student with l + noise > 0, topped up to `min_students_per_path`. P(g_is = 1) = sigmoid(l_is)
+holds for free subsets without top-up and outside the exploration share only; otherwise the
+open rate is higher (2 students at p = 1/2, top-up to 1: 0.625; exploration share e:
+e + (1 - e) * that).
 """
 
 from __future__ import annotations
@@ -44,24 +38,121 @@ from qrdistill.utils.io import atomic_open
 
 
 class Router(nn.Module):
-    def __init__(self, in_dim: int, n_students: int, hidden: int):
+    """A Bayesian linear regression per student of its centred loss on the frozen path embedding,
+    fitted in closed form from the shared pairs (module docstring). No parameter has a gradient:
+    the fit is its sufficient statistics, kept as buffers so a checkpoint carries them."""
+
+    def __init__(
+        self,
+        reference: torch.Tensor,
+        n_students: int,
+        *,
+        components: int,
+        prior: float,
+        forget: float,
+    ):
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, n_students)
+        self.prior, self.forget = prior, forget
+        # Features: the leading principal components of the training paths' embeddings, whitened
+        # (unit variance each, so one prior strength means the same on all). Centred on those
+        # paths' mean, so the intercept is a student's level over them and the slopes' prediction
+        # is the interaction alone. Derived from the data, so not saved: a resumed run passes the
+        # same paths.
+        reference = reference.float()
+        centre = reference.mean(0)
+        spread = reference - centre
+        values, vectors = torch.linalg.eigh(spread.T @ spread / max(1, len(reference) - 1))
+        values, vectors = values.flip(0), vectors.flip(1)  # largest first
+        # Directions the paths do not span (fewer paths than components) would be whitened noise.
+        keep = max(1, min(components, int((values > 1e-6 * values[0].clamp(min=1e-12)).sum())))
+        top = values[:keep].clamp(min=1e-12)
+        self.register_buffer("centre", centre, persistent=False)
+        self.register_buffer("basis", vectors[:, :keep] / top.sqrt(), persistent=False)
+        dim = keep + 1  # the intercept (the student's level), then the slopes
+        self.register_buffer("gram", torch.zeros(n_students, dim, dim))  # discounted sum x x^T
+        self.register_buffer("moment", torch.zeros(n_students, dim))  # discounted sum x c
+        # Discounted sum of squared prediction residuals and their count: the residual variance.
+        self.register_buffer("residual", torch.zeros(2))
+
+    def features(self, embeddings: torch.Tensor) -> torch.Tensor:
+        slopes = (embeddings.float() - self.centre) @ self.basis
+        return torch.cat([torch.ones_like(slopes[:, :1]), slopes], dim=1)
+
+    def _posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean [S, D] and covariance / noise variance [S, D, D] of the coefficients. The
+        intercept gets a vanishing prior: a student's level is not shrunk, it is removed."""
+        ridge = torch.full((self.gram.shape[1],), self.prior, device=self.gram.device)
+        ridge[0] = 1e-6
+        precision = self.gram + torch.diag(ridge)
+        return torch.linalg.solve(precision, self.moment), torch.linalg.inv(precision)
+
+    @property
+    def noise(self) -> torch.Tensor:
+        """The residual variance of the centred losses (nats per character, squared); 0 until the
+        fit has as many observations as coefficients, so no decision rests on fewer."""
+        squared, count = self.residual
+        enough = count >= self.gram.shape[1]
+        return torch.where(enough, squared / count.clamp(min=1), torch.zeros_like(squared))
+
+    @torch.no_grad()
+    def forward(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, d] -> each student's advantage on each path [B, S] (its predicted centred loss
+        minus its level, re-centred over the students: negative = suits it) and the standard
+        error of that prediction [B, S], both in nats per character."""
+        x = self.features(embeddings)
+        if self.noise == 0:
+            zeros = torch.zeros(x.shape[0], self.gram.shape[0], device=x.device)
+            return zeros, zeros
+        mean, cov = self._posterior()
+        slopes = x[:, 1:]
+        advantage = slopes @ mean[:, 1:].T
+        se = torch.einsum("bi,sij,bj->bs", slopes, cov[:, 1:, 1:], slopes).clamp(min=0).sqrt()
+        return advantage - advantage.mean(1, keepdim=True), se * self.noise.sqrt()
+
+    @torch.no_grad()
+    def observe(self, embeddings: torch.Tensor, centred: torch.Tensor) -> torch.Tensor:
+        """Add one step's shared pairs (`centred` from `row_centred`, NaN elsewhere) to the fit,
+        after discounting the older evidence by `forget`; every rank adds the same sums. Returns
+        the mean squared standardised residual of the predictions made before this step's
+        evidence (the router's fit, logged as its loss term)."""
+        x = self.features(embeddings)
+        shared = (~torch.isnan(centred)).float()  # [B, S]
+        target = torch.nan_to_num(centred, nan=0.0)
+        residual = (target - x @ self._posterior()[0].T) * shared
+        sums = torch.cat(
+            [
+                torch.einsum("bs,bi,bj->sij", shared, x, x).flatten(),
+                torch.einsum("bs,bi,bs->si", shared, x, target).flatten(),
+                torch.stack([residual.pow(2).sum(), shared.sum()]),
+            ]
         )
+        sums = _sum_over_ranks(sums)
+        noise = self.noise
+        n_gram, n_moment = self.gram.numel(), self.moment.numel()
+        self.gram.mul_(self.forget).add_(sums[:n_gram].view_as(self.gram))
+        self.moment.mul_(self.forget).add_(sums[n_gram : n_gram + n_moment].view_as(self.moment))
+        self.residual.mul_(self.forget).add_(sums[-2:])
+        if sums[-1] == 0 or noise == 0:
+            return torch.zeros((), device=x.device)
+        return sums[-2] / sums[-1] / noise
 
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.mlp(embeddings)
+
+def _sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
 
 
-def comparative_signal(losses: torch.Tensor) -> torch.Tensor:
-    """r [B, S] from this step's per-pair losses [B, S] (NaN where the pair was not computed)."""
+def row_centred(losses: torch.Tensor) -> torch.Tensor:
+    """c [B, S] from one step's per-pair losses [B, S] (NaN where the pair was not computed):
+    each loss minus the mean over the students that computed the path, on rows at least two
+    students computed; NaN elsewhere. Subtracting the path mean removes its difficulty."""
     computed = ~torch.isnan(losses)
     shared = computed & (computed.sum(1, keepdim=True) >= 2)
-    centred = torch.where(shared, losses - _nanmean(losses, dim=1, keepdim=True), torch.nan)
-    centred = centred - _nanmean(centred, dim=0, keepdim=True)  # the student's level in this batch
-    centred = centred - _nanmean(centred, dim=1, keepdim=True)  # rows sum to 0 again (S > 2)
-    return torch.nan_to_num(centred, nan=0.0).detach()
+    return torch.where(shared, losses - _nanmean(losses, dim=1, keepdim=True), torch.nan).detach()
 
 
 def _nanmean(values: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
@@ -71,6 +162,16 @@ def _nanmean(values: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Ten
     return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
 
 
+def gate_scores(
+    advantage: torch.Tensor, se: torch.Tensor, margin: float, tau: float
+) -> torch.Tensor:
+    """Gate logits [B, S] from the evidence: the advantage in standard errors (a t statistic),
+    shrunk towards 0 by `margin` and 0 within it (no evidence, no preference), over tau. A
+    student's gate opens the more, the surer the router is that the path suits it."""
+    t = advantage / se.clamp(min=1e-12)
+    return -t.sign() * (t.abs() - margin).clamp(min=0) / tau
+
+
 def logistic_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     """Difference of two Gumbels = logistic noise: the binary case of Gumbel-max."""
     u = torch.rand(shape, generator=generator).clamp(1e-6, 1 - 1e-6)
@@ -78,21 +179,39 @@ def logistic_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.
 
 
 @torch.no_grad()
-def sample_gates(scores: torch.Tensor, noise: torch.Tensor, min_students: int) -> torch.Tensor:
-    """Hard 0/1 gates [B, S]: open where scores + noise > 0, then top up every path to at least
-    `min_students` open gates with its highest-scoring closed ones. `scores` are l / tau
-    (learned routing) or zeros (random routing: each gate open with probability 1/2)."""
+def decide_gates(
+    scores: torch.Tensor,
+    noise: torch.Tensor,
+    explore: torch.Tensor,
+    *,
+    students_per_path: int | None,
+    min_students: int,
+) -> torch.Tensor:
+    """Hard 0/1 gates [B, S], for every routing mode. Paths marked `explore` [B] go to every
+    student (the evidence). The others go, with a budget (`students_per_path` = k), to the k
+    students with the highest scores + noise; without one (the paper's free subsets), to every
+    student whose scores + noise > 0, topped up to `min_students` with the highest closed ones.
+    `scores` are gate logits (learned routing) or zeros (random routing, and a router without
+    evidence: at random)."""
     perturbed = scores + noise.to(scores.device)
-    gates = (perturbed > 0).to(scores.dtype)
-    if min_students > 0:
-        rank = perturbed.argsort(dim=1, descending=True).argsort(dim=1)  # 0 = highest
-        gates = torch.maximum(gates, (rank < min_students).to(scores.dtype))
-    return gates
+    rank = perturbed.argsort(dim=1, descending=True).argsort(dim=1)  # 0 = highest
+    if students_per_path is not None:
+        gates = rank < students_per_path
+    else:
+        gates = (perturbed > 0) | (rank < min_students)
+    return (gates | explore.to(scores.device).unsqueeze(1)).to(scores.dtype)
 
 
-def router_loss(probs: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
-    """sum_s p_is r_is, averaged over the batch's paths (see the module docstring)."""
-    return (probs * signal).sum(1).mean()
+def step_draws(
+    seed: int, micro_step: int, n_paths: int, n_students: int, explore_share: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The routing randomness of one micro-step, for the whole global batch: logistic noise
+    [B, S] and the exploration mask [B] (each path goes to every student with probability
+    `explore_share`). Identical on every rank (each rank takes its rows), and independent of
+    where a resumed run restarted."""
+    gen = torch.Generator().manual_seed((seed * 1_000_003 + 7919 * micro_step) % (2**63))
+    noise = logistic_noise((n_paths, n_students), gen)
+    return noise, torch.rand(n_paths, generator=gen) < explore_share
 
 
 def entropy_regulariser(probs: torch.Tensor) -> torch.Tensor:
@@ -106,12 +225,6 @@ def tau_at(step: int, total: int, start: float, end: float) -> float:
     """Exponential annealing of the gate temperature from `start` to `end`."""
     frac = min(1.0, step / max(1, total))
     return start * math.exp(frac * math.log(end / start))
-
-
-def step_generator(seed: int, micro_step: int) -> torch.Generator:
-    """Routing noise for one micro-step, drawn for the whole global batch: identical on every
-    rank (each rank takes its rows), and independent of where a resumed run restarted."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + 7919 * micro_step) % (2**63))
 
 
 def no_preference_band(rate: float, n: int, level: float = 0.95) -> tuple[float, float]:

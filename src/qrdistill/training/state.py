@@ -86,19 +86,36 @@ class RoutingTally(_JSONState):
     paths: torch.Tensor  # [styles] paths of each style
     unrouted: int  # paths routed to nobody
     everyone: int  # paths routed to every student
+    shared: int = 0  # paths routed to at least 2 students: the router's evidence
+    shadow: torch.Tensor | None = None  # [styles, S] the shadow router's gate probabilities
 
-    _TENSORS = ("routed", "prob", "paths")
+    _TENSORS = ("routed", "prob", "paths", "shadow")
 
     @classmethod
     def empty(cls, n_styles: int, n_students: int) -> RoutingTally:
         shape = (n_styles, n_students)
-        return cls(torch.zeros(shape), torch.zeros(shape), torch.zeros(n_styles), 0, 0)
+        return cls(
+            torch.zeros(shape),
+            torch.zeros(shape),
+            torch.zeros(n_styles),
+            0,
+            0,
+            0,
+            torch.zeros(shape),
+        )
 
-    def add(self, style: torch.Tensor, gates: torch.Tensor, probs: torch.Tensor) -> None:
-        """One micro-step: each path's style index [B], its gates and probabilities [B, S]."""
+    def add(
+        self, style: torch.Tensor, gates: torch.Tensor, probs: torch.Tensor, shadow: torch.Tensor
+    ) -> None:
+        """One micro-step: each path's style index [B], its gates, its gate probabilities and
+        the shadow router's [B, S]."""
+        if self.shadow is None:  # a checkpoint from before the shadow router
+            self.shadow = torch.zeros_like(self.prob)
         self.routed.index_add_(0, style, gates)
         self.prob.index_add_(0, style, probs)
+        self.shadow.index_add_(0, style, shadow)
         self.paths.index_add_(0, style, torch.ones(len(style)))
         routes = gates.sum(1)
         self.unrouted += int((routes == 0).sum())
         self.everyone += int((routes == gates.shape[1]).sum())
+        self.shared += int((routes >= 2).sum())

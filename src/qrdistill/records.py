@@ -101,6 +101,10 @@ class Prediction(BaseModel):
     correct: bool
     mean_logprob: float | None
     completion_tokens: int
+    # Right or wrong under each of lm-evaluation-harness's conventions for the task
+    # (`qrdistill.evaluation.lm_eval_scores`), e.g. {"strict_match": False, "flexible_extract":
+    # True}; None for a task without one.
+    lm_eval: dict[str, bool] | None = None
 
     def row(self) -> dict:
         return self.model_dump()

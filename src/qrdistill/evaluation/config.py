@@ -40,6 +40,12 @@ class EvaluateConfig(StrictConfig):
         description="zero-shot style instruction appended to every task prompt "
         '(docs/METHOD.md, "Inference": each student answers alone with a zero-shot instruction)',
     )
+    chat_template: bool = Field(
+        True,
+        description="render each prompt with the model's chat template (students are trained "
+        "on it); false sends the task's prompt as plain text, as lm-evaluation-harness does "
+        "unless told to apply a template, e.g. to compare base models with published figures",
+    )
     ensembles: bool = Field(
         True,
         description="also score majority-vote and confidence-weighted "

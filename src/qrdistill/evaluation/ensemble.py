@@ -9,8 +9,8 @@ Each answer joins the first earlier answer it is equivalent to:
 - confidence: each student's answer is weighted by exp(mean log-probability), the geometric mean
   probability of its tokens (length-normalised, so long answers are not penalised); the answer
   with the largest total weight wins, a tie goes to the student listed first.
-A student without an answer abstains. The ensemble row copies the response and correctness of the
-winning answer's most confident voter and counts the tokens of all members (what it cost).
+A student without an answer abstains. The ensemble row copies the response and correctness (ours
+and lm-eval's conventions') of the winning answer's most confident voter and counts the tokens of all members (what it cost).
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def _combine(rows: list[dict], kind: str) -> dict:
         correct=bool(winner.get("correct", False)),
         mean_logprob=winner.get("mean_logprob"),
         completion_tokens=sum(row.get("completion_tokens") or 0 for row in rows),
+        lm_eval=winner.get("lm_eval"),
     ).row()
 
 

@@ -30,16 +30,20 @@ def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float
 
 
 def summarize(predictions: Iterable[dict]) -> list[dict]:
-    """One summary row per (method, student, task), in the order the groups first appear."""
-    groups: dict[tuple[str, str, str], list[bool]] = {}
+    """One summary row per (method, student, task), in the order the groups first appear.
+
+    `lm_eval`: the accuracy under each of lm-evaluation-harness's conventions the rows carry
+    (`lm_eval_scores`), over all n questions (a row without that score, such as an ensemble
+    that no student answered, counts as wrong); None when no row has one."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for row in predictions:
-        groups.setdefault((row["method"], row["student"], row["task"]), []).append(
-            bool(row["correct"])
-        )
+        groups.setdefault((row["method"], row["student"], row["task"]), []).append(row)
     summary = []
-    for (method, student, task), outcomes in groups.items():
-        n, correct = len(outcomes), sum(outcomes)
+    for (method, student, task), rows in groups.items():
+        n, correct = len(rows), sum(bool(row["correct"]) for row in rows)
         low, high = wilson_interval(correct, n)
+        scored = [row.get("lm_eval") or {} for row in rows]
+        conventions = list(dict.fromkeys(name for scores in scored for name in scores))
         summary.append(
             {
                 "method": method,
@@ -50,6 +54,11 @@ def summarize(predictions: Iterable[dict]) -> list[dict]:
                 "accuracy": correct / n,
                 "ci_low": low,
                 "ci_high": high,
+                "lm_eval": {
+                    name: sum(bool(scores.get(name)) for scores in scored) / n
+                    for name in conventions
+                }
+                or None,
             }
         )
     return summary

@@ -1,8 +1,9 @@
 """Evaluate models on the test split: each answers every question alone, greedily.
 
 For every model the same test questions get the same base prompt (the task's, plus an optional
-zero-shot style instruction), rendered with the model's own chat template. The task extracts and
-verifies each answer. Each finished model's predictions are saved under `models/` with a
+zero-shot style instruction), rendered with the model's own chat template (or, with
+`evaluate.chat_template: false`, sent as plain text). The task extracts and verifies each answer;
+each answer is also scored under lm-evaluation-harness's conventions (`lm_eval_scores`). Each finished model's predictions are saved under `models/` with a
 fingerprint of what produced them, so a rerun after an interruption skips finished models. While
 a model answers, every finished batch is appended to `models/<key>.partial-<fingerprint>.jsonl`;
 a rerun with the same setting asks that model only the questions not in it.
@@ -24,9 +25,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from qrdistill.errors import DataError
 from qrdistill.evaluation.config import EvaluateConfig
 from qrdistill.evaluation.ensemble import ensemble_predictions
+from qrdistill.evaluation.lm_eval_scores import lm_eval_scores
 from qrdistill.evaluation.metrics import paired_comparisons, summarize
 from qrdistill.evaluation.stopping import ANSWER_RULE, stop_rule
 from qrdistill.llm.local import open_engine
+from qrdistill.models.loading import plain_prompt
 from qrdistill.records import Example, Generation, Prediction, ReasoningPath
 from qrdistill.tasks import get_task
 from qrdistill.utils.config import StrictConfig
@@ -86,7 +89,8 @@ def _fingerprint(
 ) -> str:
     """Everything that determines a model's predictions (batch size does not, under greedy decoding)."""
     generation = cfg.model_dump(
-        mode="json", include={"stop", "stop_after_answer", "stop_on_loop", "backend", "dtype"}
+        mode="json",
+        include={"stop", "stop_after_answer", "stop_on_loop", "backend", "dtype", "chat_template"},
     )
     payload = [
         model.model_dump(mode="json"),
@@ -169,6 +173,7 @@ def _predict(
                 correct=bool(task.is_correct(generation.text, example.gold, example.choices)),
                 mean_logprob=generation.mean_logprob,
                 completion_tokens=generation.completion_tokens,
+                lm_eval=lm_eval_scores(task, generation.text, example.gold, example.choices),
             ).row()
         )
     return rows
@@ -192,6 +197,9 @@ def _generate(
         trust_remote_code=cfg.trust_remote_code,
     )
     partial.parent.mkdir(parents=True, exist_ok=True)
+    # Without the chat template the model gets the task's prompt as plain text, as a base model
+    # without a template does (and lm-eval does unless asked to apply one).
+    render = engine.render if cfg.chat_template else plain_prompt
     try:
         with partial.open("a", encoding="utf-8") as handle:
             # One generate call per task: each task states its answer in its own format, so each
@@ -218,7 +226,7 @@ def _generate(
 
                 stop_when = stop_rule(get_task(name), cfg.stop_after_answer, cfg.stop_on_loop)
                 engine.generate(
-                    [engine.render(prompts[i]) for i in indices],
+                    [render(prompts[i]) for i in indices],
                     max_new_tokens=budget,
                     stop=cfg.stop,
                     stop_when=stop_when,
@@ -266,7 +274,8 @@ def evaluate(
 
     Writes out_dir/models/<method>__<student>.jsonl per model as it finishes, then
     out_dir/predictions.jsonl (every model, then the ensembles) and out_dir/summary.json
-    (accuracy and 95% Wilson interval per method, student and task) and out_dir/paired.json
+    (accuracy and 95% Wilson interval per method, student and task, and the accuracy under each
+    of lm-evaluation-harness's conventions for the task) and out_dir/paired.json
     (each method against qr_distill on the same questions: difference, paired-bootstrap
     interval, exact McNemar p; empty without qr_distill).
     """

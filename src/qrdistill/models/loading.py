@@ -242,5 +242,11 @@ def render_prompt(tokenizer, text: str, *, system: str | None = None) -> str:
             {"role": "user", "content": text}
         ]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return plain_prompt(text, system=system)
+
+
+def plain_prompt(text: str, *, system: str | None = None) -> str:
+    """A user turn without any chat template: the text followed by a blank line, so that the
+    response starts on a line of its own. No special tokens: the engines add none either."""
     prefix = f"{system}\n\n" if system else ""
     return f"{prefix}{text}\n\n"

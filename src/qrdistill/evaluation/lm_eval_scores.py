@@ -1,0 +1,96 @@
+"""Scores under lm-evaluation-harness's published conventions, next to the project's own score.
+
+Written by us from the rules the harness publishes in its task configs (EleutherAI
+lm-evaluation-harness, `lm_eval/tasks/...`), so that a user can set our students' accuracy
+against figures other people report. Each convention reads the response proper
+(`Task.response`: cut where the model opened a new exchange, as the harness's `until: ["Question:"]`
+cuts generation) and compares a string with the gold answer; none of them is symbolic.
+
+- **number answers (GSM8K; config `gsm8k`, version 3):** two filters on the response, then
+  `exact_match` with `ignore_case` and `regexes_to_ignore` `","`, `"\\$"`, `"(?s).*#### "`,
+  `"\\.$"`, applied in that order to both the extracted string and the gold:
+  - `strict_match` ("strict-match"): the *first* match of `#### (\\-?[0-9\\.\\,]+)` (the regex
+    filter's default `group_select` is 0), else the fallback "[invalid]";
+  - `flexible_extract` ("flexible-extract"): the *last* match of `(-?[$0-9.,]{2,})|(-?[0-9]+)`
+    (`group_select: -1`), its non-empty group, stripped.
+- **math answers (MATH):** `boxed_exact_match`: the content of the last closed `\\boxed{}` (or
+  `\\fbox{}`) equals the gold after removing leading and trailing whitespace and nothing else.
+  The harness's math tasks (`minerva_math`, `llama` math) read the same last box but then apply
+  Minerva's `normalize_final_answer` and a sympy equivalence; this is the strict string form of
+  that rule, a lower bound on it: "\\frac12" against a gold "0.5" is wrong here.
+- **multiple choice (ARC-Challenge, CommonsenseQA, ...):** `letter_match`: the letter of the last
+  "best answer is X" statement (the format lm-eval's `arc_challenge_llama` and `mmlu_llama`
+  prompts ask for, and ours) equals the gold letter; `arc_challenge_llama` compares what follows
+  its "The best answer is" prefix, case and punctuation ignored, which for a letter is this.
+- yes/no, NLI and free-text tasks: no convention (None).
+
+Where ours differ (`qrdistill.tasks.answers`): our number rule prefers the last `\\boxed{}`, then
+the last "answer is N" or "#### N", then the last number, and compares with math-verify ("18.00"
+equals "18", "1/2" equals "0.5"); strict-match needs "#### ", which our prompts do not ask for,
+so it credits only responses that write it anyway. Our math rule is symbolic (math-verify). Our
+letter rule also reads "Answer: (B)", an option's text, or a final line that is only a letter;
+the first statement is never the answer in ours, while strict-match takes the first "#### ".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from qrdistill.tasks import Task
+from qrdistill.tasks.answers import clean_text, last_boxed
+
+STRICT_MATCH_RE = re.compile(r"#### (\-?[0-9\.\,]+)")
+FLEXIBLE_EXTRACT_RE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+# gsm8k's regexes_to_ignore, in its order: each is removed from both strings before comparing.
+GSM8K_IGNORED = (",", r"\$", r"(?s).*#### ", r"\.$")
+INVALID = "[invalid]"  # the regex filter's fallback when nothing matches
+_BEST_LETTER_RE = re.compile(r"(?i:best answer is)[\s*:(\[]*([A-Z])(?![A-Za-z0-9'])")
+
+# The answer types lm-eval has a convention for (see the module docstring).
+SCORED_ANSWER_TYPES = frozenset({"number", "math", "multiple_choice"})
+
+
+def gsm8k_normalize(text: str) -> str:
+    """gsm8k's exact_match preprocessing: its regexes_to_ignore removed in order, lower-cased."""
+    for pattern in GSM8K_IGNORED:
+        text = re.sub(pattern, "", text)
+    return text.lower()
+
+
+def strict_match(response: str) -> str:
+    """The strict-match filter: the first "#### N" number, or "[invalid]"."""
+    found = STRICT_MATCH_RE.findall(response)
+    return found[0].strip() if found else INVALID
+
+
+def flexible_extract(response: str) -> str:
+    """The flexible-extract filter: the last number-like run, or "[invalid]"."""
+    found = FLEXIBLE_EXTRACT_RE.findall(response)
+    return next(group for group in found[-1] if group).strip() if found else INVALID
+
+
+def best_letter(response: str) -> str | None:
+    """The letter of the last "best answer is X" statement, or None."""
+    found = _BEST_LETTER_RE.findall(clean_text(response))
+    return found[-1] if found else None
+
+
+def lm_eval_scores(
+    task: Task, response: str, gold: str, choices: Sequence[str] | None = None
+) -> dict[str, bool] | None:
+    """Whether `response` is right under each of lm-eval's conventions for the task's answer
+    type ({"strict_match": True, "flexible_extract": False}, ...); None without a convention."""
+    if task.answer_type not in SCORED_ANSWER_TYPES:
+        return None
+    text = task.response(response)
+    if task.answer_type == "number":
+        target = gsm8k_normalize(str(gold))
+        return {
+            "strict_match": gsm8k_normalize(strict_match(text)) == target,
+            "flexible_extract": gsm8k_normalize(flexible_extract(text)) == target,
+        }
+    if task.answer_type == "math":
+        boxed = last_boxed(text)
+        return {"boxed_exact_match": boxed is not None and boxed.strip() == str(gold).strip()}
+    return {"letter_match": best_letter(text) == task.normalize_gold(gold, choices)}

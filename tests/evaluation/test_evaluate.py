@@ -7,6 +7,7 @@ import pytest
 import qrdistill.evaluation.runner as runner
 from qrdistill.errors import BackendError
 from qrdistill.evaluation import EvalModel, EvaluateConfig, evaluate
+from qrdistill.evaluation.lm_eval_scores import lm_eval_scores
 from qrdistill.records import Generation, ReasoningPath
 from qrdistill.tasks import get_task
 from qrdistill.utils.io import read_json, read_jsonl, write_jsonl
@@ -44,6 +45,7 @@ FIELDS = {
     "correct",
     "mean_logprob",
     "completion_tokens",
+    "lm_eval",
 }
 
 
@@ -98,6 +100,9 @@ def test_prediction_rows_with_tiny_students(tiny_students, test_file, tmp_path, 
         assert row["answer"] == task.extract_answer(row["response"], example.get("choices"))
         assert row["correct"] == task.is_correct(
             row["response"], example["gold"], example.get("choices")
+        )
+        assert row["lm_eval"] == lm_eval_scores(
+            task, row["response"], example["gold"], example.get("choices")
         )
         assert row["completion_tokens"] in range(1, 9)  # at least one token, within the budget
         assert row["mean_logprob"] <= 0.0
@@ -249,6 +254,12 @@ def test_answers_are_extracted_and_verified_per_task(test_file, tmp_path, monkey
     }
     assert rows["q1"]["response"] == ScriptedEngine.RESPONSES["Natalia"]
     assert rows["q1"]["completion_tokens"] == 7 and rows["q1"]["mean_logprob"] == -0.5
+    # lm-eval's conventions beside ours: no "####" line, so strict-match misses the boxed 72.
+    assert {q: r["lm_eval"] for q, r in rows.items()} == {
+        "q1": {"strict_match": False, "flexible_extract": True},
+        "q2": {"letter_match": False},
+        "q3": None,
+    }
 
     # One call per task, each prompt = the model's rendering of the task prompt + the instruction,
     # each with its task's stop rule.
@@ -266,11 +277,30 @@ def test_answers_are_extracted_and_verified_per_task(test_file, tmp_path, monkey
     assert not stop_math("\\boxed{72}.\n")  # a first answer may still be corrected
 
     summary = read_json(tmp_path / "summary.json")
-    assert [(s["task"], s["n"], s["correct"], s["accuracy"]) for s in summary] == [
-        ("gsm8k", 1, 1, 1.0),
-        ("arc_challenge", 1, 0, 0.0),
-        ("strategyqa", 1, 1, 1.0),
+    assert [(s["task"], s["n"], s["correct"], s["accuracy"], s["lm_eval"]) for s in summary] == [
+        ("gsm8k", 1, 1, 1.0, {"strict_match": 0.0, "flexible_extract": 1.0}),
+        ("arc_challenge", 1, 0, 0.0, {"letter_match": 0.0}),
+        ("strategyqa", 1, 1, 1.0, None),
     ]
+
+
+def test_without_the_chat_template_the_model_gets_the_plain_prompt(
+    test_file, tmp_path, monkeypatch
+):
+    calls = []
+    monkeypatch.setattr(runner, "open_engine", lambda kind, name, **options: ScriptedEngine(calls))
+    model = [EvalModel(method="m", student="a", model="scripted")]
+    evaluate(EvaluateConfig(chat_template=False), test_file, model, tmp_path)
+    for (prompts, _), example in zip(calls, EXAMPLES):
+        assert prompts == [get_task(example["task"]).build_prompt(example) + "\n\n"]
+        assert "<user>" not in prompts[0]
+
+    # The setting is part of the fingerprint: with the template, the model answers again.
+    calls.clear()
+    evaluate(EvaluateConfig(chat_template=False), test_file, model, tmp_path)
+    assert calls == []
+    evaluate(EvaluateConfig(), test_file, model, tmp_path)
+    assert [prompts[0].startswith("<user>") for prompts, _ in calls] == [True, True, True]
 
 
 def test_stop_rules_can_be_turned_off(test_file, tmp_path, monkeypatch):

@@ -48,6 +48,34 @@ def test_summarize_groups_by_method_student_task():
     assert (summary[0]["ci_low"], summary[0]["ci_high"]) == pytest.approx(wilson_interval(3, 4))
 
 
+def test_summarize_gives_the_accuracy_under_each_lm_eval_convention():
+    scores = [(True, True), (False, True), (False, False), (False, True)]
+    rows = [
+        {
+            "method": "m",
+            "student": "a",
+            "task": "gsm8k",
+            "correct": flexible,
+            "lm_eval": {"strict_match": strict, "flexible_extract": flexible},
+        }
+        for strict, flexible in scores
+    ]
+    rows += [
+        {"method": "m", "student": "a", "task": "strategyqa", "correct": True, "lm_eval": None}
+    ]
+    # An ensemble no student answered has no scores: wrong under every convention.
+    rows += [
+        {"method": "m", "student": "ensemble:vote", "task": "math", "correct": c, "lm_eval": s}
+        for c, s in ((True, {"boxed_exact_match": False}), (False, None))
+    ]
+    by_group = {(r["student"], r["task"]): r["lm_eval"] for r in summarize(rows)}
+    assert by_group == {
+        ("a", "gsm8k"): {"strict_match": 0.25, "flexible_extract": 0.75},
+        ("a", "strategyqa"): None,
+        ("ensemble:vote", "math"): {"boxed_exact_match": 0.0},
+    }
+
+
 @pytest.mark.parametrize(
     "only_a, only_b, p",
     [

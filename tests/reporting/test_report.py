@@ -10,6 +10,7 @@ from qrdistill.reporting import ReportConfig, build_report
 from qrdistill.utils.io import write_json, write_jsonl
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ARC_SMOLLM = ("qr_distill", "smollm", "arc_challenge")
 
 
 def prediction(method, student, qid, correct, task="arc_challenge"):
@@ -41,6 +42,13 @@ def make_run(root):
         + outcomes("no_peer", "gemma", "11111111")
         + outcomes("qr_distill", "ensemble:vote", "11111000")
     )
+    # qr_distill/smollm's ARC answers under lm-eval's letter convention: two of its six right
+    # answers lack the "best answer is X" statement.
+    for row, letter in zip(
+        [r for r in predictions if (r["method"], r["student"], r["task"]) == ARC_SMOLLM],
+        "11110000",
+    ):
+        row["lm_eval"] = {"letter_match": letter == "1"}
     write_json(root / "evaluate" / "summary.json", summarize(predictions))
     write_json(root / "evaluate" / "paired.json", paired_comparisons(predictions))
     write_json(
@@ -200,8 +208,14 @@ def test_accuracy_tables_hold_the_exact_accuracies(report):
     assert table_row(table2, "qr_distill")[2] == "75.00"
     ensembles = md.split("ensembles across each method's students")[1].split("Every result")[0]
     assert table_row(ensembles, "qr_distill")[2] == "62.50"
-    # The detail table: n, correct and the Wilson interval of qr_distill/smollm on ARC (6 of 8).
-    assert "| qr_distill | smollm | ARC | 8 | 6 | 75.00 | [40.93, 92.85] |" in md
+    # The detail table: n, correct and the Wilson interval of qr_distill/smollm on ARC (6 of 8),
+    # and beside it the accuracy under lm-eval's letter convention (4 of 8).
+    details = md.split("Every result")[1]
+    assert table_row(details, "method")[-1] == "lm-eval conventions, accuracy %"
+    assert (
+        "| qr_distill | smollm | ARC | 8 | 6 | 75.00 | [40.93, 92.85] | letter-match 50.00 |" in md
+    )
+    assert "| zero_shot | smollm | ARC | 8 | 1 | 12.50 | [2.24, 47.09] | – |" in md
 
 
 def test_paired_table_compares_each_method_with_qr_distill(report):

@@ -96,6 +96,15 @@ def _accuracy_section(doc: Document, run_dir: Path, out_dir: Path, cfg: ReportCo
                     "Extra: ensembles across each method's students (not in the paper)",
                 )
             )
+        doc.add(
+            Paragraph(
+                "The last column scores the same answers under lm-evaluation-harness's "
+                "conventions (GSM8K strict-match and flexible-extract, exact match of the last "
+                "boxed answer for MATH, the 'best answer is X' letter for multiple choice): strict "
+                "string matches, to set beside published lm-eval figures; ours compares answers "
+                "symbolically (docs/METHOD.md, 'Evaluation')."
+            )
+        )
         doc.add(tables.interval_table(summary))
         if singles:
             doc.add(

@@ -6,7 +6,7 @@ against figures other people report. Each convention reads the response proper
 (`Task.response`: cut where the model opened a new exchange, as the harness's `until: ["Question:"]`
 cuts generation) and compares a string with the gold answer; none of them is symbolic.
 
-- **number answers (GSM8K; config `gsm8k`, version 3):** two filters on the response, then
+- **number answers (GSM8K; task config `gsm8k`):** two filters on the response, then
   `exact_match` with `ignore_case` and `regexes_to_ignore` `","`, `"\\$"`, `"(?s).*#### "`,
   `"\\.$"`, applied in that order to both the extracted string and the gold:
   - `strict_match` ("strict-match"): the *first* match of `#### (\\-?[0-9\\.\\,]+)` (the regex
@@ -15,12 +15,13 @@ cuts generation) and compares a string with the gold answer; none of them is sym
     (`group_select: -1`), its non-empty group, stripped.
 - **math answers (MATH):** `boxed_exact_match`: the content of the last closed `\\boxed{}` (or
   `\\fbox{}`) equals the gold after removing leading and trailing whitespace and nothing else.
-  The harness's math tasks (`minerva_math`, `llama` math) read the same last box but then apply
-  Minerva's `normalize_final_answer` and a sympy equivalence; this is the strict string form of
-  that rule, a lower bound on it: "\\frac12" against a gold "0.5" is wrong here.
+  The harness's Llama-3 MATH tasks (`math_llama`) read the same last box but then apply
+  Minerva's `normalize_final_answer` and a sympy equivalence (`minerva_math` reads its "Final
+  Answer: The final answer is X" line instead); this is the strict string form of that rule, a
+  lower bound on it: "\\frac12" against a gold "0.5" is wrong here.
 - **multiple choice (ARC-Challenge, CommonsenseQA, ...):** `letter_match`: the letter of the last
-  "best answer is X" statement (the format lm-eval's `arc_challenge_llama` and `mmlu_llama`
-  prompts ask for, and ours) equals the gold letter; `arc_challenge_llama` compares what follows
+  "best answer is X" statement (the format lm-eval's `arc_challenge_llama` prompt asks for, and
+  ours) equals the gold letter; `arc_challenge_llama` compares what follows
   its "The best answer is" prefix, case and punctuation ignored, which for a letter is this.
 - yes/no, NLI and free-text tasks: no convention (None).
 

@@ -3,10 +3,11 @@
 For every model the same test questions get the same base prompt (the task's, plus an optional
 zero-shot style instruction), rendered with the model's own chat template (or, with
 `evaluate.chat_template: false`, sent as plain text). The task extracts and verifies each answer;
-each answer is also scored under lm-evaluation-harness's conventions (`lm_eval_scores`). Each finished model's predictions are saved under `models/` with a
-fingerprint of what produced them, so a rerun after an interruption skips finished models. While
-a model answers, every finished batch is appended to `models/<key>.partial-<fingerprint>.jsonl`;
-a rerun with the same setting asks that model only the questions not in it.
+each answer is also scored under lm-evaluation-harness's conventions (`lm_eval_scores`). Each
+finished model's predictions are saved under `models/` with a fingerprint of what produced them,
+so a rerun after an interruption skips finished models. While a model answers, every finished
+batch is appended to `models/<key>.partial-<fingerprint>.jsonl`; a rerun with the same setting
+asks that model only the questions not in it.
 """
 
 from __future__ import annotations

@@ -38,6 +38,14 @@ def assert_one_line_error(code: int, lines: list[str], *fragments: str) -> str:
     return lines[-1]
 
 
+def sigint_as_in_a_terminal() -> None:
+    """`preexec_fn` for a child the test will Ctrl-C. A job started in the background (`cmd &`,
+    nohup, some CI runners) inherits SIGINT ignored, and Python then raises no KeyboardInterrupt
+    (POSIX: a background job is not to be interrupted). A user's Ctrl-C reaches a foreground
+    process, whose SIGINT is the default: start the child as that one."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_when(args: list[str], ready: Callable[[], bool], within_s: float = 240) -> str:
     """Run `python -m qrdistill ARGS`, send it SIGINT (Ctrl-C) as soon as `ready()` holds, check
     that it exits 130 without a traceback, and return the command it printed to continue."""
@@ -47,6 +55,7 @@ def interrupt_when(args: list[str], ready: Callable[[], bool], within_s: float =
         stdout=subprocess.PIPE,
         text=True,
         env=subprocess_env(),
+        preexec_fn=sigint_as_in_a_terminal,
     )
     try:
         deadline = time.monotonic() + within_s

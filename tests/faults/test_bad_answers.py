@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from fault_tools import subprocess_env
+from fault_tools import sigint_as_in_a_terminal, subprocess_env
 from raw_stub import RawStubServer, Reply
 
 from qrdistill.errors import BackendError
@@ -147,6 +147,7 @@ def test_stub_ctrl_c_returns_at_once_while_requests_hang(examples_path, tmp_path
         stderr=subprocess.PIPE,
         text=True,
         env=subprocess_env(),
+        preexec_fn=sigint_as_in_a_terminal,
     )
     try:
         deadline = time.monotonic() + 60

@@ -85,3 +85,17 @@ def run_continue_command(command: str) -> subprocess.CompletedProcess:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
+
+
+def served_backend(proxy, served_model, **overrides) -> dict:
+    """A greedy, 8-token OpenAI backend on the real served model, through the counting proxy."""
+    return {
+        "kind": "openai",
+        "model": served_model.model,
+        "base_urls": [proxy.base_url],
+        "api_key_env": None,
+        "temperature": 0.0,
+        "max_tokens": 8,
+        "concurrency": 1,
+        **overrides,
+    }

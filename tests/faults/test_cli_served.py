@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fault_tools import run_continue_command, subprocess_env
+from fault_tools import run_continue_command, served_backend, subprocess_env
 
 from qrdistill.cli import main
 from qrdistill.config import load_run_config
@@ -73,19 +73,6 @@ def edit_generate(config: Path, **changes) -> None:
     settings = yaml.safe_load(config.read_text())
     settings["generate"].update(changes)
     config.write_text(yaml.safe_dump(settings))
-
-
-def served_backend(proxy, served_model, **overrides) -> dict:
-    return {
-        "kind": "openai",
-        "model": served_model.model,
-        "base_urls": [proxy.base_url],
-        "api_key_env": None,
-        "temperature": 0.0,
-        "max_tokens": 8,
-        "concurrency": 1,
-        **overrides,
-    }
 
 
 def estimate_line(out: str, stage: str) -> str:

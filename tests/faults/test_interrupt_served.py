@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 import yaml
-from fault_tools import interrupt_when, run_continue_command
+from fault_tools import interrupt_when, run_continue_command, served_backend
 
 from qrdistill.records import ReasoningPath
 from qrdistill.utils.io import read_jsonl_as
@@ -31,15 +31,7 @@ def test_ctrl_c_during_generate_prints_the_continue_command_and_it_repeats_nothi
     served_model, proxy, tmp_path
 ):
     run = tmp_path / "run"
-    backend = {
-        "kind": "openai",
-        "model": served_model.model,
-        "base_urls": [proxy.base_url],
-        "api_key_env": None,
-        "temperature": 0.0,
-        "max_tokens": 8,
-        "concurrency": 1,
-    }
+    backend = served_backend(proxy, served_model)
     config = tmp_path / "run.yaml"
     config.write_text(
         yaml.safe_dump(

@@ -368,7 +368,12 @@ def test_routing_verdict_names_the_null_band_when_the_log_has_one():
     from qrdistill.reporting.tables import routing_verdict
 
     row = {"style": "program", "student": "a", "rate": 0.9, "band_low": 0.3, "band_high": 0.7}
-    assert "paired at random" in routing_verdict([{**row, "null_band": 0.1, "outside_band": True}])
-    quiet = routing_verdict([{**row, "rate": 0.5, "null_band": 0.1, "outside_band": False}])
+    row["total"] = 8
+    found = routing_verdict([{**row, "null_band": 0.1, "outside_band": True}])
+    assert "paired at random" in found and "both halves" in found and "one seed" in found
+    quiet = routing_verdict([{**row, "rate": 0.5, "null_band": 0.12, "outside_band": False}])
     assert "no evidence that any style suits" in quiet
+    # ... and says what it cannot conclude, with the smallest effect that would have shown.
+    assert "not evidence that the styles suit every student equally" in quiet
+    assert "8–8 paths a style" in quiet and "more than 0.12" in quiet
     assert "by chance alone" in routing_verdict([{**row, "outside_band": True}])  # an older log

@@ -166,6 +166,9 @@ def test_router_sends_the_planted_style_to_the_student_that_knows_it(
     assert all(r["unrouted_share"] == 0 for r in routing)
     planted_cells = [r for r in routing if r["style"] == PLANTED and r["epoch"] == last]
     assert any(r["outside_band"] for r in planted_cells)  # a preference, not noise
+    # ... that shows in both halves of the questions, leaning towards the student that knows it.
+    knows = next(r for r in planted_cells if r["student"] == "llama")
+    assert all(lean > 0 for lean in knows["half_leans"])
 
 
 def test_random_routing_shows_no_preference_on_the_same_data(make_config, planted, tmp_path):
@@ -204,4 +207,5 @@ def test_learned_routing_stays_undecided_when_the_students_cannot_differ_in_fit(
     assert all(abs(r["mean_prob"] - 0.5) <= 0.075 for r in routing), [
         (r["epoch"], r["style"], r["student"], r["mean_prob"]) for r in routing
     ]
+    assert not any(r["outside_band"] for r in routing)  # the report draws no preference
     assert all(r["unrouted_share"] == 0 for r in routing)

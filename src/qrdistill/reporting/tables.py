@@ -223,8 +223,8 @@ def routing_table(rows: list[dict], epoch: int) -> Table:
         [[style] + [text(style, s) for s in students] for style in styles],
         f"Share of each style's paths routed to each student in epoch {epoch}, the router's mean "
         "gate probability p, and the 95% band of shares a router with no preference would give "
-        "at that count (* = a preference: outside the band and, where the log has one, beyond "
-        "the router's null band)",
+        "at that count (* = a preference: outside the band and, where the log has them, beyond "
+        "the router's null band and leaning the same way in both halves of the questions)",
     )
 
 
@@ -240,7 +240,11 @@ def routing_verdict(rows: list[dict]) -> str:
             "No (style, student) cell leaves the band that a router with no preference would give "
             "at these counts: the differences between styles in this table are within chance."
             + (
-                " The router has no evidence that any style suits one student more than another."
+                " The router has no evidence that any style suits one student more than another. "
+                "That is not evidence that the styles suit every student equally: with "
+                f"{min(r['total'] for r in rows)}–{max(r['total'] for r in rows)} paths a style "
+                "in an epoch, a preference must move a style's mean gate probability more than "
+                f"{max(r['null_band'] for r in rows):.2f} (the null band) to show."
                 if shadow
                 else ""
             )
@@ -254,8 +258,10 @@ def routing_verdict(rows: list[dict]) -> str:
         return (
             f"{len(outside)} of {len(rows)} (style, student) cells leave the no-preference band, "
             "with a mean gate probability further from the student's mean than this router puts "
-            "any style when paths and losses are paired at random (its null band): a preference "
-            f"the router found in this run's evidence, one epoch of one run: {cells}."
+            "any style when paths and losses are paired at random (its null band), leaning the "
+            "same way in both halves of the questions: a preference the router found in this "
+            f"run's evidence, in one epoch of one run (one seed: rerun with another `train.seed` "
+            f"to see it hold): {cells}."
         )
     return (
         f"{len(outside)} of {len(rows)} (style, student) cells leave the no-preference band, a "

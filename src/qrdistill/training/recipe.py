@@ -114,6 +114,12 @@ class Recipe:
         self.chars = torch.tensor([len(i.response) for i in self.data.items], dtype=torch.float32)
         self.styles = sorted(set(i.style for i in self.data.items))
         self.style_index = torch.tensor([self.styles.index(i.style) for i in self.data.items])
+        # Two halves of the questions (alternating in sorted order, so every style has paths in
+        # both): a routing preference must show in each (`_write_routing`). By question, not by
+        # path, so the paths of one question never stand on both sides.
+        questions = sorted({i.question_id for i in self.data.items})
+        rank = {q: n for n, q in enumerate(questions)}
+        self.half_index = torch.tensor([rank[i.question_id] % 2 for i in self.data.items])
 
     def _setup_students(self) -> list[torch.nn.Module]:
         return [load_student(s)[0] for s in self.cfg.students]
@@ -310,7 +316,7 @@ class Recipe:
             self._diverged(per_path, computed, scalars)
         self._log.add(scalars, per_path, gates)
         self.progress.count_tokens(tokens)
-        self._routing.add(self.style_index[index], gates, probs, shadow)
+        self._routing.add(self.style_index[index], self.half_index[index], gates, probs, shadow)
 
     def _diverged(
         self, per_path: torch.Tensor, computed: torch.Tensor, scalars: torch.Tensor
@@ -363,16 +369,23 @@ class Recipe:
         the student's overall share this epoch (binomial, 95 %). `null_band`: how far from the
         student's overall mean gate probability the shadow router (same evidence, paths and
         losses paired at random) put any style: what this router makes of no signal at these
-        settings and counts. A cell is `outside_band`, a preference, only when its share leaves
-        the binomial band and its mean gate probability leaves the null band."""
+        settings and counts. `half_leans`: the cell's mean gate probability minus the student's
+        overall mean, in each half of the questions (`half_index`). A cell is
+        `outside_band`, a preference, only when its share leaves the binomial band, its mean
+        gate probability leaves the null band, and it leans the same way in both halves."""
         r = self._routing
         n_paths = float(r.paths.sum())
         overall = r.routed.sum(0) / max(1.0, n_paths)
         per_style = r.paths.clamp(min=1).unsqueeze(1)
         prob, shadow = r.prob / per_style, r.shadow / per_style
         seen = r.paths > 0
-        lean = (prob - r.prob.sum(0) / max(1.0, n_paths)).abs()
+        student_mean = r.prob.sum(0) / max(1.0, n_paths)  # [S] over every path
+        lean = prob - student_mean
         null_band = (shadow - r.shadow.sum(0) / max(1.0, n_paths)).abs()[seen].amax(0)
+        half_lean = r.half_prob / r.half_paths.clamp(min=1).unsqueeze(2) - student_mean
+        # A half without paths of the style cannot confirm a lean.
+        both_halves = (half_lean.sign() == lean.sign()).all(0) & (half_lean != 0).all(0)
+        both_halves &= (r.half_paths > 0).all(0).unsqueeze(1)
         shared = {
             "epoch": epoch,
             "partial": partial,
@@ -401,9 +414,14 @@ class Recipe:
                         "band_low": low,
                         "band_high": high,
                         "null_band": float(null_band[j]),
+                        "half_leans": [
+                            float(half_lean[h, a, j]) if r.half_paths[h, a] else None
+                            for h in (0, 1)
+                        ],
                         "outside_band": rate is not None
                         and not chance
-                        and float(lean[a, j]) > float(null_band[j]),
+                        and abs(float(lean[a, j])) > float(null_band[j])
+                        and bool(both_halves[a, j]),
                     }
                 )
         if self.acc.is_main_process:

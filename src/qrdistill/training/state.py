@@ -88,8 +88,12 @@ class RoutingTally(_JSONState):
     everyone: int  # paths routed to every student
     shared: int = 0  # paths routed to at least 2 students: the router's evidence
     shadow: torch.Tensor | None = None  # [styles, S] the shadow router's gate probabilities
+    # [2, styles, S] and [2, styles]: gate probabilities and path counts in each half of the
+    # questions, so a preference can be checked to hold in both halves.
+    half_prob: torch.Tensor | None = None
+    half_paths: torch.Tensor | None = None
 
-    _TENSORS = ("routed", "prob", "paths", "shadow")
+    _TENSORS = ("routed", "prob", "paths", "shadow", "half_prob", "half_paths")
 
     @classmethod
     def empty(cls, n_styles: int, n_students: int) -> RoutingTally:
@@ -102,15 +106,28 @@ class RoutingTally(_JSONState):
             0,
             0,
             torch.zeros(shape),
+            torch.zeros((2, *shape)),
+            torch.zeros(2, n_styles),
         )
 
     def add(
-        self, style: torch.Tensor, gates: torch.Tensor, probs: torch.Tensor, shadow: torch.Tensor
+        self,
+        style: torch.Tensor,
+        half: torch.Tensor,
+        gates: torch.Tensor,
+        probs: torch.Tensor,
+        shadow: torch.Tensor,
     ) -> None:
-        """One micro-step: each path's style index [B], its gates, its gate probabilities and
-        the shadow router's [B, S]."""
+        """One micro-step: each path's style index and half (0/1) [B], its gates, its gate
+        probabilities and the shadow router's [B, S]."""
         if self.shadow is None:  # a checkpoint from before the shadow router
             self.shadow = torch.zeros_like(self.prob)
+        if self.half_prob is None:  # a checkpoint from before the split halves
+            self.half_prob = torch.zeros((2, *self.prob.shape))
+            self.half_paths = torch.zeros(2, len(self.paths))
+        cell = half * len(self.paths) + style  # flat index into [2, styles]
+        self.half_prob.view(-1, self.prob.shape[1]).index_add_(0, cell, probs)
+        self.half_paths.view(-1).index_add_(0, cell, torch.ones(len(style)))
         self.routed.index_add_(0, style, gates)
         self.prob.index_add_(0, style, probs)
         self.shadow.index_add_(0, style, shadow)

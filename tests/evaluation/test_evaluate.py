@@ -7,8 +7,8 @@ import pytest
 import qrdistill.evaluation.runner as runner
 from qrdistill.errors import BackendError
 from qrdistill.evaluation import EvalModel, EvaluateConfig, evaluate
-from qrdistill.evaluation.lm_eval_scores import lm_eval_scores
-from qrdistill.records import Generation, ReasoningPath
+from qrdistill.evaluation.lm_eval_scores import choice_request, choice_scores, lm_eval_scores
+from qrdistill.records import Example, Generation, ReasoningPath
 from qrdistill.tasks import get_task
 from qrdistill.utils.io import read_json, read_jsonl, write_jsonl
 
@@ -70,6 +70,24 @@ def opened(monkeypatch):
     return names
 
 
+def _loglikelihoods(model_dir, request) -> list[float]:
+    """Each option's log-likelihood, one unbatched forward pass per option, straight from the
+    model's logits: what the evaluation's batched scorer must reproduce."""
+    import torch
+
+    from qrdistill.models import load_causal_lm
+
+    model, tok = load_causal_lm(str(model_dir))
+    values = []
+    for context, continuation in request.continuations():
+        ctx = tok(context)["input_ids"]
+        cont = tok(context + continuation)["input_ids"][len(ctx) :]
+        with torch.no_grad():
+            logits = model(torch.tensor([ctx + cont])).logits[0].log_softmax(-1)
+        values.append(sum(float(logits[len(ctx) - 1 + k, t]) for k, t in enumerate(cont)))
+    return values
+
+
 def models_for(tiny_students):
     a, b = tiny_students
     return [
@@ -101,9 +119,14 @@ def test_prediction_rows_with_tiny_students(tiny_students, test_file, tmp_path, 
         assert row["correct"] == task.is_correct(
             row["response"], example["gold"], example.get("choices")
         )
-        assert row["lm_eval"] == lm_eval_scores(
-            task, row["response"], example["gold"], example.get("choices")
-        )
+        from_answer = lm_eval_scores(task, row["response"], example["gold"], example.get("choices"))
+        if example["task"] == "arc_challenge":  # and lm-eval's log-likelihood scores
+            request = choice_request(Example(**example))
+            model = tiny_students[0 if row["student"] == "a" else 1]
+            expected = choice_scores(request, _loglikelihoods(model, request))
+            assert row["lm_eval"] == {**from_answer, **expected}
+        else:
+            assert row["lm_eval"] == from_answer
         assert row["completion_tokens"] in range(1, 9)  # at least one token, within the budget
         assert row["mean_logprob"] <= 0.0
     # Each model's own file holds exactly its rows.

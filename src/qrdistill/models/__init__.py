@@ -6,6 +6,8 @@
 - `generate(...)`: batched, left-padded generation that decodes only new tokens and stops at EOS
   or a stop string (used by the local engines of `qrdistill.llm`).
 - `choice_probabilities(...)`: P("Yes") vs P("No") as the next token (the local judge's score).
+- `continuation_logprobs(...)`: log P(continuation | context), as lm-evaluation-harness's
+  `loglikelihood` (its multiple-choice `acc` scores).
 
 The names are loaded on first use: `qrdistill.data` needs only `packaged.cache_dir`, and reading
 a config or a dry run must not pay for importing torch (tests/core/test_import_graph.py).
@@ -16,6 +18,7 @@ from importlib import import_module
 _HOME = {
     "generate": "generation",
     "choice_probabilities": "scoring",
+    "continuation_logprobs": "scoring",
     "load_causal_lm": "loading",
     "load_tokenizer": "loading",
     "render_prompt": "loading",

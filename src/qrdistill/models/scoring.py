@@ -57,3 +57,44 @@ def choice_probabilities(
     finally:
         tokenizer.padding_side = previous_side
     return rows
+
+
+@torch.inference_mode()
+def continuation_logprobs(
+    model, tokenizer, requests: Sequence[tuple[str, str]], batch_size: int = 8
+) -> list[float]:
+    """For each (context, continuation), the sum of log P(continuation's tokens | context), as
+    lm-evaluation-harness's `loglikelihood` requests compute it: trailing spaces of the context
+    move to the continuation, the continuation's tokens are those of context + continuation past
+    the context's own tokens, and the model reads context tokens + continuation tokens. Encoded
+    with the tokenizer's default special tokens (a BOS where the model's tokenizer adds one)."""
+    pairs = []
+    for context, continuation in requests:
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        context_ids = tokenizer(context)["input_ids"]
+        whole = tokenizer(context + continuation)["input_ids"]
+        pairs.append((context_ids, whole[len(context_ids) :]))
+    if any(not continuation for _, continuation in pairs):
+        raise ValueError("a continuation encodes to no token; it has no log-probability")
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    sums: list[float] = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        rows = [context + continuation for context, continuation in chunk]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):  # right padding: positions stay those of an unpadded row
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        logprobs = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        logprobs = logprobs.float().log_softmax(-1)
+        for i, (context, continuation) in enumerate(chunk):
+            # The token at position t is predicted by the logits at t - 1.
+            positions = torch.arange(len(context) - 1, len(context) + len(continuation) - 1)
+            targets = torch.tensor(continuation, device=logprobs.device)
+            sums.append(float(logprobs[i, positions.to(logprobs.device), targets].sum()))
+    return sums

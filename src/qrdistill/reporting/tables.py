@@ -88,9 +88,10 @@ def interval_table(summary: list[dict]) -> Table:
         ],
         rows,
         "Every result with its number of questions and 95% confidence interval, and its "
-        "accuracy under lm-evaluation-harness's conventions for the task (strict string "
-        "matches, comparable with published lm-eval figures; ours compares answers "
-        "symbolically)",
+        "accuracy under lm-evaluation-harness's conventions for the task, comparable with "
+        "published lm-eval figures: strict string matches on the answer (ours compares answers "
+        "symbolically), and acc / acc-norm where the harness scores the task by the "
+        "log-likelihood of each option, with no generation",
     )
 
 
@@ -108,6 +109,12 @@ def paired_table(rows: list[dict]) -> Table:
             f"{r['only_method']} / {r['only_reference']}",
             f"{r['p_mcnemar']:.3g}",
             f"{r['p_holm']:.3g}" if r.get("p_holm") is not None else "",
+            ", ".join(
+                f"{name.replace('_', '-')} {100 * c['difference']:+.1f} "
+                f"[{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
+                for name, c in (r.get("lm_eval") or {}).items()
+            )
+            or MISSING,
         ]
         for r in rows
     ]
@@ -122,6 +129,7 @@ def paired_table(rows: list[dict]) -> Table:
             f"right only with method / only with {reference}",
             "McNemar p (exact)",
             "p, Holm-adjusted over the table",
+            "difference under lm-eval conventions (points, 95% CI)",
         ],
         body,
         f"Each method against {reference} on the same questions; a positive difference favours "

@@ -48,7 +48,6 @@ def child(peer: bool, steps: int, batch_size: int, tmp: Path) -> dict:
     from _common import make_recipe, time_recipe_epoch  # noqa: F401
 
     from qrdistill.training.config import TrainConfig
-    from qrdistill.training.data import epoch_batches
 
     paths_file = write_paths(realistic_paths(batch_size * steps), tmp / "paths.jsonl")
     cfg = TrainConfig(
@@ -62,13 +61,13 @@ def child(peer: bool, steps: int, batch_size: int, tmp: Path) -> dict:
     after_setup = status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     reset_ok = abs(status_mb("VmHWM") - status_mb("VmRSS")) < 64
-    batches = epoch_batches(recipe.lengths, recipe.global_batch, cfg.seed, 0)
-    for b, batch in enumerate(batches[:steps]):
-        recipe.optimizer_step(0, [(b, batch)], len(batches))
+    batches, windows = recipe.epoch_plan(0)
+    for window in windows[:steps]:
+        recipe.optimizer_step(0, [(b, batches[b]) for b in window], len(batches))
     peak = status_mb("VmHWM")
     return {
         "peer": peer,
-        "steps": min(steps, len(batches)),
+        "steps": min(steps, len(windows)),
         "rss_after_setup_mb": round(after_setup),
         "peak_rss_during_steps_mb": round(peak),
         "step_memory_mb": round(peak - after_setup),

@@ -22,7 +22,7 @@ from qrdistill.training.recipe import Recipe
 
 def main(config: str, paths: str, out: str, mode: str = "run") -> None:
     cfg = TrainConfig.model_validate_json(Path(config).read_text())
-    recipe = Recipe(cfg, Path(paths), Path(out), resume=mode == "resume")
+    recipe = Recipe(cfg, Path(paths), Path(out), resume=mode == "resume").setup()
     seen: list[int] = []
     original = recipe.micro_step
 
@@ -42,26 +42,21 @@ def main(config: str, paths: str, out: str, mode: str = "run") -> None:
             return step(*args, **kwargs)
 
         recipe.optimizer_step = interrupted
-    finish = recipe._finish
-
-    def dump_then_finish():  # before export, which merges the adapters on the main rank
-        model = recipe.acc.unwrap_model(recipe.model)
-        advantage, se = model.router(recipe.embeddings)
-        evidence = torch.stack([advantage, se])
-        torch.save(
-            {
-                "state": trainable_state(model),
-                "evidence": evidence,
-                "routing": recipe.last_routing,
-                "seen": seen,
-                "world": recipe.acc.num_processes,
-            },
-            Path(out) / f"rank{recipe.acc.process_index}.pt",
-        )
-        finish()
-
-    recipe._finish = dump_then_finish
-    recipe.run()
+    recipe.fit()
+    # Before export, which merges the adapters on the main rank.
+    model = recipe.acc.unwrap_model(recipe.model)
+    advantage, se = model.router(recipe.embeddings)
+    torch.save(
+        {
+            "state": trainable_state(model),
+            "evidence": torch.stack([advantage, se]),
+            "routing": recipe.last_routing,
+            "seen": seen,
+            "world": recipe.acc.num_processes,
+        },
+        Path(out) / f"rank{recipe.acc.process_index}.pt",
+    )
+    recipe.export()
 
 
 if __name__ == "__main__":

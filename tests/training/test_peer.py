@@ -206,7 +206,7 @@ def test_logit_peer_refuses_different_tokenizers_before_any_model_is_loaded(
     monkeypatch.setattr(recipe, "load_student", no_models)
     cfg = make_config(routing__mode="all", peer__kind="logits")
     with pytest.raises(ConfigError, match="share a tokenizer.*peer.kind: hidden"):
-        recipe.Recipe(cfg, paths_file, paths_file.parent / "out")
+        recipe.Recipe(cfg, paths_file, paths_file.parent / "out").setup()
     toks = {s.name: load_tokenizer(s.model) for s in cfg.students}
     with pytest.raises(ConfigError, match="share a tokenizer"):
         build_data(paths_file, cfg, toks)

@@ -90,7 +90,7 @@ def test_qr_distill_run_writes_every_output(tmp_path, paths_file, make_config, t
 
 
 def test_a_checkpoint_holds_the_trainable_state_only(tmp_path, paths_file, make_config):
-    recipe = Recipe(make_config(max_steps=2), paths_file, tmp_path / "run")
+    recipe = Recipe(make_config(max_steps=2), paths_file, tmp_path / "run").setup()
     recipe.run()
     model = recipe.acc.unwrap_model(recipe.model)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}

@@ -51,13 +51,15 @@ def train(
     """Train the configured students on `paths_path` (ReasoningPath JSONL) into `out_dir`.
     `method`: the name of the run's method (variant) this trains, recorded in summary.json
     beside the objective; None when training outside a run."""
-    return Recipe(cfg, Path(paths_path), Path(out_dir), resume=resume, method=method).run()
+    recipe = Recipe(cfg, Path(paths_path), Path(out_dir), resume=resume, method=method)
+    return recipe.setup().run()
 
 
 class Recipe:
-    """Set-up is five named steps (accelerator, data, students, router inputs, optimizer); `run`
-    is the loop; `optimizer_step` is one step over a window of micro-batches, `micro_step` one
-    forward through the objective. The loop's state is `progress`, `_log` and `_routing`
+    """`Recipe(...)` only records the settings; `setup()` is five named steps (accelerator,
+    data, students, router inputs, optimizer); `run` is the loop (`fit`), then `export`.
+    `optimizer_step` is one step over a window of micro-batches (`epoch_plan`), `micro_step`
+    one forward through the objective. The loop's state is `progress`, `_log` and `_routing`
     (dataclasses in state.py, saved in every checkpoint)."""
 
     def __init__(
@@ -70,19 +72,25 @@ class Recipe:
         method: str | None = None,
     ):
         self.cfg, self.out, self.resume, self.method = cfg, out_dir, resume, method
+        self.paths_path = paths_path
         self.names = [s.name for s in cfg.students]
         self.ckpt_dir = out_dir / "checkpoints"
+
+    def setup(self) -> Recipe:
+        """The heavy part: accelerator, data (every path tokenised before any model loads, so
+        data problems surface in seconds), students, router inputs, optimizer. Returns self."""
         self._setup_accelerator()
-        self._setup_data(paths_path)
+        self._setup_data(self.paths_path)
         students = self._setup_students()
         self._setup_router_inputs()
         model = QRDistillObjective(
-            students, cfg, self.embeddings, every_rank_runs_every_student=self.sharded
+            students, self.cfg, self.embeddings, every_rank_runs_every_student=self.sharded
         )
         self._setup_optimizer(model)
         self.progress = Progress.start(len(self.names))
         self._log = LogWindow.empty(len(self.names), 1 + len(TERMS))
         self._routing = RoutingTally.empty(len(self.styles), len(self.names))
+        return self
 
     def _setup_accelerator(self) -> None:
         from accelerate import Accelerator
@@ -151,6 +159,13 @@ class Recipe:
 
     # ----------------------------------------------------------------------------- the loop
     def run(self) -> Path:
+        """Train (`fit`), then write the students and the run's summary (`export`)."""
+        self.fit()
+        self.export()
+        return self.out
+
+    def fit(self) -> None:
+        """The loop, from a fresh start or the last checkpoint, up to a final checkpoint."""
         self._start_or_resume()
         bar = None
         if self.acc.is_main_process and self.cfg.progress:
@@ -171,18 +186,12 @@ class Recipe:
         if bar is not None:
             bar.close()
         self.save_checkpoint()
-        self._finish()
-        return self.out
 
     def _epoch(self, epoch: int, bar, stop: StopRequest) -> None:
         """The optimizer steps of one epoch, from where `progress` stands; on Ctrl-C, the step
         in flight finishes, a checkpoint is written at that step and KeyboardInterrupt raised."""
         progress = self.progress
-        batches = epoch_batches(self.lengths, self.global_batch, self.cfg.seed, epoch)
-        windows = [
-            list(range(i, min(i + self.cfg.grad_accum, len(batches))))
-            for i in range(0, len(batches), self.cfg.grad_accum)
-        ]
+        batches, windows = self.epoch_plan(epoch)
         for w in range(progress.window, len(windows)):
             if progress.step >= self.total_steps:
                 break
@@ -205,6 +214,27 @@ class Recipe:
         if progress.window >= len(windows):
             self._write_routing(epoch)
             progress.epoch, progress.window = epoch + 1, 0
+
+    def epoch_plan(self, epoch: int) -> tuple[list[list[int]], list[list[int]]]:
+        """The epoch's micro-batches (path indices, seeded by epoch) and its gradient-accumulation
+        windows (indices into the batches): one optimizer step per window."""
+        batches = epoch_batches(self.lengths, self.global_batch, self.cfg.seed, epoch)
+        accum = self.cfg.grad_accum
+        windows = [
+            list(range(i, min(i + accum, len(batches)))) for i in range(0, len(batches), accum)
+        ]
+        return batches, windows
+
+    def take_route_rates(self) -> dict[str, float]:
+        """Each student's share of the paths routed to it since the epoch's tally began, and a
+        fresh tally: what callers that drive `optimizer_step` themselves (benchmarks) read in
+        place of routing.jsonl."""
+        tally = self._routing
+        paths = float(tally.paths.sum())
+        self._routing = RoutingTally.empty(len(self.styles), len(self.names))
+        if not paths:
+            return {}
+        return {n: float(tally.routed[:, j].sum()) / paths for j, n in enumerate(self.names)}
 
     def _stop_agreed(self, stop: StopRequest) -> bool:
         """Whether any process was asked to stop. Under DDP a Ctrl-C can reach the ranks
@@ -525,7 +555,8 @@ class Recipe:
             )
         self.acc.wait_for_everyone()
 
-    def _finish(self) -> None:
+    def export(self) -> None:
+        """Every student's weights under students/<name>, and summary.json."""
         self.acc.wait_for_everyone()
         # Every rank takes part: under FSDP/DeepSpeed this gathers the sharded weights.
         state = self.acc.get_state_dict(self.model)

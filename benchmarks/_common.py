@@ -326,7 +326,44 @@ def make_recipe(cfg, paths_file: Path, out_dir: Path):
     `qrdistill.training.train` runs. Timed epochs go through its own `optimizer_step`."""
     from qrdistill.training.recipe import Recipe
 
-    return Recipe(cfg, Path(paths_file), Path(out_dir))
+    return Recipe(cfg, Path(paths_file), Path(out_dir)).setup()
+
+
+def path_losses(cfg, paths_file: Path, out_dir: Path) -> dict[tuple[str, str], list[float]]:
+    """Each student's loss on every path (mean per token, the training loss), every gate open,
+    nothing trained: {(style, student): [loss per path]}."""
+    import torch
+
+    from qrdistill.training.data import collate
+
+    cfg = cfg.model_copy(
+        update={
+            "routing": cfg.routing.model_copy(update={"mode": "all"}),
+            "peer": cfg.peer.model_copy(update={"enabled": False}),
+        }
+    )
+    recipe = make_recipe(cfg, paths_file, out_dir)
+    model = recipe.acc.unwrap_model(recipe.model).eval()
+    losses: dict[tuple[str, str], list[float]] = {}
+    with torch.no_grad():
+        for start in range(0, len(recipe.data), 8):
+            rows = list(range(start, min(start + 8, len(recipe.data))))
+            inputs = [
+                collate(
+                    [recipe.data.encoded[n][i] for i in rows], recipe.tokenizers[n].pad_token_id
+                )
+                for n in recipe.names
+            ]
+            result = model(
+                inputs,
+                chars=recipe.chars[rows],
+                fixed_gates=torch.ones(len(rows), len(recipe.names)),
+            )
+            for k, i in enumerate(rows):
+                for j, name in enumerate(recipe.names):
+                    key = (recipe.data.items[i].style, name)
+                    losses.setdefault(key, []).append(float(result.per_path[k, j]))
+    return losses
 
 
 def time_recipe_epoch(recipe, epoch: int) -> dict:
@@ -335,12 +372,7 @@ def time_recipe_epoch(recipe, epoch: int) -> dict:
     the real (non-pad) tokens processed (max over students is not summed: tokens per student)."""
     import torch
 
-    from qrdistill.training.data import epoch_batches
-    from qrdistill.training.state import RoutingTally
-
-    batches = epoch_batches(recipe.lengths, recipe.global_batch, recipe.cfg.seed, epoch)
-    accum = recipe.cfg.grad_accum
-    windows = [list(range(i, min(i + accum, len(batches)))) for i in range(0, len(batches), accum)]
+    batches, windows = recipe.epoch_plan(epoch)
     tokens = {
         n: sum(len(recipe.data.encoded[n][i].input_ids) for b in batches for i in b)
         for n in recipe.names
@@ -351,16 +383,8 @@ def time_recipe_epoch(recipe, epoch: int) -> dict:
         recipe.optimizer_step(epoch, [(b, batches[b]) for b in window], len(batches))
         recipe.progress.step += 1
     seconds = time.perf_counter() - start
-    # What the routed step really computed this epoch: each student's share of paths and the
-    # tokens it trained on (the recipe's own counters).
-    routing = recipe._routing
-    paths = float(routing.paths.sum())
-    rates = (
-        {n: float(routing.routed[:, j].sum()) / paths for j, n in enumerate(recipe.names)}
-        if paths
-        else {}
-    )
-    recipe._routing = RoutingTally.empty(len(recipe.styles), len(recipe.names))
+    # What the routed step really computed this epoch: each student's share of paths.
+    rates = recipe.take_route_rates()
     return {"seconds": seconds, "steps": len(windows), "tokens": tokens, "route_rate": rates}
 
 
@@ -369,11 +393,7 @@ def time_recipe_steps(recipe, epoch: int, steps: int, warm: int = 0, sync=None) 
     `Recipe.run` takes them (same batches, windows and `optimizer_step`), from the start of
     `epoch`'s batch order. `sync` (e.g. torch.cuda.synchronize) is called around the timed part.
     Returns seconds, steps and the tokens (padding included) each student processed."""
-    from qrdistill.training.data import epoch_batches
-
-    batches = epoch_batches(recipe.lengths, recipe.global_batch, recipe.cfg.seed, epoch)
-    accum = recipe.cfg.grad_accum
-    windows = [list(range(i, min(i + accum, len(batches)))) for i in range(0, len(batches), accum)]
+    batches, windows = recipe.epoch_plan(epoch)
     if len(windows) < warm + steps:
         raise ValueError(f"{len(windows)} optimizer steps per epoch, {warm} + {steps} asked")
     sync = sync or (lambda: None)

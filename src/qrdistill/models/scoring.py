@@ -67,7 +67,13 @@ def continuation_logprobs(
     lm-evaluation-harness's `loglikelihood` requests compute it: trailing spaces of the context
     move to the continuation, the continuation's tokens are those of context + continuation past
     the context's own tokens, and the model reads context tokens + continuation tokens. Encoded
-    with the tokenizer's default special tokens (a BOS where the model's tokenizer adds one)."""
+    with the tokenizer's default special tokens (a BOS where the model's tokenizer adds one).
+
+    The model reads only what the answer needs, context + continuation minus its last token, and
+    requests that need the same tokens share one row (the options of a question whose
+    continuations are one token each, like BoolQ's " no" / " yes", need only the context). Rows
+    are left-padded with explicit positions, so the needed logits are every row's last ones and
+    only those are computed."""
     pairs = []
     for context, continuation in requests:
         spaces = len(context) - len(context.rstrip())
@@ -78,23 +84,37 @@ def continuation_logprobs(
         pairs.append((context_ids, whole[len(context_ids) :]))
     if any(not continuation for _, continuation in pairs):
         raise ValueError("a continuation encodes to no token; it has no log-probability")
+    reads = sorted({tuple(ctx + cont[:-1]) for ctx, cont in pairs}, key=len)
+    # For each distinct row: the log-probabilities of its last `keep` positions.
+    keep = {read: 0 for read in reads}
+    for ctx, cont in pairs:
+        read = tuple(ctx + cont[:-1])
+        keep[read] = max(keep[read], len(cont))
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    sums: list[float] = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        rows = [context + continuation for context, continuation in chunk]
-        width = max(len(r) for r in rows)
+    tails: dict[tuple[int, ...], torch.Tensor] = {}
+    for start in range(0, len(reads), batch_size):
+        rows = reads[start : start + batch_size]
+        width, last = max(len(r) for r in rows), max(keep[r] for r in rows)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):  # right padding: positions stay those of an unpadded row
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
-        logprobs = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        logprobs = logprobs.float().log_softmax(-1)
-        for i, (context, continuation) in enumerate(chunk):
-            # The token at position t is predicted by the logits at t - 1.
-            positions = torch.arange(len(context) - 1, len(context) + len(continuation) - 1)
-            targets = torch.tensor(continuation, device=logprobs.device)
-            sums.append(float(logprobs[i, positions.to(logprobs.device), targets].sum()))
+        for i, row in enumerate(rows):
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            logits_to_keep=last,
+        ).logits
+        logprobs = logits.float().log_softmax(-1).cpu()
+        for i, row in enumerate(rows):
+            tails[row] = logprobs[i, last - keep[row] :]
+    sums = []
+    for ctx, cont in pairs:
+        tail = tails[tuple(ctx + cont[:-1])]
+        # The row's last position predicts the continuation's last token, and so on backwards.
+        picked = tail[len(tail) - len(cont) :].gather(1, torch.tensor(cont).unsqueeze(1))
+        sums.append(float(picked.sum()))
     return sums

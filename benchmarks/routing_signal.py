@@ -1,20 +1,30 @@
-"""Does the router find a signal the real students produce? A planted style, per epoch.
+"""Does the router find a moderate signal the real students produce, and only that? Three runs
+with the same router, settings and paths: a planted style, the same plant reversed, and a null.
 
-    .venv/bin/python benchmarks/routing_signal.py            # 48 paths (8 per style), 6 epochs, batch 8
+    .venv/bin/python benchmarks/routing_signal.py            # 48 paths (8 per style), 5 epochs
     .venv/bin/python benchmarks/routing_signal.py --small    # 24 paths (4 per style), 3 epochs
 
 Students: the real packaged SmolLM2-135M-Instruct and Gemma-3-270M (float32, LoRA r=8 on q/v).
-Paths: realistic ReasoningPath records (real GSM8K/StrategyQA questions and solutions, templated
-per style, benchmarks/_common.py). The plant: before the joint run, SmolLM2 is fine-tuned alone,
-with qrdistill's own trainer, on the planted style's paths, so it already predicts that style
-well and Gemma does not (the students' mean loss per style, before the joint run, is recorded to
-show it). Then QR-Distill (learned routing, peer teaching, default settings, batch 8 as in the
-paper) trains both on every path. If the router follows the students' learning state, the planted
-style goes to SmolLM2 more than to Gemma, beyond the band a router with no preference would
-give; the other styles should show no such gap.
+Paths: realistic ReasoningPath records (real GSM8K and MATH questions with their worked
+solutions, templated per style, benchmarks/_common.py).
 
-Writes benchmarks/results/routing_signal.json (per-epoch rates and mean probabilities, the
-band, the gap) and routing_signal.png (the planted style against the others, per epoch).
+- planted: before the joint run SmolLM2 is fine-tuned alone, with qrdistill's own trainer, for a
+  few epochs on paths of the planted style written for *other* questions, so it has learned the
+  style (not the joint run's paths: a moderate plant, not memorisation). The students' mean loss
+  per style before the joint run is recorded, so the size of the plant is on file.
+- reversed: the same plant given to Gemma instead: the preference must turn round.
+- null: both students are the same SmolLM2 with attention dropout and a learning rate of 1e-9, so
+  their losses on a path differ only by zero-mean noise and neither learns: no style may be
+  called a preference, in any epoch.
+
+Then QR-Distill (learned routing, peer teaching, default routing settings, batch 8 as in the
+paper) trains on every path. A cell counts as a preference only as the report counts it
+(`outside_band`: outside the binomial band, beyond the shadow router's null band, and the same
+way in both halves of the questions; docs/METHOD.md, "Routing").
+
+Writes benchmarks/results/routing_signal.json (per run: losses per style before, per-epoch
+routing rows, gaps) and routing_signal.png (the planted style's mean gate probability per epoch in
+each run).
 """
 
 from __future__ import annotations
@@ -31,187 +41,87 @@ from _common import (  # noqa: E402
     RESULTS_DIR,
     emit,
     figure,
+    path_losses,
     realistic_paths,
     write_paths,
     write_results,
 )
 
 PLANTED = "program"
-KNOWS, OTHER = (s["name"] for s in REAL_STUDENTS)  # SmolLM2 is taught the planted style
+SMOL, GEMMA = (s["name"] for s in REAL_STUDENTS)
+TEACH_EPOCHS, TEACH_LR = 3, 1e-3
 
 
-def teach(paths_file: Path, out: Path, epochs: int) -> Path:
-    """SmolLM2 after learning the planted style's paths (qrdistill's trainer, one student),
-    merged into a plain model folder to start the joint run from."""
+def teach(student: dict, paths_file: Path, out: Path) -> Path:
+    """`student` after learning the planted style on other questions (qrdistill's trainer, one
+    student, LoRA), merged into a plain model folder to start the joint run from."""
     from qrdistill.training import train
     from qrdistill.training.config import TrainConfig
     from qrdistill.training.export import merge_student
 
     cfg = TrainConfig(
-        students=[{**REAL_STUDENTS[0], "lr": 2e-3}],
+        students=[{**student, "lr": TEACH_LR}],
         objective="qr_distill",
         routing={"mode": "all"},
         peer={"enabled": False},
-        epochs=epochs,
+        epochs=TEACH_EPOCHS,
         batch_size=4,
         max_length=512,
         progress=False,
         checkpoint_every=10_000,
         seed=0,
     )
-    trained = train(cfg, paths_file, out) / "students" / KNOWS
-    return merge_student(trained, out / "merged" / KNOWS)
+    trained = train(cfg, paths_file, out) / "students" / student["name"]
+    return merge_student(trained, out / "merged" / student["name"])
+
+
+def noisy_twin(out: Path) -> Path:
+    """SmolLM2 with attention dropout: two copies of it give losses that differ by noise only."""
+    from transformers import AutoModelForCausalLM
+
+    from qrdistill.models import load_tokenizer, resolve_model
+
+    source = resolve_model(REAL_STUDENTS[0]["model"])
+    model = AutoModelForCausalLM.from_pretrained(source)
+    model.config.attention_dropout = 0.1
+    model.save_pretrained(out)
+    load_tokenizer(source).save_pretrained(out)
+    return out
 
 
 def style_losses(cfg, paths_file: Path, out: Path) -> dict:
     """Each student's mean per-path loss per style on every path, no training (every gate open)."""
-    import torch
-
-    from qrdistill.training.data import collate
-    from qrdistill.training.recipe import Recipe
-
-    recipe = Recipe(
-        cfg.model_copy(
-            update={
-                "routing": cfg.routing.model_copy(update={"mode": "all"}),
-                "peer": cfg.peer.model_copy(update={"enabled": False}),
-            }
-        ),
-        paths_file,
-        out,
-    )
-    model = recipe.acc.unwrap_model(recipe.model).eval()
-    sums: dict = {}
-    with torch.no_grad():
-        for start in range(0, len(recipe.data), 8):
-            rows = list(range(start, min(start + 8, len(recipe.data))))
-            inputs = [
-                collate(
-                    [recipe.data.encoded[n][i] for i in rows], recipe.tokenizers[n].pad_token_id
-                )
-                for n in recipe.names
-            ]
-            result = model(
-                inputs,
-                chars=recipe.chars[rows],
-                fixed_gates=torch.ones(len(rows), len(recipe.names)),
-            )
-            for k, i in enumerate(rows):
-                for j, name in enumerate(recipe.names):
-                    key = (recipe.data.items[i].style, name)
-                    sums.setdefault(key, []).append(float(result.per_path[k, j]))
+    losses = path_losses(cfg, paths_file, out)
     return {
-        f"{style}/{name}": round(sum(v) / len(v), 3) for (style, name), v in sorted(sums.items())
+        f"{style}/{name}": round(sum(v) / len(v), 3) for (style, name), v in sorted(losses.items())
     }
 
 
-def planted_gap(rows: list[dict], epoch: int, style: str) -> float:
-    rate = {r["student"]: r["rate"] for r in rows if r["epoch"] == epoch and r["style"] == style}
-    return rate[KNOWS] - rate[OTHER]
+def interaction(before: dict, first: str, second: str) -> float:
+    """The planted style's advantage for `first` over `second` before the joint run: each
+    student's loss on the planted style minus its mean over the other styles, second's minus
+    first's (positive: the planted style suits `first`), in the per-path loss's units."""
+
+    def relative(name: str) -> float:
+        mine = {k.split("/")[0]: v for k, v in before.items() if k.endswith(f"/{name}")}
+        others = [v for k, v in mine.items() if k != PLANTED]
+        return mine[PLANTED] - sum(others) / len(others)
+
+    return round(relative(second) - relative(first), 4)
 
 
-def plot(rows: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    epochs = sorted({r["epoch"] for r in rows})
-    fig = Figure(figsize=(11, 4))
-    for index, (key, label) in enumerate(
-        (("rate", "share of paths routed"), ("mean_prob", "mean gate probability"))
-    ):
-        ax = fig.add_subplot(1, 2, index + 1)
-        for student, colour in ((KNOWS, "tab:blue"), (OTHER, "tab:orange")):
-            planted = [
-                next(
-                    r[key]
-                    for r in rows
-                    if r["epoch"] == e and r["style"] == PLANTED and r["student"] == student
-                )
-                for e in epochs
-            ]
-            others = [
-                sum(
-                    r[key]
-                    for r in rows
-                    if r["epoch"] == e and r["style"] != PLANTED and r["student"] == student
-                )
-                / sum(
-                    1
-                    for r in rows
-                    if r["epoch"] == e and r["style"] != PLANTED and r["student"] == student
-                )
-                for e in epochs
-            ]
-            ax.plot(
-                epochs, planted, "o-", color=colour, label=f"{student}: planted style ({PLANTED})"
-            )
-            ax.plot(
-                epochs,
-                others,
-                "s--",
-                color=colour,
-                alpha=0.6,
-                label=f"{student}: other styles (mean)",
-            )
-        if key == "rate":  # the no-preference band of the planted cells, per student
-            for student, colour in ((KNOWS, "tab:blue"), (OTHER, "tab:orange")):
-                cells = [
-                    next(
-                        r
-                        for r in rows
-                        if r["epoch"] == e and r["style"] == PLANTED and r["student"] == student
-                    )
-                    for e in epochs
-                ]
-                ax.fill_between(
-                    epochs,
-                    [c["band_low"] for c in cells],
-                    [c["band_high"] for c in cells],
-                    color=colour,
-                    alpha=0.12,
-                )
-        ax.set_title(
-            f"{label} per epoch (shaded: no-preference band)"
-            if key == "rate"
-            else f"{label} per epoch"
-        )
-        ax.set_xlabel("epoch")
-        ax.set_ylim(0, 1.05)
-        ax.set_xticks(epochs)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+def prob_gap(rows: list[dict], epoch: int, style: str, first: str, second: str) -> float:
+    prob = {
+        r["student"]: r["mean_prob"] for r in rows if r["epoch"] == epoch and r["style"] == style
+    }
+    return round(prob[first] - prob[second], 3)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--small", action="store_true")
-    parser.add_argument(
-        "--epochs", type=int, default=None, help="joint epochs (default 4, --small 3)"
-    )
-    args = parser.parse_args()
-    per_style = 4 if args.small else 8
-    epochs = args.epochs or (3 if args.small else 6)
-
+def joint_run(label: str, students: list[dict], paths_file: Path, tmp: Path, epochs: int) -> dict:
     from qrdistill.training import train
     from qrdistill.training.config import TrainConfig
     from qrdistill.utils.io import read_jsonl
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-routing-"))
-    paths = realistic_paths(6 * per_style)  # six styles in turn
-    paths_file = write_paths(paths, tmp / "paths.jsonl")
-    planted_file = write_paths([p for p in paths if p["style"] == PLANTED], tmp / "planted.jsonl")
-
-    start = time.perf_counter()
-    knows = teach(planted_file, tmp / "teach", epochs=10)
-    teach_s = time.perf_counter() - start
-    students = [{**REAL_STUDENTS[0], "model": str(knows)}, REAL_STUDENTS[1]]
     cfg = TrainConfig(
         students=students,
         objective="qr_distill",
@@ -223,57 +133,190 @@ def main() -> None:
         seed=0,
         routing={"cache_dir": str(tmp / "emb")},
     )
-    losses_before = emit(
-        {"mean_loss_per_style_before_joint_training": style_losses(cfg, paths_file, tmp / "probe")}
-    )
+    before = style_losses(cfg, paths_file, tmp / label / "probe")
+    emit({"run": label, "mean_loss_per_style_before": before})
     start = time.perf_counter()
-    out = train(cfg, paths_file, tmp / "joint")
-    joint_s = time.perf_counter() - start
+    out = train(cfg, paths_file, tmp / label / "joint")
     rows = read_jsonl(out / "routing.jsonl")
-    last = max(r["epoch"] for r in rows)
-    styles = sorted({r["style"] for r in rows})
-    gaps = {
-        e: {s: round(planted_gap(rows, e, s), 3) for s in styles}
-        for e in sorted({r["epoch"] for r in rows})
+    first, second = (s["name"] for s in students)
+    epochs_seen = sorted({r["epoch"] for r in rows})
+    gaps = {e: prob_gap(rows, e, PLANTED, first, second) for e in epochs_seen}
+    emit({"run": label, "planted_style_prob_gap_per_epoch": gaps})
+    return {
+        "students": [s["name"] for s in students],
+        "mean_loss_per_style_before": before,
+        "planted_interaction_before": interaction(before, first, second),
+        "planted_style_prob_gap_per_epoch": gaps,
+        "preferences_per_epoch": {
+            e: [
+                f"{r['style']}->{r['student']}"
+                for r in rows
+                if r["epoch"] == e and r["outside_band"]
+            ]
+            for e in epochs_seen
+        },
+        "shared_share_per_epoch": {
+            e: next(r["shared_share"] for r in rows if r["epoch"] == e) for e in epochs_seen
+        },
+        "joint_s": round(time.perf_counter() - start, 1),
+        "config": cfg.model_dump(mode="json"),
+        "routing": rows,
     }
-    for epoch, by_style in gaps.items():
-        emit({"epoch": epoch, "gap_knows_minus_other": by_style})
-    planted_last = [r for r in rows if r["epoch"] == last and r["style"] == PLANTED]
-    other_gaps = [abs(g) for s, g in gaps[last].items() if s != PLANTED]
-    figures = {
-        "planted_style_gap_last_epoch": figure(
-            gaps[last][PLANTED], f"share routed to {KNOWS} minus share routed to {OTHER}", ">= 0.3"
-        ),
-        "planted_cells_outside_no_preference_band": figure(
-            sum(r["outside_band"] for r in planted_last), "cells of 2", ">= 1"
-        ),
-        "largest_gap_other_styles_last_epoch": figure(
-            max(other_gaps), "absolute gap", "none (context: chance at this count)"
-        ),
-        "unrouted_share_max": figure(
-            max(r["unrouted_share"] for r in rows), "share of paths", "== 0"
-        ),
-    }
-    picture = plot(
-        rows, RESULTS_DIR / ("routing_signal_small.png" if args.small else "routing_signal.png")
+
+
+def plot(runs: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 4))
+    for index, (label, run) in enumerate(runs.items()):
+        ax = fig.add_subplot(1, len(runs), index + 1)
+        rows = run["routing"]
+        epochs = sorted({r["epoch"] for r in rows})
+        for student, colour in zip(run["students"], ("tab:blue", "tab:orange")):
+            by_epoch = [
+                [r for r in rows if r["student"] == student and r["epoch"] == e] for e in epochs
+            ]
+            planted = [
+                next(r["mean_prob"] for r in cells if r["style"] == PLANTED) for cells in by_epoch
+            ]
+            others = [
+                [r["mean_prob"] for r in cells if r["style"] != PLANTED] for cells in by_epoch
+            ]
+            ax.plot(epochs, planted, "o-", color=colour, label=f"{student}: {PLANTED}")
+            ax.plot(
+                epochs,
+                [sum(o) / len(o) for o in others],
+                "s--",
+                color=colour,
+                alpha=0.6,
+                label=f"{student}: other styles (mean)",
+            )
+            # The null band around the student's mean over styles (unweighted: a sketch).
+            centre = [sum(r["mean_prob"] for r in cells) / len(cells) for cells in by_epoch]
+            band = [cells[0]["null_band"] for cells in by_epoch]
+            low = [c - b for c, b in zip(centre, band)]
+            high = [c + b for c, b in zip(centre, band)]
+            ax.fill_between(epochs, low, high, color=colour, alpha=0.1)
+        ax.set_title(f"{label}: mean gate probability (shaded: null band)", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1.05)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="joint epochs (default 5, --small 3)"
+    )
+    args = parser.parse_args()
+    per_style = 4 if args.small else 8
+    epochs = args.epochs or (3 if args.small else 5)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-routing-"))
+    paths = realistic_paths(6 * per_style)  # six styles in turn
+    paths_file = write_paths(paths, tmp / "paths.jsonl")
+    # The plant: the planted style written for other questions than the joint run's.
+    joint_questions = {p["question_id"] for p in paths}
+    lesson = [
+        p
+        for p in realistic_paths(6 * per_style, styles=[PLANTED], seed=1)
+        if p["question_id"] not in joint_questions
+    ][: 2 * per_style]
+    lesson_file = write_paths(lesson, tmp / "lesson.jsonl")
+
+    start = time.perf_counter()
+    taught = {s["name"]: teach(s, lesson_file, tmp / f"teach-{s['name']}") for s in REAL_STUDENTS}
+    teach_s = time.perf_counter() - start
+    twin = str(noisy_twin(tmp / "noisy-smollm2"))
+    runs = {
+        "planted": joint_run(
+            "planted",
+            [{**REAL_STUDENTS[0], "model": str(taught[SMOL])}, REAL_STUDENTS[1]],
+            paths_file,
+            tmp,
+            epochs,
+        ),
+        "reversed": joint_run(
+            "reversed",
+            [REAL_STUDENTS[0], {**REAL_STUDENTS[1], "model": str(taught[GEMMA])}],
+            paths_file,
+            tmp,
+            epochs,
+        ),
+        "null": joint_run(
+            "null",
+            [
+                {"name": f"{SMOL}-a", "model": twin, "lr": 1e-9},
+                {"name": f"{SMOL}-b", "model": twin, "lr": 1e-9},
+            ],
+            paths_file,
+            tmp,
+            epochs,
+        ),
+    }
+    last = epochs - 1
+
+    def called(label: str, student: str) -> int:
+        return int(f"{PLANTED}->{student}" in runs[label]["preferences_per_epoch"][last])
+
+    null_rows = runs["null"]["routing"]
+    figures = {
+        "planted_interaction_before": figure(
+            runs["planted"]["planted_interaction_before"],
+            f"nats per token: the planted style's advantage for {SMOL} before the joint run",
+            "none (context: the plant's size)",
+        ),
+        "planted_style_prob_gap_last_epoch": figure(
+            runs["planted"]["planted_style_prob_gap_per_epoch"][last],
+            f"mean gate probability on the planted style, {SMOL} minus {GEMMA}",
+            ">= 0.3",
+        ),
+        "planted_preference_called": figure(called("planted", SMOL), "cells (0/1)", "== 1"),
+        "reversed_interaction_before": figure(
+            runs["reversed"]["planted_interaction_before"],
+            f"nats per token: the planted style's advantage for {SMOL} (taught to {GEMMA})",
+            "none (context: the plant's size)",
+        ),
+        "reversed_style_prob_gap_last_epoch": figure(
+            runs["reversed"]["planted_style_prob_gap_per_epoch"][last],
+            f"mean gate probability on the planted style, {SMOL} minus {GEMMA} (taught to {GEMMA})",
+            "<= -0.3",
+        ),
+        "reversed_preference_called": figure(called("reversed", GEMMA), "cells (0/1)", "== 1"),
+        "null_cells_called_preference": figure(
+            sum(r["outside_band"] for r in null_rows), "cells over every epoch", "== 0"
+        ),
+        "null_max_abs_prob_lean": figure(
+            round(max(abs(r["mean_prob"] - 0.5) for r in null_rows), 3),
+            "max |mean gate probability - 1/2| over cells and epochs",
+            "<= 0.1",
+        ),
+    }
+    name = "routing_signal_small" if args.small else "routing_signal"
+    picture = plot(runs, RESULTS_DIR / f"{name}.png")
     write_results(
-        "routing_signal_small" if args.small else "routing_signal",
+        name,
         {
             "figures": figures,
-            "models": "real packaged SmolLM2-135M-Instruct (taught the planted style first) + Gemma-3-270M, "
-            "float32, LoRA r=8 alpha=16 on q_proj/v_proj",
+            "models": "real packaged SmolLM2-135M-Instruct + Gemma-3-270M, float32, LoRA r=8 "
+            "alpha=16 on q_proj/v_proj; null: two copies of SmolLM2 with attention dropout 0.1, "
+            "lr 1e-9",
             "data": f"{len(paths)} realistic paths, {per_style} per style; planted style: {PLANTED}",
-            "plant": f"{KNOWS} fine-tuned alone (qrdistill trainer, LoRA, lr 2e-3, 10 epochs) on the {per_style} "
-            f"{PLANTED} paths, merged, then used as the joint run's first student",
-            "mean_loss_per_style_before": losses_before[
-                "mean_loss_per_style_before_joint_training"
-            ],
-            "config": cfg.model_dump(mode="json"),
+            "plant": f"one student fine-tuned alone (qrdistill trainer, LoRA, lr {TEACH_LR}, "
+            f"{TEACH_EPOCHS} epochs) on {len(lesson)} {PLANTED} paths of other questions, merged",
             "teach_s": round(teach_s, 1),
-            "joint_s": round(joint_s, 1),
-            "gap_per_epoch": gaps,
-            "routing": rows,
+            "runs": runs,
             "plot": str(picture.relative_to(RESULTS_DIR.parent.parent)),
         },
     )

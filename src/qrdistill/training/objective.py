@@ -19,6 +19,7 @@ gives the same per-path losses and pooled states: only how the paths sit in memo
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -26,8 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qrdistill.training.chunked_loss import (
+    Head,
+    chunkable_head,
+    chunked_per_path_loss,
+    per_path_mean,
+)
 from qrdistill.training.config import TrainConfig
-from qrdistill.training.data import IGNORE, per_path_sum, unflatten
+from qrdistill.training.data import IGNORE, unflatten
 from qrdistill.training.peer import PeerTeaching, RoutedRows, pool_response
 from qrdistill.training.router import (
     Router,
@@ -89,10 +96,31 @@ def per_path_loss(
         ignore_index=IGNORE,
         reduction="none",
     ).view(targets.shape)  # [B, T-1], 0 where ignored
-    # A target belongs to its own path (a path's first label is -100 in either layout).
-    target_path = None if seq_idx is None else seq_idx[:, 1:]
-    count = per_path_sum((targets != IGNORE).long(), target_path, n_paths)
-    return per_path_sum(tokens, target_path, n_paths) / count.clamp(min=1), count
+    return per_path_mean(tokens, targets, seq_idx, n_paths)
+
+
+def path_losses(
+    out, head: Head | None, sub: dict[str, torch.Tensor], n_paths: int, chunk_tokens: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-path losses and response-token counts of one student's output on its routed rows `sub`:
+    from its last hidden states a chunk at a time where it has a chunkable `head` (the student
+    then computed no logits), else from its full logits. The same values either way."""
+    labels, seq_idx = sub["labels"], sub.get("seq_idx")
+    if head is None:
+        return per_path_loss(out.logits, labels, seq_idx, n_paths)
+    return chunked_per_path_loss(
+        out.hidden_states[-1], head, labels, seq_idx, n_paths, chunk_tokens
+    )
+
+
+def loss_head(student: nn.Module) -> Head | None:
+    """The student's head for the chunked loss, or None (with a warning saying why) where
+    chunking would not reproduce its logits exactly."""
+    head = chunkable_head(student)
+    if isinstance(head, str):
+        warnings.warn(f"loss from the full logits: {head}", stacklevel=3)
+        return None
+    return head
 
 
 def select_rows(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -152,6 +180,17 @@ class QRDistillObjective(nn.Module):
         if cfg.peer_active:
             sizes = [s.config.get_text_config().hidden_size for s in students]
             self.peer = PeerTeaching(sizes, cfg.peer.dim, cfg.peer.kind)
+        # Per student, the head the chunked loss applies (chunked_loss.py), or None: the full
+        # logits. Those stay where chunking is off, where peer teaching compares logits (its KL
+        # needs every student's full next-token distribution at every response position, and
+        # the logits it needs are then computed anyway), and in sharded runs (FSDP/ZeRO-3 gather
+        # the head's weight only inside the student's own forward and backward).
+        full_logits = (
+            cfg.loss_chunk_tokens is None
+            or every_rank_runs_every_student
+            or (self.peer is not None and self.peer.kind == "logits")
+        )
+        self.heads = [None if full_logits else loss_head(s) for s in students]
 
     def train(self, mode: bool = True) -> QRDistillObjective:
         # A frozen student is a fixed peer: no LoRA/attention dropout noise in what it provides.
@@ -227,8 +266,11 @@ class QRDistillObjective(nn.Module):
             if idle:
                 rows = torch.zeros(1, dtype=torch.long, device=device)
             sub = select_rows(batch, rows)
-            seq_idx, n = sub.get("seq_idx"), rows.numel()
-            frozen = self.frozen[s]
+            n = rows.numel()
+            frozen, head = self.frozen[s], self.heads[s]
+            # With a chunked head the student computes no logits: an empty `logits_to_keep`
+            # applies its head to no position; the loss reads the last hidden states instead.
+            no_logits = {} if head is None else {"logits_to_keep": rows.new_empty(0)}
             with torch.no_grad() if frozen else nullcontext():
                 # No cache: with one, transformers ignores padding-free position ids (sdpa/eager).
                 out = student(
@@ -237,10 +279,11 @@ class QRDistillObjective(nn.Module):
                         for k in ("input_ids", "attention_mask", "position_ids")
                         if k in sub
                     },
-                    output_hidden_states=self.peer is not None,
+                    output_hidden_states=self.peer is not None or head is not None,
                     use_cache=False,
+                    **no_logits,
                 )
-            loss, count = per_path_loss(out.logits, sub["labels"], seq_idx, n)
+            loss, count = path_losses(out, head, sub, n, self.cfg.loss_chunk_tokens)
             if idle:  # joins the collectives, gives exactly zero gradient, counts as nothing
                 if not frozen:
                     terms["distill"] = terms["distill"] + 0.0 * loss.sum()

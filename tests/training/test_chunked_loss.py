@@ -129,19 +129,20 @@ def _step(model, inputs, gates):
     return out, grads
 
 
-def _compare(chunked, full, inputs, gates, *, atol, rtol):
+def _compare(chunked, full, inputs, gates, *, losses: dict, grads: dict):
+    """Per-path losses and terms within tolerance `losses`, every gradient within `grads`."""
     out_c, grads_c = _step(chunked, inputs, gates)
     out_f, grads_f = _step(full, inputs, gates)
     assert torch.equal(out_c.per_path.isnan(), out_f.per_path.isnan())
     assert out_f.per_path[gates > 0].min() > 1.0  # real losses, not zeros
-    torch.testing.assert_close(out_c.per_path, out_f.per_path, atol=atol, rtol=rtol, equal_nan=True)
+    torch.testing.assert_close(out_c.per_path, out_f.per_path, equal_nan=True, **losses)
     for term in ("distill", "mutual", "variance", "competence"):
-        torch.testing.assert_close(out_c.terms[term], out_f.terms[term], atol=atol, rtol=rtol)
+        torch.testing.assert_close(out_c.terms[term], out_f.terms[term], **losses)
     assert grads_c.keys() == grads_f.keys()
     assert any("lora" in n for n in grads_c)
     for name, grad in grads_f.items():
         assert grad.abs().max() > 0, name
-        torch.testing.assert_close(grads_c[name], grad, atol=atol, rtol=rtol, msg=name)
+        torch.testing.assert_close(grads_c[name], grad, msg=name, **grads)
     return grads_c
 
 
@@ -181,16 +182,19 @@ def test_objective_with_the_chunked_loss_equals_the_full_logits_in_float32(
         for n, tok in toks.items()
     ]
     gates = torch.tensor([row[: len(names)] for row in GATES], dtype=torch.float32)
-    grads = _compare(chunked, full, inputs, gates, atol=1e-5, rtol=1e-5)
+    exact = {"atol": 1e-5, "rtol": 1e-5}
+    grads = _compare(chunked, full, inputs, gates, losses=exact, grads=exact)
     if variant == "trainable_head":
         assert any(n.endswith("embed_tokens.weight") for n in grads)
     if variant == "frozen":
         assert not any(n.startswith("students.1.") for n in grads)
 
 
-# bf16: both losses round the logits to bf16 before float32; they differ only in the order the
-# matmuls and the head's weight gradient are summed, and the backward's bf16 roundings.
-BF16 = {"atol": 2e-3, "rtol": 2e-2}
+# bf16: both compute the same bf16 logits and take their cross-entropy in float32, so the losses
+# agree to float32 rounding (measured: 5e-7). The gradients go back through bf16 matmuls summed
+# in another order (per chunk, the head's weight gradient summed in float32): measured within
+# 0.5 % of each gradient's largest entry, so 2 % relative with a floor of 2e-3.
+BF16 = {"losses": {"atol": 1e-5, "rtol": 1e-5}, "grads": {"atol": 2e-3, "rtol": 2e-2}}
 
 
 def test_objective_with_the_chunked_loss_is_close_to_the_full_logits_in_bf16(
@@ -308,7 +312,10 @@ def test_students_the_chunked_loss_would_not_reproduce_keep_the_full_logits(
 
     # Token-level peer teaching reads the full logits of every student, so it keeps them.
     students = [load_student(s)[0] for s in make_config().students]
-    heads = lambda **o: QRDistillObjective(students, make_config(**o), torch.randn(8, 4)).heads  # noqa: E731
+
+    def heads(**overrides):
+        return QRDistillObjective(students, make_config(**overrides), torch.randn(8, 4)).heads
+
     assert all(isinstance(h, Head) for h in heads())  # the default: chunked
     assert heads(peer__kind="logits") == [None, None]
     assert heads(loss_chunk_tokens=None) == [None, None]

@@ -15,6 +15,9 @@ loss, backward) on its routed paths only: re-batched without the other rows' pad
 `padding_free` the routed paths' segments of the one padding-free row (data.collate_padding_free).
 A pair with gate 0 costs that student nothing and gives it exactly zero gradient. Either layout
 gives the same per-path losses and pooled states: only how the paths sit in memory differs.
+A student's per-path losses come from its last hidden states, its head applied a chunk of
+response tokens at a time (chunked_loss.py, `loss_chunk_tokens`), wherever that reproduces the
+full logits' losses; elsewhere from the full logits (`per_path_loss`).
 """
 
 from __future__ import annotations

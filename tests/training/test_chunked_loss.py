@@ -56,7 +56,7 @@ def test_chunked_loss_gives_the_full_logits_losses_and_gradients(softcap, paddin
     def run(chunked: bool):
         hidden.grad = linear.weight.grad = None
         if chunked:
-            head = Head(linear, softcap, torch.float32)
+            head = Head(linear, softcap, torch.float32, decoder=nn.Identity())  # not run here
             loss, count = chunked_per_path_loss(hidden, head, batch["labels"], seq_idx, n, chunk)
         else:
             logits = _full_logits(hidden, linear.weight, softcap)
@@ -321,3 +321,30 @@ def test_students_the_chunked_loss_would_not_reproduce_keep_the_full_logits(
     assert heads(loss_chunk_tokens=None) == [None, None]
     with pytest.raises(ValidationError, match="loss_chunk_tokens"):
         make_config(loss_chunk_tokens=0)
+
+
+def test_a_compiled_student_keeps_whole_graphs_under_the_chunked_loss(
+    tiny_students, paths_file, make_config
+):
+    """The chunked loss reads the last hidden state through a hook on the decoder, not through
+    transformers' output_hidden_states, whose capturing breaks a compiled student's graph."""
+    from torch._dynamo.utils import counters
+
+    cfg = make_config(routing__mode="all", peer__enabled=True, loss_chunk_tokens=5)
+    loaded = [load_student(s) for s in cfg.students]
+    toks = {s.name: tok for s, (_, tok) in zip(cfg.students, loaded)}
+    data = build_data(paths_file, cfg, toks)
+    inputs = [
+        collate([data.encoded[n][i] for i in PATHS], tok.pad_token_id) for n, tok in toks.items()
+    ]
+    model = QRDistillObjective([m for m, _ in loaded], cfg, torch.randn(32, 8))
+    eager = model(inputs, chars=CHARS).per_path
+    torch._dynamo.reset()
+    counters.clear()
+    for student in model.students:  # dynamo's tracing alone: graph breaks do not depend on inductor
+        student.compile(backend="eager")
+    compiled = model(inputs, chars=CHARS)
+    compiled.loss.backward()
+    assert dict(counters["graph_break"]) == {}
+    assert counters["stats"]["unique_graphs"] == 2  # one per student
+    torch.testing.assert_close(compiled.per_path, eager, atol=1e-5, rtol=1e-5)

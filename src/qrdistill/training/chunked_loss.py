@@ -17,7 +17,7 @@ decides it per model class and anything else keeps the full logits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -43,13 +43,43 @@ PLAIN_HEADS = frozenset(
 SOFTCAPPED_HEADS = frozenset({"Gemma2ForCausalLM", "Gemma3ForCausalLM"})
 
 
-@dataclass(frozen=True)
 class Head:
-    """A student's output head, as the chunked loss applies it."""
+    """A student's output head as the chunked loss applies it, and what the head reads: the last
+    hidden state of the student's decoder, kept by a forward hook on the decoder during
+    `capture()`. Not transformers' `output_hidden_states`: its capturing hooks break a compiled
+    student's graph (7 graph breaks in a tiny Llama, none with this hook)."""
 
-    linear: nn.Linear  # the module, not its weight: the weight is read at each step
-    softcap: float | None  # Gemma's final_logit_softcapping
-    dtype: torch.dtype  # what the head's matmul runs in: the student's autocast type, if any
+    def __init__(
+        self, linear: nn.Linear, softcap: float | None, dtype: torch.dtype, decoder: nn.Module
+    ):
+        self.linear = linear  # the module, not its weight: the weight is read at each step
+        self.softcap = softcap  # Gemma's final_logit_softcapping
+        self.dtype = dtype  # what the head's matmul runs in: the student's autocast type, if any
+        self.decoder = decoder
+        self._hooked = False
+        self._capturing = False
+        self._hidden: torch.Tensor | None = None
+
+    def _keep(self, module, args, output) -> None:
+        if self._capturing:
+            self._hidden = output.last_hidden_state
+
+    @contextmanager
+    def capture(self):
+        """Within it, the student's forward leaves its last hidden state [B, T, H] to `take`."""
+        if not self._hooked:  # once: a compiled student keeps its graph across steps
+            self.decoder.register_forward_hook(self._keep)
+            self._hooked = True
+        self._capturing = True
+        try:
+            yield self
+        finally:
+            self._capturing = False
+
+    def take(self) -> torch.Tensor:
+        """The captured last hidden state, handed over (not kept past the step)."""
+        hidden, self._hidden = self._hidden, None
+        return hidden
 
 
 def chunkable_head(student: nn.Module) -> Head | str:
@@ -67,7 +97,8 @@ def chunkable_head(student: nn.Module) -> Head | str:
     # students.autocast_forward marks a half-precision student; under autocast the head's matmul
     # runs in that type, and so does ours.
     dtype = getattr(student.forward, "qrdistill_autocast", None) or linear.weight.dtype
-    return Head(linear, softcap, dtype)
+    # These classes' head reads exactly their decoder's last_hidden_state.
+    return Head(linear, softcap, dtype, base.get_decoder())
 
 
 def _chunk_logits(

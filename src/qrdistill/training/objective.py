@@ -103,17 +103,20 @@ def per_path_loss(
 
 
 def path_losses(
-    out, head: Head | None, sub: dict[str, torch.Tensor], n_paths: int, chunk_tokens: int | None
+    logits: torch.Tensor | None,
+    hidden: torch.Tensor | None,
+    head: Head | None,
+    sub: dict[str, torch.Tensor],
+    n_paths: int,
+    chunk_tokens: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-path losses and response-token counts of one student's output on its routed rows `sub`:
-    from its last hidden states a chunk at a time where it has a chunkable `head` (the student
-    then computed no logits), else from its full logits. The same values either way."""
+    """Per-path losses and response-token counts of one student on its routed rows `sub`: from
+    its last hidden states a chunk at a time where it has a chunkable `head` (the student then
+    computed no logits), else from its full logits. The same values either way."""
     labels, seq_idx = sub["labels"], sub.get("seq_idx")
     if head is None:
-        return per_path_loss(out.logits, labels, seq_idx, n_paths)
-    return chunked_per_path_loss(
-        out.hidden_states[-1], head, labels, seq_idx, n_paths, chunk_tokens
-    )
+        return per_path_loss(logits, labels, seq_idx, n_paths)
+    return chunked_per_path_loss(hidden, head, labels, seq_idx, n_paths, chunk_tokens)
 
 
 def loss_head(student: nn.Module) -> Head | None:
@@ -203,16 +206,42 @@ class QRDistillObjective(nn.Module):
                 student.eval()
         return self
 
-    def _peer_rows(self, rows: torch.Tensor, out, sub: dict[str, torch.Tensor]) -> RoutedRows:
+    def _run(
+        self, s: int, sub: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Student s's forward on its routed rows: (logits, last hidden states). With a chunked
+        head there are no logits (an empty `logits_to_keep` applies the head to no position) and
+        the hidden states come from the head's capture; else the logits, and the hidden states
+        where peer teaching reads them."""
+        student, head = self.students[s], self.heads[s]
+        # No cache: with one, transformers ignores padding-free position ids (sdpa/eager).
+        kwargs = {k: sub[k] for k in ("input_ids", "attention_mask", "position_ids") if k in sub}
+        with torch.no_grad() if self.frozen[s] else nullcontext():
+            if head is not None:
+                no_logits = sub["input_ids"].new_empty(0)
+                with head.capture():
+                    student(**kwargs, logits_to_keep=no_logits, use_cache=False)
+                return None, head.take()
+            out = student(**kwargs, output_hidden_states=self.peer is not None, use_cache=False)
+        return out.logits, out.hidden_states[-1] if self.peer is not None else None
+
+    def _peer_rows(
+        self,
+        rows: torch.Tensor,
+        logits: torch.Tensor | None,
+        hidden: torch.Tensor,
+        sub: dict[str, torch.Tensor],
+    ) -> RoutedRows:
         """What peer teaching reads from one student: response-pooled states per path and, for
         kind logits, the logits as right-padded rows (position t of a path is compared across
         students)."""
         seq_idx, n = sub.get("seq_idx"), rows.numel()
-        logits = None
-        if self.peer.kind == "logits":
-            logits = out.logits if seq_idx is None else unflatten(out.logits, sub, n, 0.0)
+        if self.peer.kind == "logits" and seq_idx is not None:
+            logits = unflatten(logits, sub, n, 0.0)
         return RoutedRows(
-            rows, pool_response(out.hidden_states[-1], sub["labels"], seq_idx, n), logits
+            rows,
+            pool_response(hidden, sub["labels"], seq_idx, n),
+            logits if self.peer.kind == "logits" else None,
         )
 
     def forward(
@@ -260,7 +289,7 @@ class QRDistillObjective(nn.Module):
         tokens = torch.zeros(n_students, dtype=torch.long, device=device)
         forward_only = torch.zeros(n_students, dtype=torch.long, device=device)
         routed: list[RoutedRows | None] = []
-        for s, (student, batch) in enumerate(zip(self.students, inputs)):
+        for s, batch in enumerate(inputs):
             rows = gates[:, s].nonzero().squeeze(1)
             idle = rows.numel() == 0
             if idle and not self.every_rank_runs_every_student:
@@ -269,24 +298,11 @@ class QRDistillObjective(nn.Module):
             if idle:
                 rows = torch.zeros(1, dtype=torch.long, device=device)
             sub = select_rows(batch, rows)
-            n = rows.numel()
-            frozen, head = self.frozen[s], self.heads[s]
-            # With a chunked head the student computes no logits: an empty `logits_to_keep`
-            # applies its head to no position; the loss reads the last hidden states instead.
-            no_logits = {} if head is None else {"logits_to_keep": rows.new_empty(0)}
-            with torch.no_grad() if frozen else nullcontext():
-                # No cache: with one, transformers ignores padding-free position ids (sdpa/eager).
-                out = student(
-                    **{
-                        k: sub[k]
-                        for k in ("input_ids", "attention_mask", "position_ids")
-                        if k in sub
-                    },
-                    output_hidden_states=self.peer is not None or head is not None,
-                    use_cache=False,
-                    **no_logits,
-                )
-            loss, count = path_losses(out, head, sub, n, self.cfg.loss_chunk_tokens)
+            n, frozen = rows.numel(), self.frozen[s]
+            logits, hidden = self._run(s, sub)
+            loss, count = path_losses(
+                logits, hidden, self.heads[s], sub, n, self.cfg.loss_chunk_tokens
+            )
             if idle:  # joins the collectives, gives exactly zero gradient, counts as nothing
                 if not frozen:
                     terms["distill"] = terms["distill"] + 0.0 * loss.sum()
@@ -297,7 +313,7 @@ class QRDistillObjective(nn.Module):
             per_path[rows, s] = loss.detach()
             counts[rows, s] = count.float()
             (forward_only if frozen else tokens)[s] = real_tokens(sub)
-            routed.append(None if self.peer is None else self._peer_rows(rows, out, sub))
+            routed.append(None if self.peer is None else self._peer_rows(rows, logits, hidden, sub))
 
         # Per-character loss: comparable across tokenizers (the router's and competence's unit).
         per_char = per_path * counts / chars.to(device).unsqueeze(1).clamp(min=1)

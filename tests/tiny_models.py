@@ -57,15 +57,18 @@ def make_tiny_student(
     hidden: int = 64,
     layers: int = 2,
     seed: int = 0,
+    vocab_rows: int | None = None,
 ) -> Path:
-    """Save a tiny random causal LM + tokenizer to `folder` and return it."""
+    """Save a tiny random causal LM + tokenizer to `folder` and return it. `vocab_rows`: more
+    embedding rows than the tokenizer has tokens, as real models pad their vocabularies (a wide
+    vocabulary relative to the hidden size, like the real students')."""
     import torch
     from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, Qwen2Config
 
     folder = Path(folder)
     tokenizer = make_tokenizer(vocab_size, chat)
     common = dict(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_rows or len(tokenizer),
         hidden_size=hidden,
         intermediate_size=hidden * 2,
         num_hidden_layers=layers,

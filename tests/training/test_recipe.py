@@ -143,14 +143,14 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoin
     tmp_path, paths_file, make_config, monkeypatch
 ):
     calls = {"n": 0}
-    original = objective_mod.per_path_loss
+    original = objective_mod.path_losses
 
     def poisoned(*args):
         calls["n"] += 1
         loss, count = original(*args)
         return (loss * float("nan") if calls["n"] > 4 else loss), count  # 2 students x 2 steps ok
 
-    monkeypatch.setattr(objective_mod, "per_path_loss", poisoned)
+    monkeypatch.setattr(objective_mod, "path_losses", poisoned)
     out = tmp_path / "nan"
     with pytest.raises(TrainingDiverged, match=r"non-finite loss at optimizer step 3.*step-2"):
         train(make_config(epochs=2), paths_file, out)

@@ -157,6 +157,15 @@ class TrainConfig(StrictConfig):
     # computed. Off by default: only flash_attention_2 runs it without extra work; sdpa and eager
     # attend over the whole row under a block-diagonal mask (README, "Padding-free batches").
     padding_free: bool = False
+    # The distillation loss straight from each student's last hidden states, its output head
+    # applied this many response tokens at a time (forward, and again in backward), so the
+    # [tokens, vocabulary] logits are never held whole and prompt and padding positions get none
+    # (training/chunked_loss.py). Same losses and gradients as the full logits. null: the full
+    # logits. Whatever it says, a student keeps the full logits where chunking would not be exact
+    # (a model class not known to compute them as lm_head(hidden), a LoRA-adapted or biased head;
+    # it warns), with peer.kind logits (the KL term needs every student's full distribution) and
+    # in sharded runs (FSDP/ZeRO-3 hold the head's weight whole only inside the student's forward).
+    loss_chunk_tokens: int | None = Field(256, ge=1)
     overlength: Literal["truncate_prompt", "drop"] = "truncate_prompt"
     warmup_steps: int = Field(0, ge=0)
     scheduler: Literal["linear", "cosine", "constant"] = "linear"

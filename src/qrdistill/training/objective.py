@@ -15,10 +15,14 @@ loss, backward) on its routed paths only: re-batched without the other rows' pad
 `padding_free` the routed paths' segments of the one padding-free row (data.collate_padding_free).
 A pair with gate 0 costs that student nothing and gives it exactly zero gradient. Either layout
 gives the same per-path losses and pooled states: only how the paths sit in memory differs.
+A student's per-path losses come from its last hidden states, its head applied a chunk of
+response tokens at a time (chunked_loss.py, `loss_chunk_tokens`), wherever that reproduces the
+full logits' losses; elsewhere from the full logits (`per_path_loss`).
 """
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -26,8 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qrdistill.training.chunked_loss import (
+    Head,
+    chunkable_head,
+    chunked_per_path_loss,
+    per_path_mean,
+)
 from qrdistill.training.config import TrainConfig
-from qrdistill.training.data import IGNORE, per_path_sum, unflatten
+from qrdistill.training.data import IGNORE, unflatten
 from qrdistill.training.peer import PeerTeaching, RoutedRows, pool_response
 from qrdistill.training.router import (
     Router,
@@ -89,10 +99,34 @@ def per_path_loss(
         ignore_index=IGNORE,
         reduction="none",
     ).view(targets.shape)  # [B, T-1], 0 where ignored
-    # A target belongs to its own path (a path's first label is -100 in either layout).
-    target_path = None if seq_idx is None else seq_idx[:, 1:]
-    count = per_path_sum((targets != IGNORE).long(), target_path, n_paths)
-    return per_path_sum(tokens, target_path, n_paths) / count.clamp(min=1), count
+    return per_path_mean(tokens, targets, seq_idx, n_paths)
+
+
+def path_losses(
+    logits: torch.Tensor | None,
+    hidden: torch.Tensor | None,
+    head: Head | None,
+    sub: dict[str, torch.Tensor],
+    n_paths: int,
+    chunk_tokens: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-path losses and response-token counts of one student on its routed rows `sub`: from
+    its last hidden states a chunk at a time where it has a chunkable `head` (the student then
+    computed no logits), else from its full logits. The same values either way."""
+    labels, seq_idx = sub["labels"], sub.get("seq_idx")
+    if head is None:
+        return per_path_loss(logits, labels, seq_idx, n_paths)
+    return chunked_per_path_loss(hidden, head, labels, seq_idx, n_paths, chunk_tokens)
+
+
+def loss_head(student: nn.Module) -> Head | None:
+    """The student's head for the chunked loss, or None (with a warning saying why) where
+    chunking would not reproduce its logits exactly."""
+    head = chunkable_head(student)
+    if isinstance(head, str):
+        warnings.warn(f"loss from the full logits: {head}", stacklevel=3)
+        return None
+    return head
 
 
 def select_rows(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -152,6 +186,17 @@ class QRDistillObjective(nn.Module):
         if cfg.peer_active:
             sizes = [s.config.get_text_config().hidden_size for s in students]
             self.peer = PeerTeaching(sizes, cfg.peer.dim, cfg.peer.kind)
+        # Per student, the head the chunked loss applies (chunked_loss.py), or None: the full
+        # logits. Those stay where chunking is off, where peer teaching compares logits (its KL
+        # needs every student's full next-token distribution at every response position, and
+        # the logits it needs are then computed anyway), and in sharded runs (FSDP/ZeRO-3 gather
+        # the head's weight only inside the student's own forward and backward).
+        full_logits = (
+            cfg.loss_chunk_tokens is None
+            or every_rank_runs_every_student
+            or (self.peer is not None and self.peer.kind == "logits")
+        )
+        self.heads = [None if full_logits else loss_head(s) for s in students]
 
     def train(self, mode: bool = True) -> QRDistillObjective:
         # A frozen student is a fixed peer: no LoRA/attention dropout noise in what it provides.
@@ -161,16 +206,42 @@ class QRDistillObjective(nn.Module):
                 student.eval()
         return self
 
-    def _peer_rows(self, rows: torch.Tensor, out, sub: dict[str, torch.Tensor]) -> RoutedRows:
+    def _run(
+        self, s: int, sub: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Student s's forward on its routed rows: (logits, last hidden states). With a chunked
+        head there are no logits (an empty `logits_to_keep` applies the head to no position) and
+        the hidden states come from the head's capture; else the logits, and the hidden states
+        where peer teaching reads them."""
+        student, head = self.students[s], self.heads[s]
+        # No cache: with one, transformers ignores padding-free position ids (sdpa/eager).
+        kwargs = {k: sub[k] for k in ("input_ids", "attention_mask", "position_ids") if k in sub}
+        with torch.no_grad() if self.frozen[s] else nullcontext():
+            if head is not None:
+                no_logits = sub["input_ids"].new_empty(0)
+                with head.capture():
+                    student(**kwargs, logits_to_keep=no_logits, use_cache=False)
+                return None, head.take()
+            out = student(**kwargs, output_hidden_states=self.peer is not None, use_cache=False)
+        return out.logits, out.hidden_states[-1] if self.peer is not None else None
+
+    def _peer_rows(
+        self,
+        rows: torch.Tensor,
+        logits: torch.Tensor | None,
+        hidden: torch.Tensor,
+        sub: dict[str, torch.Tensor],
+    ) -> RoutedRows:
         """What peer teaching reads from one student: response-pooled states per path and, for
         kind logits, the logits as right-padded rows (position t of a path is compared across
         students)."""
         seq_idx, n = sub.get("seq_idx"), rows.numel()
-        logits = None
-        if self.peer.kind == "logits":
-            logits = out.logits if seq_idx is None else unflatten(out.logits, sub, n, 0.0)
+        if self.peer.kind == "logits" and seq_idx is not None:
+            logits = unflatten(logits, sub, n, 0.0)
         return RoutedRows(
-            rows, pool_response(out.hidden_states[-1], sub["labels"], seq_idx, n), logits
+            rows,
+            pool_response(hidden, sub["labels"], seq_idx, n),
+            logits if self.peer.kind == "logits" else None,
         )
 
     def forward(
@@ -218,7 +289,7 @@ class QRDistillObjective(nn.Module):
         tokens = torch.zeros(n_students, dtype=torch.long, device=device)
         forward_only = torch.zeros(n_students, dtype=torch.long, device=device)
         routed: list[RoutedRows | None] = []
-        for s, (student, batch) in enumerate(zip(self.students, inputs)):
+        for s, batch in enumerate(inputs):
             rows = gates[:, s].nonzero().squeeze(1)
             idle = rows.numel() == 0
             if idle and not self.every_rank_runs_every_student:
@@ -227,20 +298,11 @@ class QRDistillObjective(nn.Module):
             if idle:
                 rows = torch.zeros(1, dtype=torch.long, device=device)
             sub = select_rows(batch, rows)
-            seq_idx, n = sub.get("seq_idx"), rows.numel()
-            frozen = self.frozen[s]
-            with torch.no_grad() if frozen else nullcontext():
-                # No cache: with one, transformers ignores padding-free position ids (sdpa/eager).
-                out = student(
-                    **{
-                        k: sub[k]
-                        for k in ("input_ids", "attention_mask", "position_ids")
-                        if k in sub
-                    },
-                    output_hidden_states=self.peer is not None,
-                    use_cache=False,
-                )
-            loss, count = per_path_loss(out.logits, sub["labels"], seq_idx, n)
+            n, frozen = rows.numel(), self.frozen[s]
+            logits, hidden = self._run(s, sub)
+            loss, count = path_losses(
+                logits, hidden, self.heads[s], sub, n, self.cfg.loss_chunk_tokens
+            )
             if idle:  # joins the collectives, gives exactly zero gradient, counts as nothing
                 if not frozen:
                     terms["distill"] = terms["distill"] + 0.0 * loss.sum()
@@ -251,7 +313,7 @@ class QRDistillObjective(nn.Module):
             per_path[rows, s] = loss.detach()
             counts[rows, s] = count.float()
             (forward_only if frozen else tokens)[s] = real_tokens(sub)
-            routed.append(None if self.peer is None else self._peer_rows(rows, out, sub))
+            routed.append(None if self.peer is None else self._peer_rows(rows, logits, hidden, sub))
 
         # Per-character loss: comparable across tokenizers (the router's and competence's unit).
         per_char = per_path * counts / chars.to(device).unsqueeze(1).clamp(min=1)

@@ -517,7 +517,10 @@ def _usage_counts(usage) -> tuple[int, int, int]:
 
 
 def _split(total: int, weights: list[int]) -> list[int]:
-    """`total` in whole parts proportional to the (positive) `weights`, adding up to `total`."""
+    """`total` in whole parts proportional to the `weights`, adding up to `total` (in equal
+    parts when every weight is 0: a count the server reported for choices of no length)."""
+    if not sum(weights):
+        weights = [1] * len(weights)
     bounds = [total * sum(weights[:i]) // sum(weights) for i in range(len(weights) + 1)]
     return [high - low for low, high in zip(bounds, bounds[1:])]
 

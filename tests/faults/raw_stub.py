@@ -72,10 +72,10 @@ class Reply:
         return cls(json.dumps(payload).encode(), **kw)
 
     @classmethod
-    def stream(cls, deltas: list[dict], usage: dict | None = None, done: bool = True, **kw):
+    def stream(cls, deltas: list[dict], usage: dict | None = None, cut: bool = False, **kw):
         """A streamed answer as server-sent events: one chunk per delta (e.g. {"content": ...}
-        or {"reasoning_content": ...}), a last chunk with the finish reason and `usage`, then
-        `data: [DONE]` unless `done` is false (an answer cut off)."""
+        or {"reasoning_content": ...}), a last chunk with the finish reason, one with `usage`,
+        then `data: [DONE]`; with `cut`, the deltas only (an answer cut off mid-way)."""
 
         def event(choices: list, **extra) -> bytes:
             chunk = {"id": "stub", "object": "chat.completion.chunk", "created": 0}
@@ -84,10 +84,10 @@ class Reply:
         body = event([{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}])
         for delta in deltas:
             body += event([{"index": 0, "delta": delta, "finish_reason": None}])
-        body += event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
-        if usage is not None:
-            body += event([], usage=usage)
-        if done:
+        if not cut:
+            body += event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+            if usage is not None:
+                body += event([], usage=usage)
             body += b"data: [DONE]\n\n"
         return cls(body, content_type="text/event-stream", **kw)
 

@@ -218,7 +218,7 @@ def test_stub_request_carries_the_reasoning_options(examples_path, tmp_path):
 
 
 def test_stub_stream_cut_before_done_is_retried_then_named(examples_path, tmp_path, pauses):
-    cut = Reply.stream([{"reasoning_content": "Tom"}, {"content": "The ans"}], done=False)
+    cut = Reply.stream([{"reasoning_content": "Tom"}, {"content": "The ans"}], cut=True)
     stub = RawStubServer([], default=cut)
     try:
         with pytest.raises(BackendError, match=r"ended before its \[DONE\]"):

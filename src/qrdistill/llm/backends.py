@@ -436,7 +436,9 @@ def _raise_carried_error(payload: dict) -> None:
 def _assemble_stream(body: bytes) -> dict:
     """A streamed answer (`data: {chunk}` events, then `data: [DONE]`) as the chat completion
     object it stands for: each choice's deltas joined into one message, the usage of the
-    last event that has one. An answer cut off before [DONE] is incomplete (BadAnswer)."""
+    last event that has one. A stream is complete at its [DONE], or (servers that send none,
+    such as `transformers serve`) once every choice has its finish reason; one that ends
+    before is incomplete (BadAnswer)."""
     try:
         lines = body.decode("utf-8").splitlines()
     except UnicodeDecodeError as err:
@@ -462,9 +464,11 @@ def _assemble_stream(body: bytes) -> dict:
                 if isinstance(delta.get(key), str):
                     message[key] = message.get(key, "") + delta[key]
             message["finish_reason"] = choice.get("finish_reason") or message["finish_reason"]
-    if not done:
+    finished = bool(messages) and all(m["finish_reason"] for m in messages.values())
+    if not (done or finished):
         raise BadAnswer(
-            f"an event stream that ended before its [DONE] ({len(body)} bytes): incomplete"
+            f"an event stream that ended before its [DONE] or a finish reason ({len(body)} "
+            "bytes): incomplete"
         )
     choices = [
         {"index": index, "finish_reason": message.pop("finish_reason"), "message": message}

@@ -23,7 +23,8 @@ from qrdistill.teacher.styles import REPLY_HOLDS_REASONING
 from qrdistill.utils.io import read_json, read_jsonl_as
 from served_model import openai_backend
 
-THINKING = "Tom starts with 3 apples. Buying 2 more gives 3 + 2 = 5."
+# The thinking holds a wrong guess in the answer format: the answer check must not read it.
+THINKING = "Is it \\boxed{4}? No: Tom starts with 3 apples, and 2 more gives 3 + 2 = 5."
 ANSWER = "He has 3 + 2 = 5 apples. The answer is \\boxed{5}."
 
 

@@ -291,3 +291,34 @@ def test_a_cache_from_before_reasoning_teachers_is_read_and_split_without_new_ca
             )
     finally:
         stub.close()
+
+
+def test_malformed_event_streams_are_bad_answers_never_crashes():
+    """Streams cut, corrupted or of odd shapes: each parses, or is a BadAnswer (retried)."""
+    import random
+
+    from qrdistill.llm.backends import BadAnswer
+
+    good = SHAPES["streamed reasoning"](usage(20, 300, 250, 320)).body
+    odd = [b'data: {"choices": ' + s + b"}\n\n" for s in (b"5", b'"x"', b"[null]", b"{}")]
+    odd += [b'data: {"choices": [{"index": [1], "delta": {"content": 3}}]}\n\n']
+    odd += [b'data: {"choices": [], "usage": "many"}\n\n', b'data: {"error": "overloaded"}\n\n']
+    rng = random.Random(22)
+    outcomes = {"parsed": 0, "bad answer": 0}
+    for _ in range(300):
+        body = bytearray(good)
+        shape = rng.randrange(3)
+        if shape == 0:
+            body = body[: rng.randrange(len(body))]
+        elif shape == 1:
+            for _ in range(rng.randrange(1, 6)):
+                body[rng.randrange(len(body))] = rng.randrange(256)
+        else:
+            cut = good.index(b"data:", rng.randrange(len(good) // 2))
+            body = good[:cut] + rng.choice(odd) + good[cut:]
+        try:
+            parse_completion(bytes(body), "text/event-stream")
+            outcomes["parsed"] += 1
+        except BadAnswer:
+            outcomes["bad answer"] += 1
+    assert outcomes["parsed"] > 0 and outcomes["bad answer"] > 0

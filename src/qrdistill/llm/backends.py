@@ -459,7 +459,10 @@ def _assemble_stream(body: bytes) -> dict:
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if not isinstance(delta, dict):
                 continue
-            message = messages.setdefault(choice.get("index", 0), {"finish_reason": None})
+            index = choice.get("index")
+            message = messages.setdefault(
+                index if isinstance(index, int) else 0, {"finish_reason": None}
+            )
             for key in ("content", *REASONING_FIELDS):
                 if isinstance(delta.get(key), str):
                     message[key] = message.get(key, "") + delta[key]

@@ -162,11 +162,12 @@ def thinking_format(tokenizer) -> str:
     return tagged_block(_THINKING, _ANSWER)
 
 
-def student_response(item: TrainItem, form: str) -> str:
-    """The text a student learns for `item`: its response, after its thinking in `form` (a
-    `thinking_format`) when it has one."""
+def student_response(item: TrainItem, tokenizer, form: str | None = None) -> str:
+    """The text a student learns for `item`: its response, after its thinking in the student's
+    `thinking_format` (`form`, when the caller has it already) when it has one."""
     if not item.thinking:
         return item.response
+    form = form if form is not None else thinking_format(tokenizer)
     return form.replace(_THINKING, item.thinking).replace(_ANSWER, item.response)
 
 
@@ -174,11 +175,11 @@ def encode(
     tokenizer, item: TrainItem, max_length: int, overlength: str, form: str | None = None
 ) -> tuple[Encoded | None, bool]:
     """(encoded or None if dropped, whether the prompt was truncated). `form`: the student's
-    `thinking_format`, needed only for items with a thinking."""
+    `thinking_format`, read off its template when not given (only items with a thinking)."""
     prompt_ids = tokenizer(render_prompt(tokenizer, item.prompt), add_special_tokens=False)[
         "input_ids"
     ]
-    response = student_response(item, form or thinking_format(tokenizer))
+    response = student_response(item, tokenizer, form)
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [
         tokenizer.eos_token_id
     ]
@@ -198,7 +199,9 @@ def build_data(paths_path: Path, cfg: TrainConfig, tokenizers: dict) -> TrainDat
     encoded: dict[str, list[Encoded | None]] = {name: [] for name in tokenizers}
     counts["truncated_prompt"] = {name: 0 for name in tokenizers}
     counts["dropped_overlength"] = {name: 0 for name in tokenizers}
-    forms = {name: thinking_format(tok) for name, tok in tokenizers.items()}
+    # Read once per student, and only when some item has a thinking to write.
+    thinks = any(item.thinking for item in items)
+    forms = {name: thinking_format(tok) if thinks else None for name, tok in tokenizers.items()}
     for item in items:
         for name, tok in tokenizers.items():
             enc, truncated = encode(tok, item, cfg.max_length, cfg.overlength, forms[name])

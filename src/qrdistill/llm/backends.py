@@ -455,7 +455,10 @@ def _assemble_stream(body: bytes) -> dict:
         chunk = _json_body(data.encode("utf-8"))
         _raise_carried_error(chunk)
         usage = chunk.get("usage") or usage
-        for choice in chunk.get("choices") or []:
+        choices = chunk.get("choices") or []
+        if not isinstance(choices, list):
+            raise BadAnswer(f"an event whose choices are a {type(choices).__name__}, not a list")
+        for choice in choices:
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if not isinstance(delta, dict):
                 continue

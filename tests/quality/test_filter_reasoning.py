@@ -10,7 +10,7 @@ import pytest
 from faults.raw_stub import RawStubServer, Reply
 from qrdistill.quality import FilterConfig, filter_paths
 from qrdistill.records import ReasoningPath
-from qrdistill.utils.io import read_jsonl_as, write_jsonl
+from qrdistill.utils.io import read_json, read_jsonl_as, write_jsonl
 from served_model import openai_backend
 
 THINKING = "Maybe 4? No: 3 + 2 = 5."
@@ -70,3 +70,22 @@ def test_a_reasoning_judges_verdict_is_read_from_its_answer(thinking, tmp_path):
         assert [(p.judge.status, p.judge.score) for p in judged] == [("ok", 0.8)] * 2
     else:
         assert [(p.judge.status, p.kept) for p in judged] == [("unparseable", False)] * 2
+
+
+def test_a_reasoning_judges_reasoning_tokens_are_its_spend(tmp_path):
+    reply = Reply.reasoning(
+        '{"score": 8, "reason": "ok"}',
+        "The steps add up.",
+        usage={
+            "prompt_tokens": 40,
+            "completion_tokens": 12,
+            "total_tokens": 352,
+            "completion_tokens_details": {"reasoning_tokens": 300},
+        },
+    )
+    judged, _ = judge(tmp_path, reply, "field")
+    assert [p.judge.usage.model_dump() for p in judged] == [
+        {"prompt_tokens": 40, "completion_tokens": 312, "reasoning_tokens": 300}
+    ] * 2
+    spent = read_json(tmp_path / "filter-field" / "usage.json")["total"]
+    assert (spent["completion_tokens"], spent["reasoning_tokens"]) == (624, 600)

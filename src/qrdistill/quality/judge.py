@@ -245,6 +245,7 @@ def judge_paths(
             usage[path.id] = Usage(
                 prompt_tokens=usage[path.id].prompt_tokens + generation.prompt_tokens,
                 completion_tokens=usage[path.id].completion_tokens + generation.completion_tokens,
+                reasoning_tokens=usage[path.id].reasoning_tokens + generation.reasoning_tokens,
             )
             reply = generation.text
             parsed = parse_verdict(reply, scale)

@@ -70,7 +70,7 @@ def generate(stub, examples_path, out, **settings):
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_stub_reasoning_parser_shapes_keep_thinking_and_answer_apart(
-    shape, examples_path, tmp_path
+    shape, examples_path, tmp_path, caplog
 ):
     reply = SHAPES[shape](usage(20, 300, 250, 320))
     stub = RawStubServer([], default=reply)
@@ -112,6 +112,8 @@ def test_stub_reasoning_parser_shapes_keep_thinking_and_answer_apart(
         )
         assert stub.posts == 2
         assert [(p.thinking, p.text) for p in plain] == [("", ANSWER)] * 2
+        warned = [r.getMessage() for r in caplog.records if "thinking: none" in r.getMessage()]
+        assert len(warned) == 1 and warned[0].startswith("2 completion(s) of stub hold")
     finally:
         stub.close()
 

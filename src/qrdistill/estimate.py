@@ -5,7 +5,9 @@ requests    what the stage still needs (requests already in its cache cost nothi
 input       the real prompts, counted with the model's own tokenizer (`tokenizer.json`, without
             the chat template's few tokens) when it is on this machine, else chars/4 (stated)
 output      expected: the mean completion of the requests already cached, when there are any,
-            else max_tokens; at most: max_tokens per request
+            else the backend's expected_completion_tokens (a reasoning model's thinking and
+            answer), else max_tokens; at most: max_tokens per request (which caps the
+            thinking too). Reasoning tokens are output tokens; the estimate says which it used
 USD         at the backend's prices (USD per million tokens); none without prices
 spent       the usage already in the stage's cache, as counted against its budget
 """
@@ -35,6 +37,7 @@ class Estimate:
     max_output_tokens: int
     counted_by: str  # how input tokens were counted
     spent: list[Generation]  # usage already cached
+    expected_from: str  # where the expected output per request comes from
     note: str = ""
 
     def usd(self, output_tokens: int) -> float | None:
@@ -89,9 +92,18 @@ def _estimate(
         if prompt not in counts:
             counts[prompt] = count(prompt)
     done = list(cached.values())
-    expected = (
-        round(sum(g.completion_tokens for g in done) / len(done)) if done else backend.max_tokens
-    )
+    if done:
+        expected = round(sum(g.completion_tokens for g in done) / len(done))
+        expected_from = f"the mean of {len(done):,} cached"
+    elif backend.expected_completion_tokens is not None:
+        expected = min(backend.expected_completion_tokens, backend.max_tokens)
+        expected_from = (
+            f"expected_completion_tokens = {backend.expected_completion_tokens:,} per request, "
+            "thinking included, as configured: nothing cached yet"
+        )
+    else:
+        expected = backend.max_tokens
+        expected_from = "max_tokens per request: nothing cached yet"
     return Estimate(
         stage=stage,
         backend=backend,
@@ -103,6 +115,7 @@ def _estimate(
         max_output_tokens=backend.max_tokens * len(todo),
         counted_by=counted_by,
         spent=done,
+        expected_from=expected_from,
         note=note,
     )
 
@@ -200,6 +213,7 @@ def estimate_lines(found: list[Estimate]) -> list[str]:
     for e in found:
         spent_in = sum(g.prompt_tokens for g in e.spent)
         spent_out = sum(g.completion_tokens for g in e.spent)
+        spent_reasoning = sum(g.reasoning_tokens for g in e.spent)
         spent_usd = cost_usd(e.backend, spent_in, spent_out)
         caps = []
         if e.budget is not None and e.budget.max_usd is not None:
@@ -215,8 +229,10 @@ def estimate_lines(found: list[Estimate]) -> list[str]:
         lines.append(
             f"  {e.stage} ({e.backend.model}): {e.requests:,} of {e.requests_total:,} requests to "
             f"run; input {e.input_tokens:,} tokens ({e.counted_by}); output "
-            f"{e.expected_output_tokens:,} tokens expected, {e.max_output_tokens:,} at most; "
-            f"{usd}; already spent {spent_in + spent_out:,} tokens"
+            f"{e.expected_output_tokens:,} tokens expected, {e.max_output_tokens:,} at most "
+            f"(expected from {e.expected_from}); {usd}; already spent {spent_in + spent_out:,} "
+            "tokens"
+            + (f" ({spent_reasoning:,} of them reasoning)" if spent_reasoning else "")
             + (f" ({_usd(spent_usd)})" if spent_usd is not None else "")
             + f"; budget {' or '.join(caps) or 'none'}"
         )

@@ -36,7 +36,8 @@ class Example(BaseModel):
 
 class Usage(BaseModel):
     prompt_tokens: int = 0
-    completion_tokens: int = 0
+    completion_tokens: int = 0  # every output token billed, reasoning tokens included
+    reasoning_tokens: int = 0  # of completion_tokens, those the server reports as reasoning
 
 
 class JudgeVerdict(BaseModel):
@@ -63,7 +64,12 @@ class ReasoningPath(BaseModel):
     sample_index: int = 0
     prompt: str  # the task's base prompt for the question; students are trained on it
     gold: str
-    text: str  # the teacher's response
+    text: str  # the teacher's answer text (its reply without the thinking)
+    # A reasoning teacher's thinking, kept apart from `text` (qrdistill.llm.thinking); "" if none.
+    thinking: str = ""
+    # What students learn from this path (`generate.reasoning`): "answer" is `text`;
+    # "thinking_and_answer" is the thinking, then `text` (`learned_text`).
+    learn: Literal["answer", "thinking_and_answer"] = "answer"
     answer: str | None = None  # the answer extracted from `text` by the task's verifier
     correct: bool = False
     usage: Usage = Field(default_factory=Usage)
@@ -76,16 +82,37 @@ class ReasoningPath(BaseModel):
     def make_id(question_id: str, style: str, sample_index: int) -> str:
         return f"{question_id}::{style}::{sample_index}"
 
+    def learned_text(self) -> str:
+        """What students learn, as plain text: what the judge reads and the router embeds.
+        Training writes the thinking in each student's own format where it has one
+        (`qrdistill.training.data.student_response`); this is the plain tagged block."""
+        if self.learn == "thinking_and_answer" and self.thinking:
+            return tagged_block(self.thinking, self.text)
+        return self.text
+
+
+# The plain block a thinking is learned in by students whose chat template has no thinking format.
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def tagged_block(thinking: str, answer: str) -> str:
+    return f"{THINK_OPEN}\n{thinking}\n{THINK_CLOSE}\n\n{answer}"
+
 
 @dataclass
 class Generation:
-    """One completion: its text and token counts."""
+    """One completion: its answer text, its thinking (a reasoning model's, else ""), token counts.
+
+    `completion_tokens` counts every output token billed, reasoning tokens included;
+    `reasoning_tokens` is the part of it the server reports as reasoning."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     # Mean log-probability of the generated tokens (length-normalised confidence); None if sampling.
     mean_logprob: float | None = None
+    thinking: str = ""
+    reasoning_tokens: int = 0
 
 
 class Prediction(BaseModel):

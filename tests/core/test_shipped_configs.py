@@ -18,7 +18,12 @@ CONFIGS = sorted(
 
 
 def test_configs_are_shipped():
-    assert {p.name for p in CONFIGS} == {"paper.yaml", "single_gpu.yaml", "multi_gpu.yaml"}
+    assert {p.name for p in CONFIGS} == {
+        "paper.yaml",
+        "single_gpu.yaml",
+        "multi_gpu.yaml",
+        "reasoning_teacher.yaml",
+    }
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -53,3 +58,15 @@ def test_paper_config_matches_the_paper():
         "no_routing",
         "no_peer",
     }
+
+
+def test_reasoning_teacher_config_keeps_the_thinking_and_counts_it():
+    cfg = load_run_config(CONFIGS[[p.name for p in CONFIGS].index("reasoning_teacher.yaml")])
+    teacher = cfg.generate.backend
+    assert (teacher.thinking, teacher.stream, cfg.generate.reasoning) == (
+        "auto",
+        True,
+        "styled_answer",
+    )
+    assert teacher.expected_completion_tokens < teacher.max_tokens
+    assert cfg.filter.judge.thinking == "auto"  # the verdict is read from the judge's answer

@@ -415,3 +415,45 @@ def test_answer_budget_is_the_teachers_longest_path_in_each_students_tokens(
         given = paths if expected == 40 else None
         evaluate(setting, test_file, models, tmp_path / f"b{expected}", paths_path=given)
         assert budgets == {name: {expected} for name in names}
+
+
+@pytest.mark.parametrize("learn", ["thinking_and_answer", "answer"])
+def test_answer_budget_covers_the_thinking_students_learn(
+    learn, test_file, tmp_path, monkeypatch, tiny_students
+):
+    """A reasoning teacher's path: the budget is what students learned from it, the thinking
+    included when they learn it (the null twin, "answer", counts the answer alone)."""
+    from qrdistill.models import load_tokenizer
+
+    budgets: set[int] = set()
+
+    class BudgetRecorder(ScriptedEngine):
+        def generate(self, prompts, *, max_new_tokens, **options):
+            budgets.add(max_new_tokens)
+            return super().generate(prompts, **options)
+
+    monkeypatch.setattr(runner, "open_engine", lambda kind, name, **o: BudgetRecorder([]))
+    path = ReasoningPath(
+        id="q0::vanilla::0",
+        question_id="q0",
+        task="gsm8k",
+        style="vanilla",
+        prompt="p",
+        gold="72",
+        text="The answer is \\boxed{72}.",
+        thinking="In May she sold 48 / 2 = 24 clips. " * 5,
+        learn=learn,
+    )
+    write_jsonl(tmp_path / "paths.jsonl", [path.model_dump(mode="json")])
+    name = str(tiny_students[0])
+    models = [EvalModel(method="m", student="a", model=name)]
+    evaluate(
+        EvaluateConfig(ensembles=False),
+        test_file,
+        models,
+        tmp_path / "e",
+        paths_path=tmp_path / "paths.jsonl",
+    )
+    learned = path.learned_text()
+    assert (learned == path.text) == (learn == "answer")
+    assert budgets == {len(load_tokenizer(name)(learned, add_special_tokens=False)["input_ids"])}

@@ -37,3 +37,21 @@ def test_spend_per_style_and_a_budget_stop_are_in_the_report(tmp_path):
     assert "at $2 / $8 per million input / output tokens" in md
     assert "stopped at its budget with 1 of 4 questions complete" in md
     assert "| vanilla | 1 | 7 | 1 | 8 | – |" in md and "no prices configured" in md
+
+
+def test_a_reasoning_teachers_reasoning_tokens_are_a_column_of_the_output(tmp_path):
+    priced = BackendConfig(
+        kind="openai", model="r1", price_input_per_1m=1.0, price_output_per_1m=4.0
+    )
+    usage = Usage(prompt_tokens=100, completion_tokens=2000, reasoning_tokens=1800)
+    write_json(
+        tmp_path / "generate" / "usage.json",
+        usage_report(priced, {"vanilla": [usage] * 2}, "paths"),
+    )
+    build_report(tmp_path, tmp_path / "out", cfg=ReportConfig(include_paper_reference=False))
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    # 2 paths x (100 x $1 + 2,000 x $4) / 1M: the reasoning tokens are priced as output.
+    assert (
+        "| style | paths | input tokens | output tokens | of them reasoning | tokens | USD |" in md
+    )
+    assert "| vanilla | 2 | 200 | 4,000 | 3,600 | 4,200 | $0.0162 |" in md

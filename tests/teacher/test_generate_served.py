@@ -63,6 +63,7 @@ def test_paths_in_several_styles_are_stored_field_by_field(
             "paths": 2,
             "prompt_tokens": sum(p.usage.prompt_tokens for p in group),
             "completion_tokens": sum(p.usage.completion_tokens for p in group),
+            "reasoning_tokens": 0,
             "total_tokens": sum(p.usage.prompt_tokens + p.usage.completion_tokens for p in group),
             "usd": None,
         }

@@ -327,7 +327,9 @@ def evaluate(
     if len(set(keys)) != len(keys):
         raise ValueError(f"two models share a method and student name: {keys}")
     prompts = [base_prompt(example, cfg.instruction) for example in examples]
-    path_texts = [p.text for p in read_jsonl_as(paths_path, ReasoningPath)] if paths_path else []
+    # What students learned from each path (its thinking too, where they learn it): their budget.
+    paths = read_jsonl_as(paths_path, ReasoningPath) if paths_path else []
+    path_texts = [p.learned_text() for p in paths]
 
     predictions: list[dict] = []
     columns = (

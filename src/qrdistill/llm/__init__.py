@@ -7,7 +7,9 @@ Used by the teacher (stage 1), the judge (stage 2) and evaluation; every failure
 - `backends.py` request backends: `make_request`, `make_backend(cfg)` -> `.run(requests)` yields
                 `(Request, Generation)` as each finishes (openai: concurrent, retried, load-balanced).
 - `cache.py`    `RequestCache`: every finished request in SQLite, keyed by what decides its output.
-- `runner.py`   `run_cached(requests, cache, make_backend)`: the cache in front of a backend.
+- `runner.py`   `run_cached(requests, cache, make_backend, backend=cfg)`: the cache in front of a
+                backend.
+- `thinking.py` `separate(generation, cfg)`: a reasoning model's thinking apart from its answer.
 - `local.py`    `open_engine(kind, model)`: batched local generation (hf, vllm) with stop rules and
                 log-probabilities; the local backends run on it, evaluation calls it directly.
 

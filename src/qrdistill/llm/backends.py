@@ -238,10 +238,19 @@ class OpenAIBackend:
             messages=[{"role": "user", "content": request.prompt}],
             temperature=self.cfg.temperature,
             top_p=self.cfg.top_p,
-            max_tokens=self.cfg.max_tokens,
+            **{self.cfg.max_tokens_param: self.cfg.max_tokens},
             **({"n": n} if n > 1 else {}),
             **({"seed": request.seed} if request.seed is not None else {}),
             **({"response_format": self.cfg.response_format} if self.cfg.response_format else {}),
+            **(
+                {"reasoning_effort": self.cfg.reasoning_effort} if self.cfg.reasoning_effort else {}
+            ),
+            **(
+                {"stream": True, "stream_options": {"include_usage": True}}
+                if self.cfg.stream
+                else {}
+            ),
+            **({"extra_body": self.cfg.extra_body} if self.cfg.extra_body else {}),
         ) as response:
             body = bytearray()
             try:
@@ -360,17 +369,50 @@ class OpenAIBackend:
 
 
 def parse_completion(body: bytes, content_type: str) -> list[Generation]:
-    """The choices of a chat completion from a 200's body, each with its share of the usage;
-    BadAnswer says what is wrong.
+    """The choices of a chat completion from a 200's body (one JSON object, or the server-sent
+    events of a streamed answer), each with its share of the usage; BadAnswer says what is wrong.
 
-    The server reports usage for the whole request: with several choices (`n`), the prompt is
-    billed once and split evenly between them, and the completion tokens are split in proportion
-    to each choice's length, so the choices' counts add up to exactly what was billed."""
-    if "json" not in content_type.lower():
+    Each choice keeps its reply (`message.content`) and the reasoning field a server's
+    reasoning parser fills (`reasoning_content`, or `reasoning`), as sent; `qrdistill.llm.
+    thinking` separates them. The server reports usage for the whole request: with several
+    choices (`n`), the prompt is billed once and split evenly between them, and the completion
+    (and reasoning) tokens in proportion to each choice's length, so the choices' counts add up
+    to exactly what was billed."""
+    if "event-stream" in content_type.lower():
+        payload = _assemble_stream(body)
+    elif "json" in content_type.lower():
+        payload = _json_body(body)
+    else:
         raise BadAnswer(
-            f"HTTP 200 with Content-Type {content_type or 'none'!r}, not JSON "
-            f"(body starts {body[:60]!r})"
+            f"HTTP 200 with Content-Type {content_type or 'none'!r}, not JSON (nor server-sent "
+            f"events; body starts {body[:60]!r})"
         )
+    _raise_carried_error(payload)
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise BadAnswer(f"HTTP 200 with {'empty' if choices == [] else 'no'} choices")
+    parts = [_choice_parts(choice) for choice in choices]
+    prompt_tokens, completion_tokens, reasoning_tokens = _usage_counts(payload.get("usage"))
+    lengths = [len(text) + len(thinking) for text, thinking in parts]
+    thinking_lengths = [len(thinking) for _, thinking in parts]
+    return [
+        Generation(
+            text=text,
+            prompt_tokens=p,
+            completion_tokens=c,
+            thinking=thinking,
+            reasoning_tokens=r,
+        )
+        for (text, thinking), p, c, r in zip(
+            parts,
+            _split(prompt_tokens, [1] * len(parts)),
+            _split(completion_tokens, lengths),
+            _split(reasoning_tokens, thinking_lengths),
+        )
+    ]
+
+
+def _json_body(body: bytes) -> dict:
     try:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -381,42 +423,114 @@ def parse_completion(body: bytes, content_type: str) -> list[Generation]:
         raise BadAnswer(
             f"HTTP 200 whose JSON is a {type(payload).__name__}, not a chat completion object"
         )
+    return payload
+
+
+def _raise_carried_error(payload: dict) -> None:
     if payload.get("error") is not None:
         error = payload["error"]
         message = error.get("message", error) if isinstance(error, dict) else error
         raise BadAnswer(f"HTTP 200 carrying an error: {str(message)[:200]}")
-    choices = payload.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise BadAnswer(f"HTTP 200 with {'empty' if choices == [] else 'no'} choices")
-    texts = [_choice_text(choice) for choice in choices]
-    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
 
-    def count(key: str) -> int:
-        value = usage.get(key)
-        return value if isinstance(value, int) and value >= 0 else 0
 
-    prompt_shares = _split(count("prompt_tokens"), [1] * len(texts))
-    completion_shares = _split(count("completion_tokens"), [len(t) for t in texts])
-    return [
-        Generation(text=text, prompt_tokens=p, completion_tokens=c)
-        for text, p, c in zip(texts, prompt_shares, completion_shares)
+def _assemble_stream(body: bytes) -> dict:
+    """A streamed answer (`data: {chunk}` events, then `data: [DONE]`) as the chat completion
+    object it stands for: each choice's deltas joined into one message, the usage of the
+    last event that has one. A stream is complete at its [DONE], or (servers that send none,
+    such as `transformers serve`) once every choice has its finish reason; one that ends
+    before is incomplete (BadAnswer)."""
+    try:
+        lines = body.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise BadAnswer(f"HTTP 200 whose event stream is not UTF-8 ({err})") from None
+    messages: dict[int, dict] = {}
+    usage, done = None, False
+    for line in lines:
+        if not line.startswith("data:"):
+            continue  # blank separators, comments (": keep-alive"), event names
+        data = line[len("data:") :].strip()
+        if data == "[DONE]":
+            done = True
+            break
+        chunk = _json_body(data.encode("utf-8"))
+        _raise_carried_error(chunk)
+        usage = chunk.get("usage") or usage
+        choices = chunk.get("choices") or []
+        if not isinstance(choices, list):
+            raise BadAnswer(f"an event whose choices are a {type(choices).__name__}, not a list")
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                continue
+            index = choice.get("index")
+            message = messages.setdefault(
+                index if isinstance(index, int) else 0, {"finish_reason": None}
+            )
+            for key in ("content", *REASONING_FIELDS):
+                if isinstance(delta.get(key), str):
+                    message[key] = message.get(key, "") + delta[key]
+            message["finish_reason"] = choice.get("finish_reason") or message["finish_reason"]
+    finished = bool(messages) and all(m["finish_reason"] for m in messages.values())
+    if not (done or finished):
+        raise BadAnswer(
+            f"an event stream that ended before its [DONE] or a finish reason ({len(body)} "
+            "bytes): incomplete"
+        )
+    choices = [
+        {"index": index, "finish_reason": message.pop("finish_reason"), "message": message}
+        for index, message in sorted(messages.items())
     ]
+    return {"choices": choices, "usage": usage}
 
 
-def _choice_text(choice) -> str:
+# Where reasoning parsers put a reasoning model's thinking: vLLM, SGLang and DeepSeek's API
+# `reasoning_content`, newer vLLM and OpenRouter `reasoning`.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def _choice_parts(choice) -> tuple[str, str]:
+    """(reply, reasoning field) of one choice. A choice with neither is no completion."""
     message = choice.get("message") if isinstance(choice, dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, str) or not content.strip():
+    message = message if isinstance(message, dict) else {}
+    content = message.get("content")
+    thinking = next(
+        (message[key] for key in REASONING_FIELDS if isinstance(message.get(key), str)), ""
+    )
+    reply = content if isinstance(content, str) else ""
+    if not reply.strip() and not thinking.strip():
         what = "null" if content is None else repr(content)[:40]
         raise BadAnswer(
             f"an empty completion (content {what}, finish_reason "
             f"{choice.get('finish_reason') if isinstance(choice, dict) else None!r})"
         )
-    return content
+    return reply, thinking
+
+
+def _usage_counts(usage) -> tuple[int, int, int]:
+    """(prompt, completion, reasoning) tokens of a reply's usage; completion counts every
+    output token billed. Servers report `completion_tokens_details.reasoning_tokens` as part of
+    `completion_tokens` (OpenAI, vLLM, DeepSeek), or on top of it: then `total_tokens` says so,
+    being the sum of all three, and they are added to the completion tokens."""
+    usage = usage if isinstance(usage, dict) else {}
+    details = usage.get("completion_tokens_details")
+    details = details if isinstance(details, dict) else {}
+
+    def count(source: dict, key: str) -> int:
+        value = source.get(key)
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    prompt, completion = count(usage, "prompt_tokens"), count(usage, "completion_tokens")
+    reasoning = count(details, "reasoning_tokens")
+    if reasoning and count(usage, "total_tokens") >= prompt + completion + reasoning:
+        completion += reasoning
+    return prompt, completion, reasoning
 
 
 def _split(total: int, weights: list[int]) -> list[int]:
-    """`total` in whole parts proportional to the (positive) `weights`, adding up to `total`."""
+    """`total` in whole parts proportional to the `weights`, adding up to `total` (in equal
+    parts when every weight is 0: a count the server reported for choices of no length)."""
+    if not sum(weights):
+        weights = [1] * len(weights)
     bounds = [total * sum(weights[:i]) // sum(weights) for i in range(len(weights) + 1)]
     return [high - low for low, high in zip(bounds, bounds[1:])]
 

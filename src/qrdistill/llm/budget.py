@@ -2,7 +2,7 @@
 teacher's and the judge's stage) and `Spend`, which counts real usage as requests finish.
 
 Spend is counted from the token counts the server returns (`usage`), for every request the stage
-needs that has finished, in this run or an earlier one (read back from the request cache): a cap
+needs that has finished, a reasoning model's reasoning tokens among the output tokens, in this run or an earlier one (read back from the request cache): a cap
 covers the whole stage however often it is resumed, and raising it continues where it stopped.
 """
 
@@ -49,7 +49,8 @@ def cost_usd(
 
 def usage_report(backend: BackendConfig, per_style: dict[str, list[Usage]], counted: str) -> dict:
     """usage.json: tokens and USD (null without prices) per style and in total; `counted` names
-    what the count per group is ("paths", "paths_judged")."""
+    what the count per group is ("paths", "paths_judged"). `completion_tokens` counts every
+    output token, `reasoning_tokens` the part of them the server reported as reasoning."""
 
     def summarise(usages: list[Usage]) -> dict:
         prompt_tokens = sum(u.prompt_tokens for u in usages)
@@ -59,6 +60,7 @@ def usage_report(backend: BackendConfig, per_style: dict[str, list[Usage]], coun
             counted: len(usages),
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
+            "reasoning_tokens": sum(u.reasoning_tokens for u in usages),
             "total_tokens": prompt_tokens + completion_tokens,
             "usd": None if usd is None else round(usd, 6),
         }
@@ -91,7 +93,8 @@ class Spend:
         self.backend = backend
         self.budget = budget
         self.prompt_tokens = 0
-        self.completion_tokens = 0
+        self.completion_tokens = 0  # reasoning tokens included: they are billed as output
+        self.reasoning_tokens = 0
         self._counted: set[str] = set()
 
     def add(self, key: str, generation: Generation) -> None:
@@ -100,6 +103,7 @@ class Spend:
         self._counted.add(key)
         self.prompt_tokens += generation.prompt_tokens
         self.completion_tokens += generation.completion_tokens
+        self.reasoning_tokens += generation.reasoning_tokens
 
     @property
     def total_tokens(self) -> int:
@@ -119,7 +123,8 @@ class Spend:
         return cap.max_usd is not None and (self.usd or 0.0) >= cap.max_usd
 
     def describe(self) -> str:
-        """'$0.0123 of max_usd $0.0100, 4,321 tokens' (the caps that are set)."""
+        """'$0.0123 of max_usd $0.0100, 4,321 tokens (3,000 reasoning)' (the caps that are
+        set; the reasoning tokens when there are any)."""
         parts = []
         if self.usd is not None:
             cap = self.budget.max_usd if self.budget else None
@@ -128,5 +133,6 @@ class Spend:
         parts.append(
             f"{self.total_tokens:,} tokens"
             + (f" of max_total_tokens {cap_tokens:,}" if cap_tokens else "")
+            + (f" ({self.reasoning_tokens:,} reasoning)" if self.reasoning_tokens else "")
         )
         return ", ".join(parts)

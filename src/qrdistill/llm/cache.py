@@ -3,6 +3,10 @@
 Each completion is committed the moment it arrives (SQLite in WAL mode, one row per request), so
 a `kill -9` loses at most the requests in flight. The key is a hash of everything that decides
 what the request produces; a changed prompt, model or sampling parameter is a new request.
+
+A row keeps the completion as the model sent it: the reply, the server's reasoning field
+(`thinking`) and the token counts, reasoning tokens among them. Caches written before the last
+two columns existed gain them, empty, when opened (`_COLUMNS_ADDED`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import time
 from pathlib import Path
 
 from qrdistill.records import Generation
+
+# Columns added after the first release, with what an older row holds in them.
+_COLUMNS_ADDED = {"thinking": "TEXT NOT NULL DEFAULT ''", "reasoning_tokens": "INTEGER DEFAULT 0"}
 
 
 def request_key(backend: str, model: str, prompt: str, sampling: dict, sample_index: int) -> str:
@@ -49,11 +56,17 @@ class RequestCache:
                 "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, label TEXT, "
                 "text TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)"
             )
+            present = {row[1] for row in self._conn.execute("PRAGMA table_info(completions)")}
+            for column, kind in _COLUMNS_ADDED.items():
+                if column not in present:
+                    self._conn.execute(f"ALTER TABLE completions ADD COLUMN {column} {kind}")
         return self._conn
 
     def put(self, key: str, label: str, generation: Generation) -> None:
         self._connect(create=True).execute(
-            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO completions (key, label, text, prompt_tokens, "
+            "completion_tokens, created, thinking, reasoning_tokens) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key,
                 label,
@@ -61,6 +74,8 @@ class RequestCache:
                 generation.prompt_tokens,
                 generation.completion_tokens,
                 time.time(),
+                generation.thinking,
+                generation.reasoning_tokens,
             ),
         )
 
@@ -73,12 +88,18 @@ class RequestCache:
         for start in range(0, len(unique), 500):  # SQLite caps the number of bound parameters
             chunk = unique[start : start + 500]
             rows = conn.execute(
-                "SELECT key, text, prompt_tokens, completion_tokens FROM completions "
-                f"WHERE key IN ({','.join('?' * len(chunk))})",
+                "SELECT key, text, prompt_tokens, completion_tokens, thinking, reasoning_tokens "
+                f"FROM completions WHERE key IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
-            for key, text, prompt_tokens, completion_tokens in rows:
-                found[key] = Generation(text, prompt_tokens, completion_tokens)
+            for key, text, prompt_tokens, completion_tokens, thinking, reasoning in rows:
+                found[key] = Generation(
+                    text,
+                    prompt_tokens,
+                    completion_tokens,
+                    thinking=thinking or "",
+                    reasoning_tokens=reasoning or 0,
+                )
         return found
 
     def __len__(self) -> int:

@@ -48,6 +48,29 @@ class BackendConfig(StrictConfig):
     # None sends nothing: not every OpenAI-compatible server takes it, and one that does not
     # refuses the request (vLLM, SGLang, llama.cpp and OpenAI take it).
     response_format: dict | None = None
+    # Reasoning models. `max_tokens` caps every output token, thinking included; it is sent as
+    # `max_tokens`, or as `max_completion_tokens` (OpenAI's reasoning models take only that).
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # Sent as `reasoning_effort` ("low", "medium", "high") where the server takes it.
+    reasoning_effort: str | None = None
+    # Further fields merged into every request body, for server options the OpenAI API has no
+    # name for, e.g. {"chat_template_kwargs": {"enable_thinking": true}} (vLLM, SGLang).
+    extra_body: dict | None = None
+    # Ask for the answer as server-sent events (`stream: true`, usage in the last event): long
+    # thinking then arrives as it is written, not as one body at the end.
+    stream: bool = False
+
+    # How a reasoning model's thinking is told apart from its answer (qrdistill.llm.thinking):
+    # "field": the server's reasoning parser sends it in `reasoning_content` (or `reasoning`);
+    # "tags": it leads the reply between `thinking_tags` (a template may have written the
+    # opening tag, as R1 distills' do); "auto": the field when the server sends one, else tags;
+    # "none": nothing is separated, the reply is the answer (a model that is no reasoning model).
+    thinking: Literal["auto", "field", "tags", "none"] = "none"
+    thinking_tags: tuple[str, str] = ("<think>", "</think>")
+    # The dry run's estimate, before any request of the stage is cached, expects every
+    # completion to be this long (thinking and answer together) instead of `max_tokens`; for
+    # a reasoning model, whose `max_tokens` must leave room for long thinking.
+    expected_completion_tokens: int | None = Field(None, ge=1)
 
     # hf and vllm backends
     dtype: str = "auto"
@@ -61,13 +84,35 @@ class BackendConfig(StrictConfig):
     price_output_per_1m: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
-    def _response_format_needs_a_server(self) -> BackendConfig:
-        if self.response_format is not None and self.kind != "openai":
+    def _server_options_need_a_server(self) -> BackendConfig:
+        if self.kind == "openai":
+            return self
+        sent = {
+            "response_format": self.response_format is not None,
+            "reasoning_effort": self.reasoning_effort is not None,
+            "extra_body": self.extra_body is not None,
+            "stream": self.stream,
+            "max_tokens_param": self.max_tokens_param != "max_tokens",
+        }
+        for name, is_set in sent.items():
+            if is_set:
+                raise ValueError(
+                    f"{name} is sent to an OpenAI-compatible server; the '{self.kind}' backend "
+                    "cannot honour it (leave it unset)"
+                )
+        if self.thinking == "field":
             raise ValueError(
-                f"response_format is sent to an OpenAI-compatible server; the '{self.kind}' "
-                "backend cannot honour it (leave it unset)"
+                f"thinking: field reads a server's reasoning field, which the '{self.kind}' "
+                "backend has not; use thinking: tags"
             )
         return self
+
+    @field_validator("thinking_tags")
+    @classmethod
+    def _tags_are_distinct(cls, tags: tuple[str, str]) -> tuple[str, str]:
+        if not all(tag.strip() for tag in tags) or tags[0] == tags[1]:
+            raise ValueError(f"thinking_tags: an opening and a different closing tag, got {tags}")
+        return tags
 
     @field_validator("base_urls")
     @classmethod
@@ -82,7 +127,8 @@ class BackendConfig(StrictConfig):
             "max_tokens": self.max_tokens,
             "seed": self.seed,
         }
-        # Only when set, so the cache keys of requests without it stay what they were.
-        if self.response_format is not None:
-            sampling["response_format"] = self.response_format
+        # Only when set, so the cache keys of requests without them stay what they were.
+        for name in ("response_format", "reasoning_effort", "extra_body"):
+            if getattr(self, name) is not None:
+                sampling[name] = getattr(self, name)
         return sampling

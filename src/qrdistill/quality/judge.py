@@ -131,8 +131,10 @@ _REASON_LINE_RE = re.compile(r"^[\s>#*_-]*reason[\s*_]*:[\s*_]*(.+)$", re.IGNORE
 
 
 def judge_prompt(template: str, path: ReasoningPath, reminder: bool = False) -> str:
+    """The judge reads what students will learn from the path (its answer text, or its
+    thinking and answer), while the answer check reads the answer text alone."""
     # `replace`, not `format`: both the question and the path are full of braces (LaTeX, code).
-    prompt = template.replace("{question}", path.prompt).replace("{path}", path.text)
+    prompt = template.replace("{question}", path.prompt).replace("{path}", path.learned_text())
     return prompt + FORMAT_REMINDER if reminder else prompt
 
 
@@ -230,6 +232,7 @@ def judge_paths(
             list(requests.values()),
             cache,
             get_backend,
+            backend=backend,
             desc=f"judge (attempt {attempt + 1})",
             show_progress=show_progress,
             spend=spend,
@@ -242,6 +245,7 @@ def judge_paths(
             usage[path.id] = Usage(
                 prompt_tokens=usage[path.id].prompt_tokens + generation.prompt_tokens,
                 completion_tokens=usage[path.id].completion_tokens + generation.completion_tokens,
+                reasoning_tokens=usage[path.id].reasoning_tokens + generation.reasoning_tokens,
             )
             reply = generation.text
             parsed = parse_verdict(reply, scale)

@@ -200,6 +200,33 @@ def _funnel_section(doc: Document, run_dir: Path, out_dir: Path) -> None:
             plots.funnel_plot(per_style, out_dir / "funnel.png"), "Quality-filter funnel per style"
         ),
     )
+    for line in _overlength_lines(run_dir):
+        doc.add(Paragraph(line, note=True))
+
+
+def _overlength_lines(run_dir: Path) -> list[str]:
+    """The funnel's last step, per trained method: the kept paths too long for
+    `train.max_length` (dropped, or their prompts cut from the left; never cut silently), from
+    train/<method>/summary.json."""
+    lines = []
+    for method_dir in _method_dirs(run_dir):
+        summary = method_dir / "summary.json"
+        counts = read_json(summary).get("counts", {}) if summary.exists() else {}
+        dropped = counts.get("items_dropped", 0)
+        truncated = sum(counts.get("truncated_prompt", {}).values())
+        if not dropped and not truncated:
+            continue
+        max_length = read_json(summary).get("config", {}).get("max_length")
+        per_style = ", ".join(
+            f"{style} {n}" for style, n in counts.get("items_dropped_per_style", {}).items()
+        )
+        lines.append(
+            f"Method {method_dir.name}: {dropped} of {dropped + counts.get('items', 0)} training "
+            f"items longer than train.max_length = {max_length} tokens were dropped"
+            + (f" ({per_style})" if per_style else "")
+            + f"; {truncated} prompt(s) were cut from the left to fit (summed over students)."
+        )
+    return lines
 
 
 def _method_dirs(run_dir: Path) -> list[Path]:

@@ -12,7 +12,9 @@ STAGES = (("generate", "Teacher", "paths"), ("filter", "Judge", "paths_judged"))
 
 
 def spend_table(usage: dict, who: str, counted: str) -> Table:
-    """One row per style and a total: requests' paths, prompt/completion/total tokens, USD."""
+    """One row per style and a total: requests' paths, prompt/completion/total tokens, USD; with
+    a reasoning model, also the output tokens it reported as reasoning (part of the output)."""
+    reasoning = bool(usage["total"].get("reasoning_tokens"))
     rows = []
     for style, c in [*usage["per_style"].items(), ("total", usage["total"])]:
         rows.append(
@@ -21,6 +23,7 @@ def spend_table(usage: dict, who: str, counted: str) -> Table:
                 str(c[counted]),
                 f"{c['prompt_tokens']:,}",
                 f"{c['completion_tokens']:,}",
+                *([f"{c.get('reasoning_tokens', 0):,}"] if reasoning else []),
                 f"{c['total_tokens']:,}",
                 "–" if c.get("usd") is None else f"${c['usd']:,.4f}",
             ]
@@ -33,7 +36,15 @@ def spend_table(usage: dict, who: str, counted: str) -> Table:
         else "no prices configured"
     )
     return Table(
-        ["style", counted.replace("_", " "), "input tokens", "output tokens", "tokens", "USD"],
+        [
+            "style",
+            counted.replace("_", " "),
+            "input tokens",
+            "output tokens",
+            *(["of them reasoning"] if reasoning else []),
+            "tokens",
+            "USD",
+        ],
         rows,
         f"{who} ({usage['backend']} {usage['model']}), {prices}",
     )

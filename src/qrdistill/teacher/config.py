@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from qrdistill.llm.budget import BudgetConfig, check_budget_prices
 from qrdistill.llm.config import BackendConfig
-from qrdistill.teacher.styles import BUILTIN_STYLES, PROMPT_SLOT
+from qrdistill.teacher.styles import BUILTIN_STYLES, PROMPT_SLOT, REPLY_HOLDS_REASONING
 from qrdistill.utils.config import StrictConfig
 
 
@@ -23,6 +25,16 @@ class GenerateConfig(StrictConfig):
     # Paths per style per question, each its own draw (`sample_index` 0..N-1, in the cache key
     # and the path id); asked for in one request with `n` where the server takes it.
     samples_per_style: int = Field(1, ge=1)
+    # What students learn from a reasoning teacher (one whose `backend.thinking` is not "none"):
+    # "styled_answer": its answer, which the style instruction asks to hold the reasoning (the
+    #   teacher is told that its reply, not its private thinking, is what is kept);
+    # "answer": its answer as it comes, with the style prompt unchanged;
+    # "thinking_and_answer": its thinking, then its answer, in each student's own thinking
+    #   format where its chat template has one, else a <think> block.
+    # The teacher's thinking is kept with every path whichever is chosen, so moving between
+    # "answer" and "thinking_and_answer" makes no new call. A teacher that does not think
+    # learns its reply either way, with the style prompt unchanged.
+    reasoning: Literal["styled_answer", "answer", "thinking_and_answer"] = "styled_answer"
     # Optional cap on what generation spends (real usage, cached requests included); see
     # qrdistill.llm.budget. None: no cap.
     budget: BudgetConfig | None = None
@@ -54,4 +66,12 @@ class GenerateConfig(StrictConfig):
         return self
 
     def style_template(self, style: str) -> str:
-        return self.style_templates.get(style) or BUILTIN_STYLES[style]
+        template = self.style_templates.get(style) or BUILTIN_STYLES[style]
+        if self.reasoning == "styled_answer" and self.backend.thinking != "none":
+            return template + REPLY_HOLDS_REASONING
+        return template
+
+    @property
+    def learn(self) -> Literal["answer", "thinking_and_answer"]:
+        """What students learn from each path (`ReasoningPath.learn`)."""
+        return "thinking_and_answer" if self.reasoning == "thinking_and_answer" else "answer"

@@ -65,18 +65,24 @@ def job_path(job: PathJob, text: str, **fields) -> ReasoningPath:
     )
 
 
-def to_path(job: PathJob, generation: Generation, backend: BackendConfig) -> ReasoningPath:
+def to_path(job: PathJob, generation: Generation, cfg: GenerateConfig) -> ReasoningPath:
+    """The path of a finished job: its answer text (which the answer check reads), its thinking
+    apart, and what students learn from it."""
     task = get_task(job.example.task)
     return job_path(
         job,
         generation.text,
+        thinking=generation.thinking,
+        learn=cfg.learn,
         answer=task.extract_answer(generation.text, job.example.choices),
         correct=task.is_correct(generation.text, job.example.gold, job.example.choices),
         usage=Usage(
-            prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            reasoning_tokens=generation.reasoning_tokens,
         ),
-        backend=backend.kind,
-        model=backend.model,
+        backend=cfg.backend.kind,
+        model=cfg.backend.model,
     )
 
 
@@ -117,14 +123,13 @@ def generate_paths(cfg: GenerateConfig, examples_path: Path, out_dir: Path) -> P
             [job.request for job in jobs],
             cache,
             lambda: make_backend(cfg.backend),
+            backend=cfg.backend,
             desc="teacher paths",
             show_progress=cfg.show_progress,
             spend=spend if cfg.budget is not None else None,
         )
     paths = [
-        to_path(job, results[job.request.key], cfg.backend)
-        for job in jobs
-        if job.request.key in results
+        to_path(job, results[job.request.key], cfg) for job in jobs if job.request.key in results
     ]
     summary = usage_summary(paths, cfg.backend)
     if len(paths) < len(jobs):

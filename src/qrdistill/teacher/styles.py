@@ -50,6 +50,15 @@ BUILTIN_STYLES: dict[str, str] = {
 }
 
 
+# Appended to the style instruction of a reasoning teacher whose answer students learn
+# (`generate.reasoning: styled_answer`): such a teacher reasons at length in its private thinking
+# and may answer tersely, but only the answer is kept.
+REPLY_HOLDS_REASONING = (
+    "\n\nWrite this reasoning out in your reply itself, as asked, not only in your private "
+    "thinking: the reply is all that is kept."
+)
+
+
 def apply_style(template: str, base_prompt: str) -> str:
     """The text the teacher sees. `replace`, not `format`: prompts are full of braces (LaTeX)."""
     return template.replace(PROMPT_SLOT, base_prompt)

@@ -7,11 +7,17 @@ when it has one, and no extra special tokens, exactly as `qrdistill.models.gener
 inference), the response separately with EOS appended so students learn to stop. Labels are
 -100 on prompt and padding. A path longer than `max_length` loses prompt tokens from the left
 (`overlength: truncate_prompt`) or is dropped; the response, which holds the final answer, is
-never cut. Counts of both are reported.
+never cut. Counts of both are reported (per student, and the dropped ones per style too).
+
+A path whose students learn a reasoning teacher's thinking (`ReasoningPath.learn`) is learned as
+the thinking, then the answer, in each student's own thinking format: what its chat template
+writes for an assistant turn with `reasoning_content` (Qwen3's `<think>` block), or, for a
+student whose template has none, the plain `<think>` block of `records.tagged_block`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +26,13 @@ import torch
 
 from qrdistill.errors import ConfigError, DataError
 from qrdistill.models import render_prompt
-from qrdistill.records import ReasoningPath
+from qrdistill.models.loading import has_chat_template
+from qrdistill.records import ReasoningPath, tagged_block
 from qrdistill.training.config import TrainConfig
 from qrdistill.utils.io import read_jsonl_as
 
 IGNORE = -100
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,10 +44,11 @@ class TrainItem:
     style: str
     task: str  # "path", or for step_by_step "rationale" / "answer"
     prompt: str  # base prompt, before the student's template
-    response: str
+    response: str  # the answer text
     route_text: (
         str  # what the router's encoder embeds: the reasoning path (docs/METHOD.md, "Routing")
     )
+    thinking: str = ""  # learned before the response, in the student's thinking format
 
 
 @dataclass
@@ -82,9 +91,19 @@ def select_items(paths: list[ReasoningPath], cfg: TrainConfig) -> tuple[list[Tra
     counts["paths_used"] = len(chosen)
     items: list[TrainItem] = []
     for p in chosen:
+        thinking = p.thinking if p.learn == "thinking_and_answer" else ""
         if cfg.objective == "step_by_step":
             items.append(
-                TrainItem(p.id, p.question_id, p.style, "rationale", p.prompt, p.text, p.text)
+                TrainItem(
+                    p.id,
+                    p.question_id,
+                    p.style,
+                    "rationale",
+                    p.prompt,
+                    p.text,
+                    p.learned_text(),
+                    thinking,
+                )
             )
             answer = p.answer if p.answer is not None else p.gold
             items.append(
@@ -95,11 +114,22 @@ def select_items(paths: list[ReasoningPath], cfg: TrainConfig) -> tuple[list[Tra
                     "answer",
                     f"{p.prompt}\n{cfg.answer_instruction}",
                     answer,
-                    p.text,
+                    p.learned_text(),
                 )
             )
         else:
-            items.append(TrainItem(p.id, p.question_id, p.style, "path", p.prompt, p.text, p.text))
+            items.append(
+                TrainItem(
+                    p.id,
+                    p.question_id,
+                    p.style,
+                    "path",
+                    p.prompt,
+                    p.text,
+                    p.learned_text(),
+                    thinking,
+                )
+            )
     counts["styles"] = dict(Counter(i.style for i in items))
     return items, counts
 
@@ -114,14 +144,43 @@ def _one_per_question(paths: list[ReasoningPath], style: str | None) -> list[Rea
     return list(chosen.values())
 
 
+# Stand-ins that a chat template cannot mistake for anything, to read its thinking format off.
+_THINKING, _ANSWER = "\x00thinking\x00", "\x00answer\x00"
+
+
+def thinking_format(tokenizer) -> str:
+    """How a student writes a thinking then an answer, with `_THINKING` and `_ANSWER` standing
+    for them: what its chat template renders after the generation prompt for an assistant turn
+    with `reasoning_content`, when it renders that field; else the plain tagged block."""
+    if has_chat_template(tokenizer):
+        turn = [{"role": "user", "content": "?"}]
+        prompt = tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
+        reply = {"role": "assistant", "content": _ANSWER, "reasoning_content": _THINKING}
+        full = tokenizer.apply_chat_template([*turn, reply], tokenize=False)
+        if full.startswith(prompt) and _THINKING in full[len(prompt) :] and _ANSWER in full:
+            return full[len(prompt) : full.index(_ANSWER) + len(_ANSWER)]
+    return tagged_block(_THINKING, _ANSWER)
+
+
+def student_response(item: TrainItem, tokenizer, form: str | None = None) -> str:
+    """The text a student learns for `item`: its response, after its thinking in the student's
+    `thinking_format` (`form`, when the caller has it already) when it has one."""
+    if not item.thinking:
+        return item.response
+    form = form if form is not None else thinking_format(tokenizer)
+    return form.replace(_THINKING, item.thinking).replace(_ANSWER, item.response)
+
+
 def encode(
-    tokenizer, item: TrainItem, max_length: int, overlength: str
+    tokenizer, item: TrainItem, max_length: int, overlength: str, form: str | None = None
 ) -> tuple[Encoded | None, bool]:
-    """(encoded or None if dropped, whether the prompt was truncated)."""
+    """(encoded or None if dropped, whether the prompt was truncated). `form`: the student's
+    `thinking_format`, read off its template when not given (only items with a thinking)."""
     prompt_ids = tokenizer(render_prompt(tokenizer, item.prompt), add_special_tokens=False)[
         "input_ids"
     ]
-    response_ids = tokenizer(item.response, add_special_tokens=False)["input_ids"] + [
+    response = student_response(item, tokenizer, form)
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [
         tokenizer.eos_token_id
     ]
     truncated = False
@@ -140,16 +199,33 @@ def build_data(paths_path: Path, cfg: TrainConfig, tokenizers: dict) -> TrainDat
     encoded: dict[str, list[Encoded | None]] = {name: [] for name in tokenizers}
     counts["truncated_prompt"] = {name: 0 for name in tokenizers}
     counts["dropped_overlength"] = {name: 0 for name in tokenizers}
+    # Read once per student, and only when some item has a thinking to write.
+    thinks = any(item.thinking for item in items)
+    forms = {name: thinking_format(tok) if thinks else None for name, tok in tokenizers.items()}
     for item in items:
         for name, tok in tokenizers.items():
-            enc, truncated = encode(tok, item, cfg.max_length, cfg.overlength)
+            enc, truncated = encode(tok, item, cfg.max_length, cfg.overlength, forms[name])
             encoded[name].append(enc)
             counts["truncated_prompt"][name] += int(truncated)
             counts["dropped_overlength"][name] += int(enc is None)
     # An item too long for any student is dropped for all, so every student sees the same items.
     keep = [i for i in range(len(items)) if all(encoded[n][i] is not None for n in tokenizers)]
     counts["items_dropped"] = len(items) - len(keep)
+    kept = set(keep)
+    counts["items_dropped_per_style"] = dict(
+        Counter(item.style for i, item in enumerate(items) if i not in kept)
+    )
     counts["items"] = len(keep)
+    if counts["items_dropped"] or any(counts["truncated_prompt"].values()):
+        log.warning(
+            "train.max_length = %d: %d of %d items dropped as too long (per style: %s), prompts "
+            "cut from the left per student: %s (the report's quality-filter section shows these)",
+            cfg.max_length,
+            counts["items_dropped"],
+            len(items),
+            counts["items_dropped_per_style"],
+            counts["truncated_prompt"],
+        )
     if not keep:
         raise DataError(
             f"{paths_path}: no trainable items for objective '{cfg.objective}' "

@@ -124,9 +124,9 @@ def _grad_raw_logits(
     scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """d nll / d (head output) of each token of a chunk, in the head's type: softmax - onehot
-    (in place on the float32 `logits`), times each token's `scale` if given, then through the
-    soft-capping (d softcap * tanh(x / softcap) / dx = 1 - tanh^2), in the order autograd takes
-    them for the full logits."""
+    (in place on the float32 `logits`), times each token's `scale` if given (before the cast, as
+    autograd scales the full logits' gradient), then through the soft-capping
+    (d softcap * tanh(x / softcap) / dx = 1 - tanh^2)."""
     grad = logits.sub_(lse[:, None]).exp_()
     grad[torch.arange(grad.shape[0], device=grad.device), targets] -= 1
     if scale is not None:

@@ -4,8 +4,10 @@ At the students' vocabularies (150k-260k tokens) the logits, not the model, set 
 training step: the [tokens, V] rows, their float32 copy for the cross-entropy and its gradient
 are each larger than all the model's activations. Here the output head is applied a chunk of
 tokens at a time, and only to positions whose label is set (response tokens): prompt and padding
-positions, most of a distillation row, never get logits. The backward recomputes each chunk's
-logits instead of keeping them, so neither pass holds more than one chunk's [chunk, V].
+positions, most of a distillation row, never get logits. Each token's gradient with respect to
+its hidden state is computed in the forward, while its chunk's logits exist, so the backward
+needs no [*, V] tensor at all (a trainable head's weight gradient recomputes each chunk): no
+pass holds more than one chunk's [chunk, V].
 
 The losses are the ones `objective.per_path_loss` computes from the full logits, in the same
 units (mean token cross-entropy of each path over its response tokens), and so are the gradients
@@ -113,50 +115,77 @@ def _chunk_logits(
     return (capped * softcap).float(), capped
 
 
+def _grad_raw_logits(
+    logits: torch.Tensor,
+    lse: torch.Tensor,
+    targets: torch.Tensor,
+    capped: torch.Tensor | None,
+    dtype: torch.dtype,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """d nll / d (head output) of each token of a chunk, in the head's type: softmax - onehot
+    (in place on the float32 `logits`), times each token's `scale` if given (before the cast, as
+    autograd scales the full logits' gradient), then through the soft-capping
+    (d softcap * tanh(x / softcap) / dx = 1 - tanh^2)."""
+    grad = logits.sub_(lse[:, None]).exp_()
+    grad[torch.arange(grad.shape[0], device=grad.device), targets] -= 1
+    if scale is not None:
+        grad.mul_(scale[:, None])
+    grad = grad.to(dtype)
+    return grad if capped is None else grad * (1 - capped * capped)
+
+
 class _ChunkedTokenNLL(torch.autograd.Function):
-    """-log softmax(head(h))[target] per token, [M, H] -> [M] float32, `chunk` tokens at a time.
-    Saves the inputs and each token's log-sum-exp ([M]), never the logits."""
+    """-log softmax(head(h))[target] per token, [M, H] -> [M] float32, `chunk` tokens at a time;
+    no [M, V] tensor is ever held.
+
+    A token's loss depends on its own hidden state only, so its gradient there is one vector
+    (d nll_t / d h_t, [H]) that the forward computes while the chunk's logits exist; the backward
+    only scales it by each token's incoming gradient, with no second pass over the vocabulary.
+    The head weight's gradient sums over tokens weighted by those incoming gradients, so where
+    the head is trainable the backward recomputes each chunk's logits for it."""
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk, softcap, dtype):
+        need_hidden, need_weight = ctx.needs_input_grad[:2]
         nll = torch.empty(targets.shape, dtype=torch.float32, device=hidden.device)
         lse = torch.empty_like(nll)
+        grad_unit = torch.empty_like(hidden, dtype=torch.float32) if need_hidden else None
         # Explicit types: an enclosing autocast (accelerate's) must not change the head's.
         with torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(dtype)
             for start in range(0, targets.numel(), chunk):
                 part = slice(start, start + chunk)
-                logits, _ = _chunk_logits(hidden[part].to(dtype), w, softcap)
+                logits, capped = _chunk_logits(hidden[part].to(dtype), w, softcap)
                 lse[part] = torch.logsumexp(logits, dim=-1)
                 nll[part] = lse[part] - logits.gather(1, targets[part, None]).squeeze(1)
-        ctx.save_for_backward(hidden, weight, targets, lse)
-        ctx.chunk, ctx.softcap, ctx.dtype = chunk, softcap, dtype
+                if need_hidden:
+                    grad = _grad_raw_logits(logits, lse[part], targets[part], capped, dtype)
+                    grad_unit[part] = grad @ w
+        ctx.save_for_backward(grad_unit, hidden if need_weight else None, weight, targets, lse)
+        ctx.chunk, ctx.softcap, ctx.dtype, ctx.hidden_dtype = chunk, softcap, dtype, hidden.dtype
         return nll
 
     @staticmethod
     def backward(ctx, grad_nll):
-        hidden, weight, targets, lse = ctx.saved_tensors
+        grad_unit, hidden, weight, targets, lse = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[:2]
-        grad_hidden = torch.zeros_like(hidden) if need_hidden else None
-        # Summed over chunks in float32 whatever the head's type, then cast once.
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
-        with torch.autocast(hidden.device.type, enabled=False):
-            w = weight.to(ctx.dtype)
-            for start in range(0, targets.numel(), ctx.chunk):
-                part = slice(start, start + ctx.chunk)
-                h = hidden[part].to(ctx.dtype)
-                logits, capped = _chunk_logits(h, w, ctx.softcap)
-                # d nll / d logits = softmax - onehot(target), in place on the recomputed logits
-                grad = logits.sub_(lse[part, None]).exp_()
-                grad[torch.arange(grad.shape[0], device=grad.device), targets[part]] -= 1
-                grad = grad.mul_(grad_nll[part, None]).to(ctx.dtype)
-                if capped is not None:  # through softcap * tanh(x / softcap): 1 - tanh^2
-                    grad = grad * (1 - capped * capped)
-                if need_hidden:
-                    grad_hidden[part] = grad @ w
-                if need_weight:
-                    grad_weight += (grad.T @ h).float()
+        grad_hidden = grad_weight = None
+        if need_hidden:
+            grad_hidden = (grad_unit * grad_nll[:, None]).to(ctx.hidden_dtype)
         if need_weight:
+            # Summed over chunks in float32 whatever the head's type, then cast once.
+            grad_weight = torch.zeros_like(weight, dtype=torch.float32)
+            with torch.autocast(hidden.device.type, enabled=False):
+                w = weight.to(ctx.dtype)
+                for start in range(0, targets.numel(), ctx.chunk):
+                    part = slice(start, start + ctx.chunk)
+                    h = hidden[part].to(ctx.dtype)
+                    logits, capped = _chunk_logits(h, w, ctx.softcap)
+                    grad = _grad_raw_logits(
+                        logits, lse[part], targets[part], capped, ctx.dtype, grad_nll[part]
+                    )
+                    grad_weight += (grad.T @ h).float()
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None, None
 

@@ -158,8 +158,8 @@ class TrainConfig(StrictConfig):
     # attend over the whole row under a block-diagonal mask (README, "Padding-free batches").
     padding_free: bool = False
     # The distillation loss straight from each student's last hidden states, its output head
-    # applied this many response tokens at a time (forward, and again in backward), so the
-    # [tokens, vocabulary] logits are never held whole and prompt and padding positions get none
+    # applied this many response tokens at a time (each token's gradient taken there too), so
+    # the [tokens, vocabulary] logits are never held whole and prompt and padding positions get none
     # (training/chunked_loss.py). Same losses and gradients as the full logits. null: the full
     # logits. Whatever it says, a student keeps the full logits where chunking would not be exact
     # (a model class not known to compute them as lm_head(hidden), a LoRA-adapted or biased head;

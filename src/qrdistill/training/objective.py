@@ -236,13 +236,11 @@ class QRDistillObjective(nn.Module):
         kind logits, the logits as right-padded rows (position t of a path is compared across
         students)."""
         seq_idx, n = sub.get("seq_idx"), rows.numel()
-        if self.peer.kind == "logits" and seq_idx is not None:
+        if self.peer.kind != "logits":
+            logits = None
+        elif seq_idx is not None:
             logits = unflatten(logits, sub, n, 0.0)
-        return RoutedRows(
-            rows,
-            pool_response(hidden, sub["labels"], seq_idx, n),
-            logits if self.peer.kind == "logits" else None,
-        )
+        return RoutedRows(rows, pool_response(hidden, sub["labels"], seq_idx, n), logits)
 
     def forward(
         self,

@@ -49,7 +49,7 @@ from _common import (  # noqa: E402
 
 PLANTED = "program"
 SMOL, GEMMA = (s["name"] for s in REAL_STUDENTS)
-TEACH_EPOCHS, TEACH_LR = 3, 1e-3
+TEACH_EPOCHS, TEACH_LR = 8, 2e-3
 
 
 def teach(student: dict, paths_file: Path, out: Path) -> Path:
@@ -267,33 +267,26 @@ def main() -> None:
     }
     last = epochs - 1
 
-    def called(label: str, student: str) -> int:
-        return int(f"{PLANTED}->{student}" in runs[label]["preferences_per_epoch"][last])
-
     null_rows = runs["null"]["routing"]
-    figures = {
-        "planted_interaction_before": figure(
-            runs["planted"]["planted_interaction_before"],
-            f"nats per token: the planted style's advantage for {SMOL} before the joint run",
+    figures = {}
+    # The plant and its reversal: the same figures, with the gap's expected sign turned round.
+    for label, taught, target in (("planted", SMOL, ">= 0.3"), ("reversed", GEMMA, "<= -0.3")):
+        run = runs[label]
+        figures[f"{label}_interaction_before"] = figure(
+            run["planted_interaction_before"],
+            f"nats per token: the planted style's advantage for {SMOL} before the joint run "
+            f"(taught to {taught})",
             "none (context: the plant's size)",
-        ),
-        "planted_style_prob_gap_last_epoch": figure(
-            runs["planted"]["planted_style_prob_gap_per_epoch"][last],
+        )
+        figures[f"{label}_style_prob_gap_last_epoch"] = figure(
+            run["planted_style_prob_gap_per_epoch"][last],
             f"mean gate probability on the planted style, {SMOL} minus {GEMMA}",
-            ">= 0.3",
-        ),
-        "planted_preference_called": figure(called("planted", SMOL), "cells (0/1)", "== 1"),
-        "reversed_interaction_before": figure(
-            runs["reversed"]["planted_interaction_before"],
-            f"nats per token: the planted style's advantage for {SMOL} (taught to {GEMMA})",
-            "none (context: the plant's size)",
-        ),
-        "reversed_style_prob_gap_last_epoch": figure(
-            runs["reversed"]["planted_style_prob_gap_per_epoch"][last],
-            f"mean gate probability on the planted style, {SMOL} minus {GEMMA} (taught to {GEMMA})",
-            "<= -0.3",
-        ),
-        "reversed_preference_called": figure(called("reversed", GEMMA), "cells (0/1)", "== 1"),
+            target,
+        )
+        figures[f"{label}_preference_called"] = figure(
+            int(f"{PLANTED}->{taught}" in run["preferences_per_epoch"][last]), "cells (0/1)", "== 1"
+        )
+    figures |= {
         "null_cells_called_preference": figure(
             sum(r["outside_band"] for r in null_rows), "cells over every epoch", "== 0"
         ),

@@ -27,34 +27,10 @@ class Reply:
     hang_s: float = 0.0  # wait this long before answering at all
 
     @classmethod
-    def completion(cls, text: str | None, **kw) -> Reply:
-        payload = {
-            "id": "stub",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "stub",
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "stop",
-                    "message": {"role": "assistant", "content": text},
-                }
-            ],
-            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
-        }
-        return cls(json.dumps(payload).encode(), **kw)
-
-    @classmethod
-    def reasoning(
-        cls,
-        content: str | None,
-        thinking: str,
-        *,
-        field: str = "reasoning_content",
-        usage: dict | None = None,
-        **kw,
+    def completion(
+        cls, text: str | None, *, message: dict | None = None, usage: dict | None = None, **kw
     ) -> Reply:
-        """A reasoning parser's answer: the thinking in `field`, the reply in `content`."""
+        """A whole chat completion whose message says `text`, plus any `message` fields."""
         payload = {
             "id": "stub",
             "object": "chat.completion",
@@ -64,12 +40,19 @@ class Reply:
                 {
                     "index": 0,
                     "finish_reason": "stop",
-                    "message": {"role": "assistant", "content": content, field: thinking},
+                    "message": {"role": "assistant", "content": text, **(message or {})},
                 }
             ],
             "usage": usage or {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
         }
         return cls(json.dumps(payload).encode(), **kw)
+
+    @classmethod
+    def reasoning(
+        cls, content: str | None, thinking: str, *, field: str = "reasoning_content", **kw
+    ) -> Reply:
+        """A reasoning parser's answer: the thinking in `field`, the reply in `content`."""
+        return cls.completion(content, message={field: thinking}, **kw)
 
     @classmethod
     def stream(cls, deltas: list[dict], usage: dict | None = None, cut: bool = False, **kw):

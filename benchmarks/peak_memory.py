@@ -1,7 +1,9 @@
-"""Peak memory per training step of a joint QR-Distill run, with and without peer teaching.
+"""Peak memory per training step of a joint QR-Distill run, in four settings: with and without
+peer teaching (the chunked loss, the default), with the full logits (`loss_chunk_tokens: null`,
+the loss before the chunked one), and with gradient checkpointing on both students.
 
-    .venv/bin/python benchmarks/peak_memory.py           # 2 runs per side, 2 optimizer steps each
-    .venv/bin/python benchmarks/peak_memory.py --small   # 1 run per side, 1 step
+    .venv/bin/python benchmarks/peak_memory.py           # 2 runs per setting, 2 optimizer steps each
+    .venv/bin/python benchmarks/peak_memory.py --small   # 1 run per setting, 1 step
 
 CPU measure: the process's peak resident set size (Linux VmHWM from /proc/self/status). Each
 measurement is a fresh subprocess (sides alternate), so one side's allocations never count for
@@ -44,20 +46,33 @@ def status_mb(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def child(peer: bool, steps: int, batch_size: int, tmp: Path) -> dict:
-    from _common import make_recipe, time_recipe_epoch  # noqa: F401
+# Each setting: the TrainConfig fields it changes from the default joint run.
+SETTINGS = {
+    "peer": {},
+    "no_peer": {"peer": {"enabled": False}},
+    "peer_full_logits": {"loss_chunk_tokens": None},
+    "peer_checkpointing": {
+        "students": [{**s, "gradient_checkpointing": True} for s in REAL_STUDENTS]
+    },
+}
+
+
+def child(setting: str, steps: int, batch_size: int, tmp: Path) -> dict:
+    from _common import make_recipe
 
     from qrdistill.training.config import TrainConfig
 
     paths_file = write_paths(realistic_paths(batch_size * steps), tmp / "paths.jsonl")
     cfg = TrainConfig(
-        students=REAL_STUDENTS,
-        objective="qr_distill",
-        routing={"mode": "learned", "cache_dir": str(tmp / "emb")},
-        peer={"enabled": peer},
-        **timing_settings(1, batch_size),
+        **{
+            "students": REAL_STUDENTS,
+            "objective": "qr_distill",
+            "routing": {"mode": "learned", "cache_dir": str(tmp / "emb")},
+            **timing_settings(1, batch_size),
+            **SETTINGS[setting],
+        }
     )
-    recipe = make_recipe(cfg, paths_file, tmp / ("peer" if peer else "no_peer"))
+    recipe = make_recipe(cfg, paths_file, tmp / setting)
     after_setup = status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     reset_ok = abs(status_mb("VmHWM") - status_mb("VmRSS")) < 64
@@ -66,7 +81,7 @@ def child(peer: bool, steps: int, batch_size: int, tmp: Path) -> dict:
         recipe.optimizer_step(0, [(b, batches[b]) for b in window], len(batches))
     peak = status_mb("VmHWM")
     return {
-        "peer": peer,
+        "setting": setting,
         "steps": min(steps, len(windows)),
         "rss_after_setup_mb": round(after_setup),
         "peak_rss_during_steps_mb": round(peak),
@@ -83,20 +98,20 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--child", choices=["peer", "no_peer"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=list(SETTINGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     reps = args.reps or (1 if args.small else 2)
     steps = args.steps or (1 if args.small else 2)
     if args.child:
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(child(args.child == "peer", steps, args.batch_size, Path(tmp))))
+            print(json.dumps(child(args.child, steps, args.batch_size, Path(tmp))))
         return
 
     # Memory does not depend on CPU contention: no waiting for a quiet CPU, but what ran beside is recorded.
     quiet = {"busy_at_start": busy_processes()}
-    runs: dict[str, list[dict]] = {"peer": [], "no_peer": []}
+    runs: dict[str, list[dict]] = {setting: [] for setting in SETTINGS}
     for rep in range(reps):
-        for side in ["peer", "no_peer"] if rep % 2 == 0 else ["no_peer", "peer"]:
+        for side in list(SETTINGS) if rep % 2 == 0 else list(reversed(SETTINGS)):
             out = subprocess.run(
                 [
                     sys.executable,
@@ -120,26 +135,30 @@ def main() -> None:
             k: median([r[k] for r in rows])
             for k in ("rss_after_setup_mb", "peak_rss_during_steps_mb", "step_memory_mb")
         }
-    result["peak_ratio_peer_over_no_peer"] = round(
-        result["peer"]["peak_rss_during_steps_mb"] / result["no_peer"]["peak_rss_during_steps_mb"],
-        3,
-    )
-    result["step_memory_ratio_peer_over_no_peer"] = round(
-        result["peer"]["step_memory_mb"] / max(1, result["no_peer"]["step_memory_mb"]), 3
-    )
+
+    def ratio(a: str, b: str, key: str = "peak_rss_during_steps_mb") -> float:
+        return round(result[a][key] / max(1, result[b][key]), 3)
+
     emit({"measurement": "median", **result})
     figures = {
-        "peak_rss_ratio_peer_over_no_peer": figure(
-            result["peak_ratio_peer_over_no_peer"],
-            "peak RSS with peer teaching / without",
-            "none: context (peer teaching pools last hidden states only)",
-        ),
         **{
             f"peak_rss_mb/{side}": figure(
-                result[side]["peak_rss_during_steps_mb"], "MB, peak RSS during the steps"
+                result[side]["peak_rss_during_steps_mb"],
+                "MB, peak RSS during the steps",
+                "<= 3500" if side == "peer" else None,
             )
             for side in runs
         },
+        "peak_rss_ratio_chunked_over_full_logits": figure(
+            ratio("peer", "peer_full_logits"),
+            "peak RSS, chunked loss / full logits (peer teaching on)",
+            "none: context",
+        ),
+        "peak_rss_ratio_peer_over_no_peer": figure(
+            ratio("peer", "no_peer"),
+            "peak RSS with peer teaching / without",
+            "none: context (peer teaching pools last hidden states only)",
+        ),
     }
     write_results(
         "peak_memory",
@@ -153,6 +172,7 @@ def main() -> None:
                 "reps": reps,
                 "routing": "learned",
                 "peer": {"kind": "hidden", "dim": 128},
+                "settings": SETTINGS,
             },
             "quiet_cpu": quiet,
             "runs": runs,

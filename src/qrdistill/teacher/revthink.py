@@ -94,7 +94,7 @@ def question_steps(
         steps.append(Step(role, request, missing * backend.max_tokens))
         reply = known.get(request.key)
         # A stand-in unique to the question, so no two unknown prompts share a cache key.
-        replies[role] = reply.text if reply is not None else f"<{label}>"
+        replies[role] = reply.text.strip() if reply is not None else f"<{label}>"
         missing += reply is None
     return steps
 

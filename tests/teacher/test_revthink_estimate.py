@@ -11,6 +11,7 @@ from qrdistill.llm import RequestCache
 from qrdistill.methods import PRESETS
 from qrdistill.pipeline import Pipeline
 from qrdistill.records import Generation
+from qrdistill.reporting.paper import TABLE1, method_label
 
 MAX_TOKENS = 8000
 
@@ -38,6 +39,7 @@ def run_config(tmp_path, methods: dict) -> RunConfig:
 
 def test_revthink_is_a_preset_trained_as_plain_sft_on_every_generated_path(tmp_path):
     assert "revthink" in PRESETS
+    assert method_label("revthink") in TABLE1  # the report shows the paper's RevThink row beside it
     cfg = run_config(tmp_path, {"revthink": {}})
     train, filtered = cfg.method_train_config("revthink")
     assert (train.objective, train.effective_routing_mode, train.peer_active) == (

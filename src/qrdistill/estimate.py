@@ -22,6 +22,7 @@ from qrdistill.config import RunConfig
 from qrdistill.llm import BackendConfig, RequestCache, make_request
 from qrdistill.llm.budget import BudgetConfig, cost_usd
 from qrdistill.records import Example, Generation, ReasoningPath
+from qrdistill.teacher.config import GenerateConfig
 from qrdistill.utils.io import read_jsonl_as
 
 
@@ -151,7 +152,7 @@ def generate_estimate(cfg: RunConfig) -> Estimate:
     cache_path = Path(cfg.run_dir) / "generate" / "cache.sqlite"
     extra: dict[str, int] = {}
     if cfg.revthink:
-        steps = _revthink_steps(gen.backend, examples, cache_path)
+        steps = _revthink_steps(gen, examples, cache_path)
         prompts.update((s.request.key, s.request.prompt) for s in steps)
         extra = {s.request.key: s.unknown_tokens for s in steps}
         notes.append(
@@ -169,7 +170,7 @@ def generate_estimate(cfg: RunConfig) -> Estimate:
     )
 
 
-def _revthink_steps(backend: BackendConfig, examples: list[Example], cache_path: Path) -> list:
+def _revthink_steps(gen: GenerateConfig, examples: list[Example], cache_path: Path) -> list:
     """RevThink's requests (qrdistill.teacher.revthink.question_steps), their prompts filled
     with the replies already cached, as generation would fill them, a round per request."""
     from qrdistill.llm.thinking import separate
@@ -180,10 +181,10 @@ def _revthink_steps(backend: BackendConfig, examples: list[Example], cache_path:
     known: dict[str, Generation] = {}
     with RequestCache(cache_path) as cache:
         for _ in ROLES:
-            steps = [s for e in examples for s in question_steps(backend, e, prompts[e.id], known)]
+            steps = [s for e in examples for s in question_steps(gen, e, prompts[e.id], known)]
             cached = cache.get_many([s.request.key for s in steps if s.unknown_tokens == 0])
-            known.update((key, separate(g, backend)) for key, g in cached.items())
-    return [s for e in examples for s in question_steps(backend, e, prompts[e.id], known)]
+            known.update((key, separate(g, gen.backend)) for key, g in cached.items())
+    return [s for e in examples for s in question_steps(gen, e, prompts[e.id], known)]
 
 
 def judge_estimate(cfg: RunConfig) -> Estimate:

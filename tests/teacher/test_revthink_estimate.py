@@ -76,8 +76,7 @@ def test_dry_run_counts_revthinks_three_requests_per_question(tmp_path):
 
     examples = split_examples(cfg.data)[0]["train"]
     steps = [
-        question_steps(cfg.generate.backend, e, get_task(e.task).build_prompt(e), {})
-        for e in examples
+        question_steps(cfg.generate, e, get_task(e.task).build_prompt(e), {}) for e in examples
     ]
     # Before anything is cached, the backward question is counted as max_tokens long in the two
     # requests that quote it, and the backward reasoning in the one that quotes it.
@@ -97,11 +96,34 @@ def test_dry_run_counts_revthinks_three_requests_per_question(tmp_path):
     assert later.requests == 6 + 2 * 3 and later.requests_total == 15
     known = {qs[0].request.key: Generation(f"Why X{i}?", 40, 6) for i, qs in enumerate(steps)}
     steps = [
-        question_steps(cfg.generate.backend, e, get_task(e.task).build_prompt(e), known)
-        for e in examples
+        question_steps(cfg.generate, e, get_task(e.task).build_prompt(e), known) for e in examples
     ]
     assert all(f"Why X{i}?" in qs[1].request.prompt for i, qs in enumerate(steps))
     assert [s.unknown_tokens for s in steps[0]] == [0, 0, MAX_TOKENS]
     assert later.input_tokens - plain.input_tokens == sum(
         chars4(s.request.prompt) + s.unknown_tokens for qs in steps for s in qs[1:]
     )
+
+
+@pytest.mark.parametrize("thinking", ["auto", "none"])
+def test_a_reasoning_teacher_is_told_its_backward_reasoning_reply_is_kept(thinking, tmp_path):
+    """As for a path: students learn the reply, so a teacher that thinks in private is asked to
+    reason in its reply (the null twin: a teacher that does not think is asked as it is)."""
+    from qrdistill.data import split_examples
+    from qrdistill.teacher.revthink import BACKWARD_REASONING_PROMPT, question_steps
+    from qrdistill.teacher.styles import REPLY_HOLDS_REASONING
+
+    cfg = run_config(tmp_path, {"revthink": {}})
+    gen = cfg.generate.model_copy(
+        update={"backend": cfg.generate.backend.model_copy(update={"thinking": thinking})}
+    )
+    example = split_examples(cfg.data)[0]["train"][0]
+    known = {}
+    steps = question_steps(gen, example, "Q?", known)
+    known[steps[0].request.key] = Generation("Why?", 1, 1)
+    reasoning = question_steps(gen, example, "Q?", known)[1].request.prompt
+    expected = BACKWARD_REASONING_PROMPT.replace("{backward_question}", "Why?")
+    assert reasoning == expected + (REPLY_HOLDS_REASONING if thinking != "none" else "")
+    # The backward question's reply is the question itself, and the check is read, not learned:
+    # both are asked as they are.
+    assert REPLY_HOLDS_REASONING not in steps[0].request.prompt + steps[2].request.prompt

@@ -188,10 +188,10 @@ def _revthink_triples(
     prompts = {e.id: get_task(e.task).build_prompt(e) for e in examples}
     known: dict[str, Generation] = {}
     for role in ROLES:
-        steps = [question_steps(cfg.backend, e, prompts[e.id], known) for e in examples]
+        steps = [question_steps(cfg, e, prompts[e.id], known) for e in examples]
         ready = [s.request for qs in steps for s in qs if s.role == role and s.unknown_tokens == 0]
         known.update(run(ready, f"revthink {role.replace('_', ' ')}"))
-    steps = [question_steps(cfg.backend, e, prompts[e.id], known) for e in examples]
+    steps = [question_steps(cfg, e, prompts[e.id], known) for e in examples]
     triples = [
         to_triple(e, prompts[e.id], qs, known)
         for e, qs in zip(examples, steps)

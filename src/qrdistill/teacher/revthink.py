@@ -18,8 +18,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from qrdistill.llm import BackendConfig, Request, make_request
+from qrdistill.llm import Request, make_request
 from qrdistill.records import Example, Generation, RevThinkTriple, Usage
+from qrdistill.teacher.config import GenerateConfig
 
 ROLES = ("backward_question", "backward_reasoning", "consistency")
 
@@ -77,17 +78,18 @@ class Step:
 
 
 def question_steps(
-    backend: BackendConfig, example: Example, base_prompt: str, known: dict[str, Generation]
+    cfg: GenerateConfig, example: Example, base_prompt: str, known: dict[str, Generation]
 ) -> list[Step]:
     """The three requests of `example`, in order, their prompts filled with the replies in
     `known` (by request key) that they need."""
+    backend = cfg.backend
     steps: list[Step] = []
     replies: dict[str, str] = {}
     missing = 0  # replies before this step not known yet
     slots = {"question": base_prompt, "answer": example.gold}
-    for role, template in zip(
-        ROLES, (BACKWARD_QUESTION_PROMPT, BACKWARD_REASONING_PROMPT, CONSISTENCY_PROMPT)
-    ):
+    # Students learn the backward reasoning from the teacher's reply, as they learn a path.
+    reasoning = cfg.reply_instruction(BACKWARD_REASONING_PROMPT)
+    for role, template in zip(ROLES, (BACKWARD_QUESTION_PROMPT, reasoning, CONSISTENCY_PROMPT)):
         label = f"question {example.id}, revthink {role}"
         prompt = _fill(template, **slots, **replies)
         request = make_request(backend, prompt, 0, label)

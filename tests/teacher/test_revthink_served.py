@@ -124,7 +124,12 @@ def _stand_in_teacher(stub: StubOpenAIServer):
     return reply
 
 
-def test_only_triples_judged_consistent_are_trained_on(examples_path, tmp_path):
+def test_only_triples_judged_consistent_are_trained_on(examples_path, tmp_path, monkeypatch):
+    from qrdistill.teacher import generate
+
+    made = []  # a local teacher is loaded once for the paths and RevThink's three rounds
+    make = generate.make_backend
+    monkeypatch.setattr(generate, "make_backend", lambda cfg: made.append(cfg) or make(cfg))
     stub = StubOpenAIServer([])
     stub.default = (200, {}, _stand_in_teacher(stub))
     try:
@@ -137,6 +142,7 @@ def test_only_triples_judged_consistent_are_trained_on(examples_path, tmp_path):
         paths = read_jsonl_as(generate_paths(cfg, examples_path, out, revthink=True), ReasoningPath)
     finally:
         stub.close()
+    assert len(made) == 1 and len(stub.completions()) == 8
     triples = read_jsonl_as(out / REVTHINK_FILE, RevThinkTriple)
     assert [(t.question_id, t.consistent) for t in triples] == [("q1", True), ("q2", False)]
     assert triples[0].backward_reasoning == "stand-in backward reasoning. The answer is \\boxed{3}."

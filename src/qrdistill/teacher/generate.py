@@ -11,6 +11,8 @@ out_dir/cache.sqlite  every finished request, so a rerun (or a run after a crash
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,13 +141,16 @@ def generate_paths(
     _check_unique_ids(examples, examples_path)
     jobs = plan_jobs(cfg, examples)
     spend = Spend(cfg.backend, cfg.budget)
+    # Made once, when a request is not cached, and kept for RevThink's rounds: a local model
+    # (hf, vllm) is loaded once per stage, not once per round.
+    backend = functools.cache(lambda: make_backend(cfg.backend))
     with RequestCache(out_dir / "cache.sqlite") as cache:
 
         def run(requests: list[Request], desc: str) -> dict[str, Generation]:
             return run_cached(
                 requests,
                 cache,
-                lambda: make_backend(cfg.backend),
+                backend,
                 backend=cfg.backend,
                 desc=desc,
                 show_progress=cfg.show_progress,
@@ -181,7 +186,12 @@ def generate_paths(
 
 
 def _revthink_triples(
-    cfg: GenerateConfig, examples: list[Example], run, spend: Spend, paths, out_dir: Path
+    cfg: GenerateConfig,
+    examples: list[Example],
+    run: Callable[[list[Request], str], dict[str, Generation]],
+    spend: Spend,
+    paths: list[ReasoningPath],
+    out_dir: Path,
 ) -> list[RevThinkTriple]:
     """RevThink's three requests per question, a round per role, each round asking only what the
     replies before it make complete (qrdistill.teacher.revthink)."""

@@ -80,6 +80,12 @@ class RunConfig(StrictConfig):
             data["generate"]["backend"]["seed"] += k
         return RunConfig.model_validate(data)
 
+    @property
+    def revthink(self) -> bool:
+        """Whether a method trains with objective revthink, whose backward data the generate
+        stage then asks the teacher for (qrdistill.teacher.revthink)."""
+        return any(self.method_train_config(m)[0].objective == "revthink" for m in self.methods)
+
     def method_train_config(self, name: str) -> tuple[TrainConfig, bool]:
         """The TrainConfig of method `name` and whether it trains on quality-filtered paths."""
         return method_train_config(self.train, name, self.methods[name])

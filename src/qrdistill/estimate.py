@@ -22,6 +22,7 @@ from qrdistill.config import RunConfig
 from qrdistill.llm import BackendConfig, RequestCache, make_request
 from qrdistill.llm.budget import BudgetConfig, cost_usd
 from qrdistill.records import Example, Generation, ReasoningPath
+from qrdistill.teacher.config import GenerateConfig
 from qrdistill.utils.io import read_jsonl_as
 
 
@@ -79,18 +80,20 @@ def _estimate(
     budget: BudgetConfig | None,
     prompts: dict[str, str],
     cache_path: Path,
-    extra_input_per_request: int = 0,
+    extra_input: dict[str, int] | None = None,
     note: str = "",
 ) -> Estimate:
-    """`prompts`: cache key -> prompt of every request the stage needs."""
+    """`prompts`: cache key -> prompt of every request the stage needs; `extra_input`: cache key
+    -> tokens a request's prompt may hold beyond its text (stand-ins for replies not known yet)."""
+    extra_input = extra_input or {}
     with RequestCache(cache_path) as cache:
         cached = cache.get_many(list(prompts))
-    todo = [prompt for key, prompt in prompts.items() if key not in cached]
+    todo = [key for key in prompts if key not in cached]
     count, counted_by = token_counter(backend)
     counts: dict[str, int] = {}
-    for prompt in todo:
-        if prompt not in counts:
-            counts[prompt] = count(prompt)
+    for key in todo:
+        if prompts[key] not in counts:
+            counts[prompts[key]] = count(prompts[key])
     done = list(cached.values())
     if done:
         expected = round(sum(g.completion_tokens for g in done) / len(done))
@@ -110,7 +113,7 @@ def _estimate(
         budget=budget,
         requests=len(todo),
         requests_total=len(prompts),
-        input_tokens=sum(counts[p] + extra_input_per_request for p in todo),
+        input_tokens=sum(counts[prompts[key]] + extra_input.get(key, 0) for key in todo),
         expected_output_tokens=expected * len(todo),
         max_output_tokens=backend.max_tokens * len(todo),
         counted_by=counted_by,
@@ -133,26 +136,55 @@ def generate_estimate(cfg: RunConfig) -> Estimate:
     from qrdistill.teacher.generate import plan_jobs
 
     gen = cfg.generate
-    jobs = plan_jobs(gen, _train_examples(cfg))
+    examples = _train_examples(cfg)
+    jobs = plan_jobs(gen, examples)
     prompts = {job.request.key: job.request.prompt for job in jobs}
-    note = ""
+    notes = []
     if (
         gen.samples_per_style > 1
         and gen.backend.kind == "openai"
         and gen.backend.samples_in_one_request
     ):
-        note = (
+        notes.append(
             f"one request per sample; a server that takes `n` gets {len(prompts) // gen.samples_per_style} "
             "requests and bills each prompt once"
+        )
+    cache_path = Path(cfg.run_dir) / "generate" / "cache.sqlite"
+    extra: dict[str, int] = {}
+    if cfg.revthink:
+        steps = _revthink_steps(gen, examples, cache_path)
+        prompts.update((s.request.key, s.request.prompt) for s in steps)
+        extra = {s.request.key: s.unknown_tokens for s in steps}
+        notes.append(
+            f"with RevThink's {len(steps)} requests (3 per question); each reply a later one "
+            "quotes and not cached yet is counted as max_tokens long (an upper bound)"
         )
     return _estimate(
         "generate",
         gen.backend,
         gen.budget,
         prompts,
-        Path(cfg.run_dir) / "generate" / "cache.sqlite",
-        note=note,
+        cache_path,
+        extra_input=extra,
+        note="; ".join(notes),
     )
+
+
+def _revthink_steps(gen: GenerateConfig, examples: list[Example], cache_path: Path) -> list:
+    """RevThink's requests (qrdistill.teacher.revthink.question_steps), their prompts filled
+    with the replies already cached, as generation would fill them, a round per request."""
+    from qrdistill.llm.thinking import separate
+    from qrdistill.tasks import get_task
+    from qrdistill.teacher.revthink import ROLES, question_steps
+
+    prompts = {e.id: get_task(e.task).build_prompt(e) for e in examples}
+    known: dict[str, Generation] = {}
+    with RequestCache(cache_path) as cache:
+        for _ in ROLES:
+            steps = [s for e in examples for s in question_steps(gen, e, prompts[e.id], known)]
+            cached = cache.get_many([s.request.key for s in steps if s.unknown_tokens == 0])
+            known.update((key, separate(g, gen.backend)) for key, g in cached.items())
+    return [s for e in examples for s in question_steps(gen, e, prompts[e.id], known)]
 
 
 def judge_estimate(cfg: RunConfig) -> Estimate:
@@ -188,7 +220,7 @@ def judge_estimate(cfg: RunConfig) -> Estimate:
         flt.budget,
         prompts,
         Path(cfg.run_dir) / "filter" / "cache.sqlite",
-        extra_input_per_request=extra,
+        extra_input=dict.fromkeys(prompts, extra),
         note=note,
     )
     return estimate

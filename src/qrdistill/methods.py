@@ -4,7 +4,7 @@ A method is a `MethodSpec`: overrides of the run's `train` section, and whether 
 quality-filtered paths. Every method trains in the same engine on the same data; each is one
 config change, so a comparison differs only in what its name says. A method is not an objective:
 `TrainConfig.objective` is the loss family a method trains with (`qr_distill`, `sft_single`,
-`answer_aug`, `step_by_step`); several methods share the `qr_distill` objective and differ in
+`answer_aug`, `step_by_step`, `revthink`); several methods share the `qr_distill` objective and differ in
 routing, peer teaching or data (docs/METHOD.md, "Baselines and ablations").
 
 This module knows nothing of the run config: `qrdistill.config.RunConfig` imports it.
@@ -53,6 +53,9 @@ PRESETS: dict[str, MethodSpec] = {
     "sft_single": _baseline("sft_single"),
     "step_by_step": _baseline("step_by_step"),
     "answer_aug": _baseline("answer_aug"),
+    # RevThink (Chen et al., NAACL 2025): its three tasks as plain multi-task SFT; the generate
+    # stage asks the teacher for its backward data when a run trains it.
+    "revthink": _baseline("revthink"),
     # Ablations (Table 2).
     "no_filter": MethodSpec(quality_filter=False),
     "no_routing": MethodSpec(train={"routing.mode": "all"}),

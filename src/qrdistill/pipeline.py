@@ -106,7 +106,7 @@ HASH_LIMIT_BYTES = 256 * 2**20
 # What each stage writes, as globs under its folder: the marker records each file's size and hash.
 OUTPUTS = {
     "data": ("*.jsonl",),
-    "generate": ("paths.jsonl", "usage.json"),
+    "generate": ("paths.jsonl", "usage.json", "revthink.jsonl"),
     "filter": ("judged.jsonl", "kept.jsonl", "funnel.json", "usage.json"),
     "train": ("summary.json", "metrics.jsonl", "students/**/*"),
     "evaluate": ("predictions.jsonl", "summary.json", "paired.json"),
@@ -269,13 +269,25 @@ class Pipeline:
     def run_generate(self) -> None:
         from qrdistill.teacher import generate_paths
 
+        revthink = self.cfg.revthink
+        # What the paths depend on, which the later stages chain from; the stage itself also
+        # depends on whether it writes RevThink's data, so adding or dropping revthink redoes it
+        # (from its cache) without retraining the methods that do not read that data.
         fp = self._prints["generate"] = _fingerprint(
             self._prints["data"], self.cfg.generate.model_dump(mode="json")
         )
+        if revthink:
+            fp = self._prints["revthink"] = _fingerprint(fp, "revthink")
         if self._should_skip("generate", self.layout.generate, fp):
             return
-        self._header("generate", "teacher reasoning paths, one per style")
-        generate_paths(self.cfg.generate, self.layout.data / "train.jsonl", self.layout.generate)
+        self._header(
+            "generate",
+            "teacher reasoning paths, one per style"
+            + (", and RevThink's data" if revthink else ""),
+        )
+        generate_paths(
+            self.cfg.generate, self.layout.data / "train.jsonl", self.layout.generate, revthink
+        )
         self._mark_done(self.layout.generate, fp, "generate")
 
     def run_filter(self) -> None:
@@ -305,6 +317,8 @@ class Pipeline:
         for method in self.methods:
             train_cfg, filtered = self.cfg.method_train_config(method)
             upstream = self._prints["filter"] if filtered else self._prints["generate"]
+            if train_cfg.objective == "revthink":  # it also reads generate/revthink.jsonl
+                upstream = _fingerprint(upstream, self._prints["revthink"])
             fp = self._prints[f"train:{method}"] = _fingerprint(
                 upstream, train_cfg.model_dump(mode="json"), filtered
             )

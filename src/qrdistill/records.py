@@ -3,6 +3,8 @@
 - `Example` (data/*.jsonl): a question with its gold answer; every data source becomes these.
 - `ReasoningPath` (generate/paths.jsonl, filter/{judged,kept}.jsonl): one teacher path, with its
   `Usage`, and after the quality stage its `JudgeVerdict` and `kept`.
+- `RevThinkTriple` (generate/revthink.jsonl, when a run trains `revthink`): a question's backward
+  question, backward reasoning and the teacher's consistency verdict.
 - `Generation`: one completion from a model (`qrdistill.llm`), as the request cache stores it.
 - `Prediction` (evaluate/predictions.jsonl): one model's answer to one test question; the
   ensembles write the same row with `student` "ensemble:vote" / "ensemble:confidence".
@@ -97,6 +99,29 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 def tagged_block(thinking: str, answer: str) -> str:
     return f"{THINK_OPEN}\n{thinking}\n{THINK_CLOSE}\n\n{answer}"
+
+
+# Beside paths.jsonl in the generate stage's folder; written when a run's methods include revthink.
+REVTHINK_FILE = "revthink.jsonl"
+
+
+class RevThinkTriple(BaseModel):
+    """RevThink's teacher data for one question (docs/METHOD.md, "RevThink"): the backward question
+    it posed from the question's answer, its reasoning answering that question, and its check of
+    the two against the original question and answer. The forward reasoning is the question's
+    path in paths.jsonl. Training keeps a triple only when `consistent` is True."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question_id: str
+    task: str
+    prompt: str  # the task's base prompt for the original question
+    gold: str
+    backward_question: str
+    backward_reasoning: str
+    consistency: str  # the teacher's reply to the consistency check
+    consistent: bool | None  # its verdict; None when the reply holds none
+    usage: dict[str, Usage]  # per request: backward_question, backward_reasoning, consistency
 
 
 @dataclass

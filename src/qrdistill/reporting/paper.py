@@ -64,6 +64,7 @@ METHOD_LABELS = {
     "sft_single": "single-path SFT (SKD)",
     "step_by_step": "distilling step-by-step",
     "answer_aug": "answer augmentation",
+    "revthink": "RevThink",
     "qr_distill": "QR-Distill",
     "no_filter": "without quality filtering",
     "no_routing": "without routing (every path to every student)",

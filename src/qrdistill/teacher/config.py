@@ -66,7 +66,11 @@ class GenerateConfig(StrictConfig):
         return self
 
     def style_template(self, style: str) -> str:
-        template = self.style_templates.get(style) or BUILTIN_STYLES[style]
+        return self.reply_instruction(self.style_templates.get(style) or BUILTIN_STYLES[style])
+
+    def reply_instruction(self, template: str) -> str:
+        """`template` as a reasoning teacher whose reply students learn is asked it: told that
+        its reply, not its private thinking, is what is kept (`reasoning: styled_answer`)."""
         if self.reasoning == "styled_answer" and self.backend.thinking != "none":
             return template + REPLY_HOLDS_REASONING
         return template

@@ -8,6 +8,8 @@ Baselines and ablations are each one change here:
 - single-path SFT:       objective: sft_single     (one correct path per question, every student)
 - answer augmentation:   objective: answer_aug     (all correct paths, every student)
 - distilling step-by-step: objective: step_by_step (rationale and answer as two tasks)
+- RevThink:              objective: revthink       (forward reasoning, backward question and
+                                                    backward reasoning as three tasks)
 The baselines are plain supervised fine-tuning by definition, so for them routing is "all" and
 peer teaching is off whatever those sections say; `effective_routing_mode` / `peer_active` are
 the values the run uses and `summary.json` records them.
@@ -140,7 +142,9 @@ class TrainConfig(StrictConfig):
     students: list[StudentConfig] = Field(min_length=1)
     # The loss family (docs/METHOD.md, "Baselines and ablations"). A run's methods are variants
     # of this section (qrdistill.methods); several of them share the qr_distill objective.
-    objective: Literal["qr_distill", "sft_single", "answer_aug", "step_by_step"] = "qr_distill"
+    objective: Literal["qr_distill", "sft_single", "answer_aug", "step_by_step", "revthink"] = (
+        "qr_distill"
+    )
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     peer: PeerConfig = Field(default_factory=PeerConfig)
     lambda_entropy: float = Field(0.01, ge=0.0)
@@ -178,12 +182,18 @@ class TrainConfig(StrictConfig):
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
     progress: bool = True
 
-    # sft_single / step_by_step pick one correct path per question: this style when present
+    # sft_single / step_by_step / revthink pick one correct path per question: this style when present
     # (chain-of-thought, the single path the baselines are defined with), else the first in
     # the file; None takes the first in the file.
     single_path_style: str | None = "chain_of_thought"
     # step_by_step's answer task: the base prompt plus this line, the extracted answer as response.
     answer_instruction: str = "Give only the final answer."
+    # revthink's backward-question task: the base prompt plus this line, the teacher's backward
+    # question as response (the student learns to pose it from the question alone).
+    backward_question_instruction: str = (
+        "Write the backward question of this question: one posed from its answer, whose answer "
+        "is one of the facts this question gives."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -191,7 +201,7 @@ class TrainConfig(StrictConfig):
         if isinstance(data, dict) and "method" in data:
             raise ValueError(
                 f"'method' was renamed to 'objective' (the loss family: qr_distill, sft_single, "
-                f"answer_aug or step_by_step); write objective: {data['method']}. The "
+                f"answer_aug, step_by_step or revthink); write objective: {data['method']}. The "
                 "variants a run compares are named under the run's `methods:` section"
             )
         return data

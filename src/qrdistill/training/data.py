@@ -13,6 +13,9 @@ A path whose students learn a reasoning teacher's thinking (`ReasoningPath.learn
 the thinking, then the answer, in each student's own thinking format: what its chat template
 writes for an assistant turn with `reasoning_content` (Qwen3's `<think>` block), or, for a
 student whose template has none, the plain `<think>` block of `records.tagged_block`.
+
+RevThink (`objective: revthink`) reads the teacher's backward data beside the paths file
+(`records.REVTHINK_FILE`) and makes three items per consistent triple (`revthink_items`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 from qrdistill.errors import ConfigError, DataError
 from qrdistill.models import render_prompt
 from qrdistill.models.loading import has_chat_template
-from qrdistill.records import ReasoningPath, tagged_block
+from qrdistill.records import REVTHINK_FILE, ReasoningPath, RevThinkTriple, tagged_block
 from qrdistill.training.config import TrainConfig
 from qrdistill.utils.io import read_jsonl_as
 
@@ -37,12 +40,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainItem:
-    """One training example: a path, or for step_by_step one of the two tasks made from a path."""
+    """One training example: a path, or one of the tasks made from a path (step_by_step's two,
+    revthink's three)."""
 
     path_id: str
     question_id: str
     style: str
-    task: str  # "path", or for step_by_step "rationale" / "answer"
+    # "path"; for step_by_step "rationale" / "answer"; for revthink "forward" /
+    # "backward_question" / "backward_reasoning"
+    task: str
     prompt: str  # base prompt, before the student's template
     response: str  # the answer text
     route_text: (
@@ -134,6 +140,63 @@ def select_items(paths: list[ReasoningPath], cfg: TrainConfig) -> tuple[list[Tra
     return items, counts
 
 
+def revthink_items(
+    paths: list[ReasoningPath], triples: list[RevThinkTriple], cfg: TrainConfig
+) -> tuple[list[TrainItem], dict]:
+    """RevThink's three tasks per question whose triple the teacher judged consistent and which
+    has a correct forward path (the one `sft_single` takes): question -> forward reasoning,
+    question -> backward question, backward question -> backward reasoning. Each is one item of
+    the same per-path loss, so the three tasks weigh alike (the paper's equal weights)."""
+    correct = [p for p in paths if p.correct]
+    forward = {p.question_id: p for p in _one_per_question(correct, cfg.single_path_style)}
+    counts: dict = {
+        "paths_in_file": len(paths),
+        "triples_in_file": len(triples),
+        "triples_not_consistent": sum(t.consistent is not True for t in triples),
+    }
+    used = [t for t in triples if t.consistent is True and t.question_id in forward]
+    counts["triples_without_correct_forward"] = (
+        len(triples) - counts["triples_not_consistent"] - len(used)
+    )
+    counts["triples_used"] = len(used)
+    items: list[TrainItem] = []
+    for t in used:
+        p = forward[t.question_id]
+        thinking = p.thinking if p.learn == "thinking_and_answer" else ""
+        items += [
+            TrainItem(
+                p.id,
+                p.question_id,
+                p.style,
+                "forward",
+                p.prompt,
+                p.text,
+                p.learned_text(),
+                thinking,
+            ),
+            TrainItem(
+                p.id,
+                p.question_id,
+                "revthink:backward_question",
+                "backward_question",
+                f"{p.prompt}\n{cfg.backward_question_instruction}",
+                t.backward_question,
+                t.backward_question,
+            ),
+            TrainItem(
+                p.id,
+                p.question_id,
+                "revthink:backward_reasoning",
+                "backward_reasoning",
+                t.backward_question,
+                t.backward_reasoning,
+                t.backward_reasoning,
+            ),
+        ]
+    counts["styles"] = dict(Counter(i.style for i in items))
+    return items, counts
+
+
 def _one_per_question(paths: list[ReasoningPath], style: str | None) -> list[ReasoningPath]:
     """First path per question in file order, preferring `style`: deterministic and documented."""
     chosen: dict[str, ReasoningPath] = {}
@@ -195,7 +258,17 @@ def encode(
 
 def build_data(paths_path: Path, cfg: TrainConfig, tokenizers: dict) -> TrainData:
     paths = read_jsonl_as(paths_path, ReasoningPath)
-    items, counts = select_items(paths, cfg)
+    if cfg.objective == "revthink":
+        triples_path = Path(paths_path).with_name(REVTHINK_FILE)
+        if not triples_path.exists():
+            raise DataError(
+                f"{triples_path} not found: objective revthink trains on the teacher's backward "
+                "data, which the generate stage writes beside the paths when the run's methods "
+                "include revthink"
+            )
+        items, counts = revthink_items(paths, read_jsonl_as(triples_path, RevThinkTriple), cfg)
+    else:
+        items, counts = select_items(paths, cfg)
     encoded: dict[str, list[Encoded | None]] = {name: [] for name in tokenizers}
     counts["truncated_prompt"] = {name: 0 for name in tokenizers}
     counts["dropped_overlength"] = {name: 0 for name in tokenizers}

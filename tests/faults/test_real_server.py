@@ -36,7 +36,8 @@ def test_real_server_stalls_then_recovers_and_the_run_completes(
         served_model.model,
         concurrency=1,
         max_tokens=8,
-        request_timeout_s=3,
+        # Long enough for an answer on a busy 2-core machine, short enough to stall past.
+        request_timeout_s=8,
         max_retries=4,
         backoff_base_s=0.1,
         backoff_max_s=0.5,
@@ -61,7 +62,7 @@ def test_real_server_stalls_then_recovers_and_the_run_completes(
                 assert worker.is_alive() and time.monotonic() < deadline, result
                 time.sleep(0.02)
             os.killpg(group, signal.SIGSTOP)
-            time.sleep(4)  # longer than request_timeout_s: the request in flight times out
+            time.sleep(9)  # longer than request_timeout_s: the request in flight times out
         finally:
             os.killpg(group, signal.SIGCONT)
         worker.join(timeout=180)

@@ -66,7 +66,8 @@ def train_and_probe(setting: str, seed: int, epochs: int, train_file, dev_file, 
         {**s, "model": str(merge_student(out / "students" / s["name"], run / "merged" / s["name"]))}
         for s in REAL_STUDENTS
     ]
-    losses = path_losses(cfg.model_copy(update={"students": merged}), dev_file, run / "probe")
+    trained = TrainConfig.model_validate({**cfg.model_dump(exclude_unset=True), "students": merged})
+    losses = path_losses(trained, dev_file, run / "probe")
     held_out = {
         s["name"]: statistics.fmean(
             v for (_, name), vs in losses.items() if name == s["name"] for v in vs

@@ -75,6 +75,11 @@ def teach(student: dict, paths_file: Path, out: Path) -> Path:
     return merge_student(trained, out / "merged" / student["name"])
 
 
+def twins(model: Path) -> list[dict]:
+    """Two students that are the same noisy model and do not learn: the null."""
+    return [{"name": f"{SMOL}-{t}", "model": str(model), "lr": 1e-9} for t in "ab"]
+
+
 def noisy_twin(out: Path) -> Path:
     """SmolLM2 with attention dropout: two copies of it give losses that differ by noise only."""
     from transformers import AutoModelForCausalLM
@@ -217,6 +222,13 @@ def main() -> None:
     )
     parser.add_argument("--small", action="store_true")
     parser.add_argument(
+        "--runs",
+        nargs="+",
+        choices=["planted", "reversed", "null"],
+        default=["planted", "reversed", "null"],
+        help="which runs (default all three; results name the ones run)",
+    )
+    parser.add_argument(
         "--epochs", type=int, default=None, help="joint epochs (default 5, --small 3)"
     )
     args = parser.parse_args()
@@ -236,46 +248,31 @@ def main() -> None:
     lesson_file = write_paths(lesson, tmp / "lesson.jsonl")
 
     start = time.perf_counter()
-    taught = {s["name"]: teach(s, lesson_file, tmp / f"teach-{s['name']}") for s in REAL_STUDENTS}
-    teach_s = time.perf_counter() - start
-    twin = str(noisy_twin(tmp / "noisy-smollm2"))
-    runs = {
-        "planted": joint_run(
-            "planted",
-            [{**REAL_STUDENTS[0], "model": str(taught[SMOL])}, REAL_STUDENTS[1]],
-            paths_file,
-            tmp,
-            epochs,
-        ),
-        "reversed": joint_run(
-            "reversed",
-            [REAL_STUDENTS[0], {**REAL_STUDENTS[1], "model": str(taught[GEMMA])}],
-            paths_file,
-            tmp,
-            epochs,
-        ),
-        "null": joint_run(
-            "null",
-            [
-                {"name": f"{SMOL}-a", "model": twin, "lr": 1e-9},
-                {"name": f"{SMOL}-b", "model": twin, "lr": 1e-9},
-            ],
-            paths_file,
-            tmp,
-            epochs,
-        ),
+    needs = {"planted": REAL_STUDENTS[0], "reversed": REAL_STUDENTS[1]}
+    taught = {
+        needs[r]["name"]: teach(needs[r], lesson_file, tmp / f"teach-{needs[r]['name']}")
+        for r in args.runs
+        if r in needs
     }
+    teach_s = time.perf_counter() - start
+    students = {
+        "planted": lambda: [{**REAL_STUDENTS[0], "model": str(taught[SMOL])}, REAL_STUDENTS[1]],
+        "reversed": lambda: [REAL_STUDENTS[0], {**REAL_STUDENTS[1], "model": str(taught[GEMMA])}],
+        "null": lambda: twins(noisy_twin(tmp / "noisy-smollm2")),
+    }
+    runs = {r: joint_run(r, students[r](), paths_file, tmp, epochs) for r in args.runs}
     last = epochs - 1
 
-    null_rows = runs["null"]["routing"]
     figures = {}
     # The plant and its reversal: the same figures, with the gap's expected sign turned round.
-    for label, taught, target in (("planted", SMOL, ">= 0.3"), ("reversed", GEMMA, "<= -0.3")):
+    for label, taught_to, target in (("planted", SMOL, ">= 0.3"), ("reversed", GEMMA, "<= -0.3")):
+        if label not in runs:
+            continue
         run = runs[label]
         figures[f"{label}_interaction_before"] = figure(
             run["planted_interaction_before"],
             f"nats per token: the planted style's advantage for {SMOL} before the joint run "
-            f"(taught to {taught})",
+            f"(taught to {taught_to})",
             "none (context: the plant's size)",
         )
         figures[f"{label}_style_prob_gap_last_epoch"] = figure(
@@ -284,19 +281,23 @@ def main() -> None:
             target,
         )
         figures[f"{label}_preference_called"] = figure(
-            int(f"{PLANTED}->{taught}" in run["preferences_per_epoch"][last]), "cells (0/1)", "== 1"
+            int(f"{PLANTED}->{taught_to}" in run["preferences_per_epoch"][last]),
+            "cells (0/1)",
+            "== 1",
         )
-    figures |= {
-        "null_cells_called_preference": figure(
+    if "null" in runs:
+        null_rows = runs["null"]["routing"]
+        figures["null_cells_called_preference"] = figure(
             sum(r["outside_band"] for r in null_rows), "cells over every epoch", "== 0"
-        ),
-        "null_max_abs_prob_lean": figure(
+        )
+        figures["null_max_abs_prob_lean"] = figure(
             round(max(abs(r["mean_prob"] - 0.5) for r in null_rows), 3),
             "max |mean gate probability - 1/2| over cells and epochs",
             "<= 0.1",
-        ),
-    }
-    name = "routing_signal_small" if args.small else "routing_signal"
+        )
+    name = ("routing_signal_small" if args.small else "routing_signal") + (
+        "" if len(args.runs) == 3 else "_" + "_".join(args.runs)
+    )
     picture = plot(runs, RESULTS_DIR / f"{name}.png")
     write_results(
         name,

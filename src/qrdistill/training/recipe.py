@@ -52,7 +52,13 @@ def train(
     `method`: the name of the run's method (variant) this trains, recorded in summary.json
     beside the objective; None when training outside a run."""
     recipe = Recipe(cfg, Path(paths_path), Path(out_dir), resume=resume, method=method)
-    return recipe.setup().run()
+    try:
+        return recipe.setup().run()
+    finally:
+        # Accelerate keeps every model and optimizer it prepared: a process that trains several
+        # methods in turn (`qrdistill run`) would hold all their students without this.
+        if hasattr(recipe, "acc"):
+            recipe.acc.free_memory()
 
 
 class Recipe:

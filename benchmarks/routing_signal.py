@@ -14,8 +14,8 @@ solutions, templated per style, benchmarks/_common.py).
   per style before the joint run is recorded, so the size of the plant is on file.
 - reversed: the same plant given to Gemma instead: the preference must turn round.
 - null: both students are the same SmolLM2 with attention dropout and a learning rate of 1e-9, so
-  their losses on a path differ only by zero-mean noise and neither learns: no style may be
-  called a preference, in any epoch.
+  their losses on a path differ only by zero-mean noise and neither learns (gradient
+  checkpointing on, for memory only): no style may be called a preference, in any epoch.
 
 Then QR-Distill (learned routing, peer teaching, default routing settings, batch 8 as in the
 paper) trains on every path. A cell counts as a preference only as the report counts it
@@ -76,8 +76,14 @@ def teach(student: dict, paths_file: Path, out: Path) -> Path:
 
 
 def twins(model: Path) -> list[dict]:
-    """Two students that are the same noisy model and do not learn: the null."""
-    return [{"name": f"{SMOL}-{t}", "model": str(model), "lr": 1e-9} for t in "ab"]
+    """Two students that are the same noisy model and do not learn: the null. Gradient
+    checkpointing because attention dropout sends CPU attention down the path that keeps every
+    layer's [batch, heads, T, T] weights and masks (19 GB for the two, OOM-killed without it);
+    the losses, and so the router's evidence, are the same."""
+    return [
+        {"name": f"{SMOL}-{t}", "model": str(model), "lr": 1e-9, "gradient_checkpointing": True}
+        for t in "ab"
+    ]
 
 
 def noisy_twin(out: Path) -> Path:

@@ -112,3 +112,17 @@ def test_different_math_answers_stay_apart(seed):
     members = [{**row("q1", s, a, -1.0), "task": "math", "method": "m"} for s, a in answers]
     vote = by_key(ensemble_predictions(members))[(VOTE, "q1")]
     assert vote["answer"] == answers[0][1]
+
+
+def test_an_ensemble_keeps_its_winners_answer_scores_but_no_log_likelihood_ones():
+    members = [
+        {**row("q1", "s1", "B", -0.1), "lm_eval": {"letter_match": True, "acc": False}},
+        {**row("q1", "s2", "B", -0.5), "lm_eval": {"letter_match": False, "acc": True}},
+    ]
+    rows = by_key(ensemble_predictions(members))
+    # s1, the more confident voter for B, speaks for both ensembles: its letter score, and no
+    # acc (that is its model's likeliest option, not something the ensemble answered).
+    assert rows[(VOTE, "q1")]["lm_eval"] == {"letter_match": True}
+    assert rows[(CONFIDENCE, "q1")]["lm_eval"] == {"letter_match": True}
+    only_acc = [{**m, "lm_eval": {"acc": True}} for m in members]
+    assert by_key(ensemble_predictions(only_acc))[(VOTE, "q1")]["lm_eval"] is None

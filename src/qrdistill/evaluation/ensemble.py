@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from qrdistill.evaluation.lm_eval_scores import LIKELIHOOD_SCORES
 from qrdistill.records import Prediction
 from qrdistill.tasks import get_task
 
@@ -67,7 +68,11 @@ def _combine(rows: list[dict], kind: str) -> dict:
         correct=bool(winner.get("correct", False)),
         mean_logprob=winner.get("mean_logprob"),
         completion_tokens=sum(row.get("completion_tokens") or 0 for row in rows),
-        lm_eval=winner.get("lm_eval"),
+        # The winner's answer-based lm-eval scores; its log-likelihood ones are its model's.
+        lm_eval={
+            k: v for k, v in (winner.get("lm_eval") or {}).items() if k not in LIKELIHOOD_SCORES
+        }
+        or None,
     ).row()
 
 

@@ -108,6 +108,11 @@ def lm_eval_scores(
     return {"letter_match": best_letter(text) == task.normalize_gold(gold, choices)}
 
 
+# The scores a model gets from its log-likelihoods, not from an answer it wrote: an ensemble,
+# which picks an answer, has none of them.
+LIKELIHOOD_SCORES = frozenset({"acc", "acc_norm"})
+
+
 @dataclass(frozen=True)
 class ChoiceRequest:
     """One question of a task lm-eval scores by log-likelihood (module docstring)."""

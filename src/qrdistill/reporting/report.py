@@ -102,7 +102,9 @@ def _accuracy_section(doc: Document, run_dir: Path, out_dir: Path, cfg: ReportCo
                 "conventions (GSM8K strict-match and flexible-extract, exact match of the last "
                 "boxed answer for MATH, the 'best answer is X' letter for multiple choice): strict "
                 "string matches, to set beside published lm-eval figures; ours compares answers "
-                "symbolically (docs/METHOD.md, 'Evaluation')."
+                "symbolically. For BoolQ, PIQA and ARC it also gives lm-eval's acc (acc-norm): "
+                "whether the model's likeliest option is right, from its log-likelihoods with no "
+                "generation (an ensemble has none) (docs/METHOD.md, 'Evaluation')."
             )
         )
         doc.add(tables.interval_table(summary))

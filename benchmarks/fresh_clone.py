@@ -10,8 +10,8 @@ packaged models are converted again):
     make test    lint and the fast suite
 
 It records each wall time, the quickstart run directory's size, and the load on the machine
-(other jobs make every time longer), and keeps the quickstart's report.md, paired.json and
-summary.json in benchmarks/results/fresh_clone_quickstart/. A step that fails is recorded with its exit status and the
+(other jobs make every time longer), and keeps the quickstart's report.md in
+benchmarks/results/fresh_clone_quickstart/. A step that fails is recorded with its exit status and the
 tail of its output, and the later steps are still run where they can be.
 
     .venv/bin/python benchmarks/fresh_clone.py                     # ~40 min on 2 cores
@@ -90,12 +90,12 @@ def main(argv=None) -> None:
         for step in args.steps:
             rows.append(run_step(step, clone, env))
         run_dir = clone / "runs" / "quickstart"
-        # What the quickstart's reader gets, kept beside the figures: the report and the paired
-        # comparisons (with their lm-eval scores).
-        for kept in ("report/report.md", "evaluate/paired.json", "evaluate/summary.json"):
-            if (run_dir / kept).exists():
-                KEPT.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(run_dir / kept, KEPT / Path(kept).name)
+        # What the quickstart's reader gets, kept beside the figures (its tables hold the
+        # summary and the paired comparisons, lm-eval scores included; a JSON file here would
+        # read as a results file).
+        if (run_dir / "report" / "report.md").exists():
+            KEPT.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run_dir / "report" / "report.md", KEPT / "report.md")
         run_bytes = (
             sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
             if run_dir.exists()

@@ -64,6 +64,13 @@ def main() -> None:
         help="the compute budget (routing.students_per_path, e.g. 1 of 2); default: the paper's "
         "free subsets",
     )
+    parser.add_argument(
+        "--exploration-share",
+        type=float,
+        default=None,
+        help="routing.exploration_share, the paths every student computes (default: the "
+        "config's); a run with it set writes joint_vs_separate_explore<share>.json",
+    )
     args = parse_epoch_args(parser, small_paths=8, small_reps=2)
     n_paths, reps = args.paths, args.reps
 
@@ -81,6 +88,11 @@ def main() -> None:
                 "mode": "learned",
                 "cache_dir": str(tmp / "emb"),
                 "students_per_path": args.students_per_path,
+                **(
+                    {}
+                    if args.exploration_share is None
+                    else {"exploration_share": args.exploration_share}
+                ),
             },
             peer={"enabled": True},
             **common,
@@ -186,8 +198,11 @@ def main() -> None:
         ),
     }
     steps = recipes["joint"].windows_per_epoch
+    name = "joint_vs_separate_small" if args.small else "joint_vs_separate"
+    if args.exploration_share is not None:
+        name += f"_explore{args.exploration_share:g}"
     write_results(
-        "joint_vs_separate_small" if args.small else "joint_vs_separate",
+        name,
         {
             "figures": figures,
             "models": "real packaged SmolLM2-135M-Instruct + Gemma-3-270M, float32, LoRA r=8 alpha=16 on q_proj/v_proj",

@@ -387,3 +387,14 @@ def test_routing_verdict_names_the_null_band_when_the_log_has_one():
     assert "not evidence that the styles suit every student equally" in quiet
     assert "8–8 paths a style" in quiet and "more than 0.12" in quiet
     assert "by chance alone" in routing_verdict([{**row, "outside_band": True}])  # an older log
+    # A router whose gates never left 1/2 (nor its shadow's): the margin was the bar, not a
+    # band of 0.00, and the shares are exploration and random draws.
+    still = routing_verdict(
+        [{**row, "rate": 0.5, "mean_prob": 0.5, "null_band": 0.0, "outside_band": False}]
+    )
+    assert "passed the margin" in still and "every gate stayed at 1/2" in still
+    assert "more than 0.00" not in still
+    moved = routing_verdict(
+        [{**row, "rate": 0.5, "mean_prob": 0.6, "null_band": 0.0, "outside_band": False}]
+    )
+    assert "more than 0.00 (the null band)" in moved

@@ -236,6 +236,30 @@ def routing_table(rows: list[dict], epoch: int) -> Table:
     )
 
 
+def _undecided_caveat(rows: list[dict]) -> str:
+    """What a quiet routing table cannot conclude, given how far this router's gates moved."""
+    counts = f"{min(r['total'] for r in rows)}–{max(r['total'] for r in rows)} paths a style"
+    null_band = max(r["null_band"] for r in rows)
+    moved = max(
+        (abs(r["mean_prob"] - 0.5) for r in rows if r.get("mean_prob") is not None), default=None
+    )
+    caveat = (
+        " The router has no evidence that any style suits one student more than another. "
+        "That is not evidence that the styles suit every student equally: "
+    )
+    if null_band == 0 and moved == 0:
+        # Neither the router nor its shadow left 1/2: the margin, not a band, was the bar.
+        return caveat + (
+            f"with {counts} in an epoch, no student's predicted advantage passed the margin "
+            "(routing.margin standard errors), so every gate stayed at 1/2 and the shares above "
+            "are the exploration share and random draws."
+        )
+    return caveat + (
+        f"with {counts} in an epoch, a preference must move a style's mean gate probability "
+        f"more than {null_band:.2f} (the null band) to show."
+    )
+
+
 def routing_verdict(rows: list[dict]) -> str:
     """One sentence: does any (style, student) cell leave the no-preference band (and, in logs
     that have one, the null band of this router's shadow fed permuted evidence)?"""
@@ -247,15 +271,7 @@ def routing_verdict(rows: list[dict]) -> str:
         return (
             "No (style, student) cell leaves the band that a router with no preference would give "
             "at these counts: the differences between styles in this table are within chance."
-            + (
-                " The router has no evidence that any style suits one student more than another. "
-                "That is not evidence that the styles suit every student equally: with "
-                f"{min(r['total'] for r in rows)}–{max(r['total'] for r in rows)} paths a style "
-                "in an epoch, a preference must move a style's mean gate probability more than "
-                f"{max(r['null_band'] for r in rows):.2f} (the null band) to show."
-                if shadow
-                else ""
-            )
+            + (_undecided_caveat(rows) if shadow else "")
         )
     cells = "; ".join(
         f"{r['style']} → {r['student']} {100 * r['rate']:.0f}% (band "

@@ -314,7 +314,7 @@ def stand_in_teacher(stub: StubOpenAIServer, train_files: list[Path]):
     """A STAND-IN teacher's replies, scripted by what each prompt asks (a tiny random model is
     never right and never writes a consistency verdict, so nothing would reach RevThink's
     training). Forward: the gold answer of the question it finds in the prompt, among the
-    questions of `train_files` (read when asked, once the data stage wrote them); a backward
+    questions of `train_files` (those the data stage has written when asked); a backward
     question of its own per question; a backward reasoning; always "consistent"."""
 
     def reply(_handler) -> dict:
@@ -324,7 +324,10 @@ def stand_in_teacher(stub: StubOpenAIServer, train_files: list[Path]):
         if prompt.startswith("Original question:"):
             return chat_reply("Stand-in check.\nVerdict: consistent")
         examples = [
-            json.loads(line) for path in train_files for line in path.read_text().splitlines()
+            json.loads(line)
+            for path in train_files
+            if path.exists()  # a later task's, not written yet
+            for line in path.read_text().splitlines()
         ]
         index, gold = next(
             (i, e["gold"]) for i, e in enumerate(examples) if e["question"] in prompt

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.server
 TASKS = ("arc_challenge", "boolq")
 # A baseline, RevThink and an ablation beside the full method, on every run of the tests; every
 # preset in the slow run (about 80 s on one thread, twice the rest of this file).
-CORE = ("qr_distill", "sft_single", "revthink", "no_peer")
+CORE = ("qr_distill", "answer_aug", "revthink", "no_peer")
 
 
 def suite_config(tmp_path, students, backend: dict, methods=tuple(PRESETS)) -> dict:
@@ -186,7 +186,7 @@ def test_joined_table3_is_each_methods_recorded_epoch_time(finished_suite):
     assert len(table3.rows) == len(TASKS) * len(methods)
     for entry, method, epochs, seconds, tokens, ratio in table3.rows:
         summary = read_json(run / entry / "train" / method / "summary.json")
-        separate = read_json(run / entry / "train" / "sft_single" / "summary.json")
+        separate = read_json(run / entry / "train" / "answer_aug" / "summary.json")
         assert epochs == str(len(summary["epoch_seconds"])) == "1"
         assert seconds == f"{statistics.fmean(summary['epoch_seconds']):.2f}"
         trained = sum(v for k, v in summary["final"].items() if k.startswith("tokens/"))

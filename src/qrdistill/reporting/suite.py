@@ -6,8 +6,9 @@ paper's layouts, each table beside the paper's own numbers, labelled as the pape
   mean ± sd of the per-seed averages);
 - Table 2: the ablations against the full method on ARC, ANLI and Date, those of them the suite has;
 - Table 3: seconds per epoch of each method's optimizer steps (train/<method>/summary.json
-  `epoch_seconds`), joint (qr_distill) against separate (sft_single: every student computes
-  every path, no routing and no peer teaching, the compute of training each alone);
+  `epoch_seconds`), joint (qr_distill) against separate (answer_aug: every student computes
+  every answer-correct path, no routing and no peer teaching, the compute of training each
+  alone on all the paths);
 - sample efficiency: an entry with `data.train_fraction` < 1 beside the entry of the same task
   with all the training data.
 
@@ -38,7 +39,7 @@ from qrdistill.reporting.paper import (
 from qrdistill.utils.io import atomic_open, read_json
 
 MANIFEST = "suite.json"
-JOINT, SEPARATE = FULL_METHOD, "sft_single"
+JOINT, SEPARATE = FULL_METHOD, "answer_aug"
 PAPER_SETTING = (
     "the paper's numbers, reported in {paper} with Mistral-7B-Instruct and Gemma-7B-it students "
     "and a Gemini-1.5-Pro teacher; not measured by this run, and not comparable with it in "
@@ -231,10 +232,11 @@ def _table3_section(doc: Document, entries: list[Entry]) -> None:
                 f"logging, checkpoints or evaluation), on the main process, mean over the epochs "
                 f"(and seeds) each run finished. Joint: {JOINT}, whose routing gives each student "
                 f"only its routed paths. Separate: {SEPARATE}, in which every student computes "
-                "every path with no routing and no peer teaching, the compute of training each "
-                "student alone. The two read different path files (the judge-kept paths against "
-                "every answer-correct one), so tokens per epoch are shown beside the time. On a "
-                "shared or busy machine the seconds are not a measurement to cite."
+                "every answer-correct path with no routing and no peer teaching, the compute of "
+                "training each student alone on all the paths. The two read different path files "
+                "(the judge-kept paths against every answer-correct one), so tokens per epoch are "
+                "shown beside the time. On a shared or busy machine the seconds are not a "
+                "measurement to cite."
             ),
             Table(
                 [

@@ -144,7 +144,7 @@ def cmd_report(args) -> int:
     from qrdistill.reporting.suite import MANIFEST
 
     run_dir = Path(args.run_dir)
-    if run_dir.is_file():  # a config: its run directory
+    if run_dir.is_file() and run_dir.suffix in (".yaml", ".yml"):  # a config: its run directory
         from qrdistill.config import load_run_config
 
         run_dir = Path(load_run_config(run_dir).run_dir)

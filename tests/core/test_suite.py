@@ -324,3 +324,20 @@ def test_sample_efficiency_sets_a_fraction_beside_all_of_the_data(tmp_path, tiny
     assert table.headers == ["method", "paper row", "a · arc_30", "a · ARC"]
     assert table.rows == [["qr_distill", "QR-Distill", pct(1 / 3), pct(2 / 3)]]
     assert "arc_30: 30 % of the training questions (3)" in (run / "suite_report.md").read_text()
+
+
+def test_over_several_seeds_a_cell_is_mean_and_sd_and_the_average_is_over_seed_averages():
+    from qrdistill.reporting.suite import average_cell, seeds_cell
+
+    # seeds.json rows: per seed values, their mean as `accuracy` and sample sd.
+    arc = {"accuracy": 0.5, "sd": 0.1, "values": [0.4, 0.6]}
+    boolq = {"accuracy": 0.7, "sd": 0.0, "values": [0.7, 0.7]}
+    assert seeds_cell(arc) == "50.00 ± 10.00"
+    # Seed averages 0.55 and 0.65: mean 0.60, sd 0.0707.
+    assert average_cell([arc, boolq]) == "60.00 ± 7.07"
+    single = {"accuracy": 0.5, "sd": None, "ci_low": 0.4, "ci_high": 0.6}
+    assert seeds_cell(single) == "50.00"
+    assert (
+        average_cell([single, single])
+        == f"50.00 [{pct(0.5 - 0.1 / 2**0.5)}, {pct(0.5 + 0.1 / 2**0.5)}]"
+    )

@@ -141,7 +141,7 @@ def cmd_stage(args) -> int:
 
 def cmd_report(args) -> int:
     from qrdistill.reporting import build_report
-    from qrdistill.reporting.suite import MANIFEST
+    from qrdistill.reporting.suite import MANIFEST, build_suite_report
 
     run_dir = Path(args.run_dir)
     if run_dir.is_file() and run_dir.suffix in (".yaml", ".yml"):  # a config: its run directory
@@ -155,8 +155,6 @@ def cmd_report(args) -> int:
         )
     out = Path(args.out) if args.out else None
     if (run_dir / MANIFEST).exists():
-        from qrdistill.reporting.suite import build_suite_report
-
         console.print(f"Joined report: {build_suite_report(run_dir, out)}")
     else:
         console.print(f"Report: {build_report(run_dir, out)}")

@@ -55,11 +55,10 @@ class Suite:
     def __init__(self, cfg: RunConfig, *, from_stage: str | None = None, threshold=None):
         self.cfg = cfg
         self.root = Path(cfg.run_dir)
-        self.tasks = cfg.suite_configs()
         # Made now, so that a bad --from or --threshold is an error before any task runs.
         self.pipelines = {
             name: Pipeline(task_cfg, from_stage=from_stage, threshold=threshold)
-            for name, task_cfg in self.tasks.items()
+            for name, task_cfg in cfg.suite_configs().items()
         }
 
     def run(self, stages: tuple[str, ...]) -> Path | None:

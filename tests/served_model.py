@@ -308,3 +308,32 @@ def openai_backend(base_url: str, model: str = "stub", **overrides):
         request_timeout_s=120,
     )
     return BackendConfig(**{**settings, **overrides})
+
+
+def stand_in_teacher(stub: StubOpenAIServer, train_files: list[Path]):
+    """A STAND-IN teacher's replies, scripted by what each prompt asks (a tiny random model is
+    never right and never writes a consistency verdict, so nothing would reach RevThink's
+    training). Forward: the gold answer of the question it finds in the prompt, among the
+    questions of `train_files` (those the data stage has written when asked); a backward
+    question of its own per question; a backward reasoning; always "consistent"."""
+
+    def reply(_handler) -> dict:
+        prompt = stub.requests[-1]["body"]["messages"][0]["content"]
+        if prompt.startswith("Stand-in backward question"):
+            return chat_reply("Stand-in backward reasoning: the fact follows.")
+        if prompt.startswith("Original question:"):
+            return chat_reply("Stand-in check.\nVerdict: consistent")
+        examples = [
+            json.loads(line)
+            for path in train_files
+            if path.exists()  # a later task's, not written yet
+            for line in path.read_text().splitlines()
+        ]
+        index, gold = next(
+            (i, e["gold"]) for i, e in enumerate(examples) if e["question"] in prompt
+        )
+        if "Write its backward question" in prompt:
+            return chat_reply(f"Stand-in backward question {index}: which fact gives {gold}?")
+        return chat_reply(f"Stand-in forward reasoning. The best answer is {gold}.")
+
+    return reply

@@ -75,6 +75,15 @@ def cmd_run(args) -> int:
             "[bold]qrdistill quickstart[/bold]: offline, CPU, real packaged models "
             f"(run directory: {cfg.run_dir})"
         )
+    if cfg.suite:
+        from qrdistill.suite import Suite, dry_run
+
+        suite = Suite(cfg, from_stage=args.from_stage)
+        if args.dry_run:
+            return dry_run(cfg, console)
+        report = suite.run(STAGES)
+        console.print(f"\n[bold green]Done.[/bold green] Joined report: {report}")
+        return 0
     pipeline = Pipeline(cfg, from_stage=args.from_stage)
     if args.dry_run:
         from qrdistill.checks import check_run
@@ -90,10 +99,15 @@ def cmd_run(args) -> int:
 def _print_estimate(cfg, stages: tuple[str, ...] = ("generate", "filter")) -> None:
     from qrdistill.estimate import estimate_lines, estimates
 
-    found = estimates(cfg, stages)
-    if found:
-        for line in estimate_lines(found):
-            console.print(line, soft_wrap=True, highlight=False, markup=False)
+    if cfg.suite:
+        from qrdistill.suite import estimate_lines as suite_lines
+
+        lines = suite_lines(cfg, stages)
+    else:
+        found = estimates(cfg, stages)
+        lines = estimate_lines(found) if found else []
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def cmd_stage(args) -> int:
@@ -110,27 +124,40 @@ def cmd_stage(args) -> int:
                 f"--method {', '.join(missing)} is not in the config's methods "
                 f"({', '.join(cfg.methods)})"
             )
-        cfg.methods = {m: cfg.methods[m] for m in args.method}
-    pipeline = Pipeline(
+        cfg = cfg.only_methods(args.method)
+    if cfg.suite:
+        from qrdistill.suite import Suite as runner
+    else:
+        runner = Pipeline
+    pipeline = runner(
         cfg,
         from_stage=args.command if args.force else None,
         threshold=getattr(args, "threshold", None),
     )
     pipeline.run((args.command,))
-    console.print(f"[bold green]{args.command} done[/bold green] ({pipeline.layout.root})")
+    console.print(f"[bold green]{args.command} done[/bold green] ({cfg.run_dir})")
     return 0
 
 
 def cmd_report(args) -> int:
     from qrdistill.reporting import build_report
+    from qrdistill.reporting.suite import MANIFEST, build_suite_report
 
     run_dir = Path(args.run_dir)
+    if run_dir.is_file() and run_dir.suffix in (".yaml", ".yml"):  # a config: its run directory
+        from qrdistill.config import load_run_config
+
+        run_dir = Path(load_run_config(run_dir).run_dir)
     if not run_dir.is_dir():
         raise UsageError(
             f"run directory {run_dir} "
             + ("is not a directory" if run_dir.exists() else "does not exist")
         )
-    console.print(f"Report: {build_report(run_dir, Path(args.out) if args.out else None)}")
+    out = Path(args.out) if args.out else None
+    if (run_dir / MANIFEST).exists():
+        console.print(f"Joined report: {build_suite_report(run_dir, out)}")
+    else:
+        console.print(f"Report: {build_report(run_dir, out)}")
     return 0
 
 
@@ -247,9 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
             )
         stage.set_defaults(func=cmd_stage)
 
-    report = sub.add_parser("report", help="render the Markdown/HTML report of a run directory")
-    report.add_argument("run_dir")
-    report.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
+    report = sub.add_parser(
+        "report",
+        help="render the Markdown/HTML report of a run directory (a suite's: the joined report)",
+    )
+    report.add_argument("run_dir", help="a run directory, or a config (its run_dir)")
+    report.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default RUN_DIR/report; a suite's joined report: RUN_DIR)",
+    )
     report.set_defaults(func=cmd_report)
 
     export = sub.add_parser(

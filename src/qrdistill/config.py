@@ -11,17 +11,24 @@ report:   {...}   # qrdistill.reporting.config.ReportConfig
 methods:          # the variants to train and compare on the same data; see qrdistill.methods
   qr_distill: {}  # a preset: train as the `train` section says (objective qr_distill)
   sft_single: {}  # a preset: objective sft_single, no routing, no peer teaching
+suite:            # optional: several tasks, each in run_dir/<name>/ (qrdistill.suite)
+  arc_challenge: {}                                   # data.task defaults to the entry's name
+  math: {data: {test_size: 500}, train: {epochs: 3}}  # whole keys of `data`; dotted `train` keys
+  anli: {methods: [qr_distill]}                       # a subset of the methods
 ```
 """
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from qrdistill.data.config import DataConfig
+from qrdistill.errors import ConfigError
 from qrdistill.evaluation.config import EvaluateConfig
 from qrdistill.methods import MethodSpec, method_train_config
 from qrdistill.quality.config import FilterConfig
@@ -29,9 +36,32 @@ from qrdistill.reporting.config import ReportConfig
 from qrdistill.tasks.config import TaskSpec
 from qrdistill.teacher.config import GenerateConfig
 from qrdistill.training.config import TrainConfig
-from qrdistill.utils.config import StrictConfig, load_config, load_yaml
+from qrdistill.utils.config import (
+    StrictConfig,
+    load_config,
+    load_yaml,
+    set_dotted,
+    validate_config,
+)
 
 QUICKSTART = "quickstart"
+# A suite entry's name is its run directory's name: no separators, nothing hidden.
+SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class SuiteTask(StrictConfig):
+    """One task of a suite: what differs from the run's shared sections.
+
+    `data`: keys of the `data` section, each replacing that whole key (a `source` given here is
+    the task's whole source, not merged with the shared one); `task` defaults to the entry's
+    name. `train`: dotted keys of `train`, as a method's overrides (e.g. {epochs: 3} for MATH,
+    as in the paper). `methods`: which of the run's methods this task trains (default all; e.g.
+    the ablations only where the paper's Table 2 has them). Students, seeds and the teacher stay
+    shared."""
+
+    data: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    methods: list[str] | None = None
 
 
 class RunConfig(StrictConfig):
@@ -49,6 +79,9 @@ class RunConfig(StrictConfig):
     report: ReportConfig = Field(default_factory=ReportConfig)
     methods: dict[str, MethodSpec | None] = Field(default_factory=lambda: {"qr_distill": None})
     zero_shot: bool = True  # also evaluate the untrained base students
+    # Several tasks from one config, each a run of its own in run_dir/<name>/ (qrdistill.suite);
+    # empty: one task, the `data` section's.
+    suite: dict[str, SuiteTask | None] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _register_user_tasks(self) -> "RunConfig":
@@ -65,6 +98,63 @@ class RunConfig(StrictConfig):
         for name in self.methods:
             self.method_train_config(name)  # raises with the method's name on a bad override
         return self
+
+    @model_validator(mode="after")
+    def _suite_resolves(self) -> RunConfig:
+        for name in self.suite:
+            if not SUITE_NAME.match(name):
+                raise ValueError(
+                    f"suite.{name}: a suite entry's name is its folder's name: letters, digits, "
+                    "'_', '.', '-', not starting with '.' or '-'"
+                )
+        self.suite_configs()  # raises with the entry's name on a bad override
+        return self
+
+    def suite_configs(self) -> dict[str, RunConfig]:
+        """Each suite entry's own run config, in run_dir/<name>, with no suite of its own."""
+        return {
+            name: self._suite_task(name, spec or SuiteTask()) for name, spec in self.suite.items()
+        }
+
+    def _suite_task(self, name: str, spec: SuiteTask) -> RunConfig:
+        from qrdistill.tasks import list_tasks
+
+        base = self.model_dump(mode="python", exclude={"suite"})
+        data = {**base["data"], "task": name, **spec.data}
+        if data["task"] not in list_tasks():
+            raise ValueError(
+                f"suite.{name}: no task '{data['task']}' (give data.task; tasks: "
+                f"{', '.join(list_tasks())})"
+            )
+        for key, value in spec.train.items():
+            set_dotted(base["train"], key.split("."), value, f"suite.{name}.train.{key}")
+        if spec.methods is not None:
+            unknown = [m for m in spec.methods if m not in base["methods"]]
+            if unknown or not spec.methods:
+                raise ValueError(
+                    f"suite.{name}.methods: name at least one of the run's methods "
+                    f"({', '.join(base['methods'])})"
+                    + (f"; not among them: {', '.join(unknown)}" if unknown else "")
+                )
+            base["methods"] = {m: base["methods"][m] for m in spec.methods}
+        base.update(data=data, run_dir=Path(self.run_dir) / name)
+        return validate_config(RunConfig, base, f"suite.{name}")
+
+    def only_methods(self, names: list[str]) -> RunConfig:
+        """This config training only the methods `names` (`qrdistill train --method`); a suite
+        entry whose own `methods` list holds none of them is left out."""
+        data = self.model_dump(mode="python")
+        data["methods"] = {m: data["methods"][m] for m in names}
+        suite = {}
+        for entry, spec in data["suite"].items():
+            listed = (spec or {}).get("methods")
+            kept = None if listed is None else [m for m in listed if m in names]
+            if kept != []:
+                suite[entry] = spec if kept is None else {**spec, "methods": kept}
+        if data["suite"] and not suite:
+            raise ConfigError(f"no suite entry trains {', '.join(names)}")
+        data["suite"] = suite
+        return RunConfig.model_validate(data)
 
     @property
     def teacher_samples(self) -> bool:

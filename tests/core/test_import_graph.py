@@ -111,6 +111,10 @@ from qrdistill.cli import main
 code = main(["run", "--dry-run", "--run-dir", sys.argv[1]])
 assert not attempts, f"qrdistill run --dry-run imported torch: {attempts}"
 print("exit", code)
+suite = ["--set", "suite={boolq: {}, arc_challenge: {data: {train_fraction: 0.5}}}"]
+code = main(["run", "--dry-run", "--run-dir", sys.argv[1], *suite])
+assert not attempts, f"qrdistill run --dry-run on a suite imported torch: {attempts}"
+print("suite exit", code)
 """
 
 
@@ -131,4 +135,5 @@ def test_config_and_dry_run_do_not_import_torch(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "exit 0" in result.stdout  # the quickstart's models and data are all there
+    assert "suite exit 0" in result.stdout and "total (2 of 2 tasks)" in result.stdout
     assert not (tmp_path / "run").exists()  # a dry run writes nothing

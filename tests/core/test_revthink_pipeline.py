@@ -4,38 +4,15 @@ and never writes a consistency verdict, so nothing would reach RevThink's traini
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from qrdistill.config import RunConfig
 from qrdistill.pipeline import Pipeline
 from qrdistill.records import REVTHINK_FILE
 from qrdistill.utils.io import read_json, read_jsonl
-from served_model import StubOpenAIServer, chat_reply, openai_backend
+from served_model import StubOpenAIServer, openai_backend, stand_in_teacher
 
 pytestmark = pytest.mark.server
-
-
-def stand_in_teacher(stub: StubOpenAIServer, train_file):
-    """Forward: the gold answer of the question it finds in the prompt; a backward question of
-    its own per question; a backward reasoning; always "consistent"."""
-
-    def reply(_handler) -> dict:
-        prompt = stub.requests[-1]["body"]["messages"][0]["content"]
-        if prompt.startswith("Stand-in backward question"):
-            return chat_reply("Stand-in backward reasoning: the fact follows.")
-        if prompt.startswith("Original question:"):
-            return chat_reply("Stand-in check.\nVerdict: consistent")
-        examples = [json.loads(line) for line in train_file.read_text().splitlines()]
-        index, gold = next(
-            (i, e["gold"]) for i, e in enumerate(examples) if e["question"] in prompt
-        )
-        if "Write its backward question" in prompt:
-            return chat_reply(f"Stand-in backward question {index}: which fact gives {gold}?")
-        return chat_reply(f"Stand-in forward reasoning. The best answer is {gold}.")
-
-    return reply
 
 
 def test_revthink_trains_and_evaluates_beside_a_baseline_without_retraining_it(
@@ -43,7 +20,7 @@ def test_revthink_trains_and_evaluates_beside_a_baseline_without_retraining_it(
 ):
     run = tmp_path / "run"
     stub = StubOpenAIServer([])
-    stub.default = (200, {}, stand_in_teacher(stub, run / "data" / "train.jsonl"))
+    stub.default = (200, {}, stand_in_teacher(stub, [run / "data" / "train.jsonl"]))
     a, b = (str(s) for s in tiny_students)
 
     def config(methods: dict) -> RunConfig:

@@ -289,6 +289,30 @@ def test_default_train_split_takes_the_rest_without_duplicate_questions() -> Non
     }
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_train_fraction_keeps_test_and_dev_and_takes_its_share_of_train(seed: int) -> None:
+    def split(fraction: float) -> dict[str, list[str]]:
+        cfg = DataConfig(
+            task="arc_challenge", test_size=40, dev_size=10, seed=seed, train_fraction=fraction
+        )
+        return {name: [e.id for e in rows] for name, rows in split_examples(cfg)[0].items()}
+
+    full, third, tenth = split(1.0), split(0.3), split(0.1)
+    assert len(full["train"]) == 1467 - 50  # every distinct question outside test and dev
+    assert len(third["train"]) == 425 and len(tenth["train"]) == 142  # 30 % and 10 % of 1,417
+    for part in (third, tenth):
+        assert part["test"] == full["test"] and part["dev"] == full["dev"]
+    # Nested: a smaller share is a prefix of a larger one under the same seed.
+    assert third["train"] == full["train"][: len(third["train"])]
+    assert tenth["train"] == third["train"][: len(tenth["train"])]
+
+
+def test_train_fraction_outside_zero_to_one_is_an_error_that_names_it() -> None:
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match=r"train_fraction"):
+            validate_config(DataConfig, {"task": "arc_challenge", "train_fraction": bad}, "data")
+
+
 def test_train_on_reasoning_gym_test_on_gsm8k(tmp_path: Path) -> None:
     cfg = DataConfig(
         task="gsm8k",

@@ -7,6 +7,7 @@ from qrdistill.evaluation.metrics import (
     mcnemar_detectable_difference,
     mcnemar_exact,
     mcnemar_sample_size,
+    mean_with_interval,
     paired_bootstrap_interval,
     paired_comparisons,
     summarize,
@@ -226,3 +227,30 @@ def test_holm_still_finds_a_planted_difference():
     for seed in range(10):
         rows = {r["method"]: r for r in _many_comparisons(seed, planted=0.25)}
         assert rows["planted"]["p_holm"] < 0.05
+
+
+def test_mean_over_tasks_adds_the_interval_half_widths_in_quadrature():
+    mean, low, high = mean_with_interval([0.5, 0.7], [0.4, 0.5], [0.6, 0.8])
+    assert mean == pytest.approx(0.6)
+    assert mean - low == pytest.approx((0.1**2 + 0.2**2) ** 0.5 / 2)
+    assert high - mean == pytest.approx((0.1**2 + 0.1**2) ** 0.5 / 2)
+    # One task: its own interval; at 0 the lower side stays at 0.
+    assert mean_with_interval([0.3], [0.1], [0.6]) == pytest.approx((0.3, 0.1, 0.6))
+    assert mean_with_interval([0.0, 0.0], [0.0, 0.0], [0.5, 0.5])[1] == 0.0
+    with pytest.raises(ValueError):
+        mean_with_interval([0.5], [0.4, 0.4], [0.6])
+
+
+def test_mean_over_tasks_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    """Two tasks of 200 questions at true accuracies 0.3 and 0.7, with Wilson intervals: the
+    combined interval of the mean should cover 0.5 in about 95% of 2,000 draws."""
+    rng = random.Random(0)
+    covered = 0
+    for _ in range(2000):
+        counts = [sum(rng.random() < p for _ in range(200)) for p in (0.3, 0.7)]
+        intervals = [wilson_interval(c, 200) for c in counts]
+        _, low, high = mean_with_interval(
+            [c / 200 for c in counts], [i[0] for i in intervals], [i[1] for i in intervals]
+        )
+        covered += low <= 0.5 <= high
+    assert 0.93 <= covered / 2000 <= 0.97

@@ -6,6 +6,7 @@ data:
   train_source: {kind: reasoning_gym, name: gsm_symbolic, size: 2000}
   test_size: 300
   dev_size: 50
+  train_fraction: 1.0                           # e.g. 0.3: a seeded 30 % of the training pool
   seed: 0
 """
 
@@ -111,6 +112,14 @@ class DataConfig(StrictConfig):
     test_size: int = Field(default=300, ge=1)
     dev_size: int = Field(default=50, ge=0)
     train_size: int | None = Field(default=None, ge=1, description="default: all that remain")
+    train_fraction: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="train on this share of the training pool (a seeded subset: the first share "
+        "of the shuffled pool, so a smaller fraction's questions are among a larger one's); test "
+        "and dev stay as they are",
+    )
     seed: int = 0
     skip_bad_lines: bool = Field(
         default=False, description="skip (and count) bad records in local files instead of failing"

@@ -7,6 +7,9 @@ The rule (`prepare_splits`):
    Cutting test first keeps the test set identical when only dev or train sizes change.
 3. With a `train_source`, train comes from that source instead (shuffled with the same seed),
    after removing any question that is also in dev or test.
+4. With `train_fraction` f < 1, train keeps the first round(f * n) of its n shuffled questions
+   (at least one): the test and dev splits are untouched, and a smaller fraction's questions are
+   a subset of a larger one's under the same seed.
 Sizes are exact: asking for more examples than a source has is an error, never a silent shrink.
 """
 
@@ -63,6 +66,10 @@ def _take(
     return examples[start:end]
 
 
+def _fraction_count(n: int, fraction: float) -> int:
+    return max(1, round(fraction * n)) if n else 0
+
+
 def split_examples(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict]:
     """The three splits and a manifest describing how they were made (without writing anything)."""
     task = get_task(cfg.task)
@@ -90,6 +97,7 @@ def split_examples(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict]:
             f"{other.description} has {len(train_pool)} distinct questions not in dev/test; "
             f"asked for {cfg.train_size or 'all'}",
         )
+    train = train[: _fraction_count(len(train), cfg.train_fraction)]
     splits = {"train": train, "dev": dev, "test": test}
     id_counts = Counter(example.id for rows in splits.values() for example in rows)
     clash = next((example_id for example_id, count in id_counts.items() if count > 1), None)
@@ -101,6 +109,7 @@ def split_examples(cfg: DataConfig) -> tuple[dict[str, list[Example]], dict]:
     manifest = {
         "task": task.name,
         "seed": cfg.seed,
+        "train_fraction": cfg.train_fraction,
         "counts": {name: len(rows) for name, rows in splits.items()},
         "sources": [source.description for source in loaded],
         "skipped_bad_records": sum(len(source.skipped) for source in loaded),

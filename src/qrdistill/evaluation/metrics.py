@@ -1,6 +1,7 @@
 """Accuracy with a 95% Wilson score interval, per (method, student, task); paired comparisons of
 methods on the same questions (bootstrap interval of the difference, exact McNemar test, Holm's
-correction over all of a run's comparisons); the sample size such a comparison needs."""
+correction over all of a run's comparisons); the sample size such a comparison needs; the mean
+over tasks with its interval; mean and sd over seeds."""
 
 from __future__ import annotations
 
@@ -243,6 +244,24 @@ def mcnemar_detectable_difference(
             (mid, high) if mcnemar_sample_size(mid, discordant, alpha, power) > n else (low, mid)
         )
     return high
+
+
+# --------------------------------------------------------------------------- across tasks
+def mean_with_interval(
+    values: Sequence[float], lows: Sequence[float], highs: Sequence[float]
+) -> tuple[float, float, float]:
+    """The unweighted mean of T accuracies measured on independent test sets (the paper's
+    average over tasks) and a 95% interval for it from theirs: each side's half-widths added in
+    quadrature and divided by T, as the variance of a mean of independent estimates is the sum
+    of their variances over T^2. Built from Wilson intervals it keeps their asymmetry near 0 and
+    1; it is a normal approximation around them, clipped to [0, 1]."""
+    if not values or not len(values) == len(lows) == len(highs):
+        raise ValueError("need one interval per value, and at least one value")
+    t = len(values)
+    mean = statistics.fmean(values)
+    below = math.sqrt(sum((v - lo) ** 2 for v, lo in zip(values, lows))) / t
+    above = math.sqrt(sum((hi - v) ** 2 for v, hi in zip(values, highs))) / t
+    return mean, max(0.0, mean - below), min(1.0, mean + above)
 
 
 # --------------------------------------------------------------------------- across seeds

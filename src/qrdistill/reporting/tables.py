@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from qrdistill.reporting.document import Table
 from qrdistill.reporting.paper import PAPER, TASK_LABELS, method_label
 
@@ -21,19 +23,35 @@ def ordered(values) -> list:
     return list(dict.fromkeys(values))
 
 
-def accuracy_table(summary: list[dict], methods: list[str], caption: str) -> Table:
+def accuracy_cell(row: dict) -> str:
+    return pct(row["accuracy"])
+
+
+def mean_cell(rows: list[dict]) -> str:
+    """The unweighted mean over tasks (as in the paper)."""
+    return pct(sum(r["accuracy"] for r in rows) / len(rows))
+
+
+def accuracy_table(
+    summary: list[dict],
+    methods: list[str],
+    caption: str,
+    *,
+    cell: Callable[[dict], str] = accuracy_cell,
+    average: Callable[[list[dict]], str] | None = mean_cell,
+) -> Table:
     """The paper's Table 1 shape: one row per method, per student a column per task (+ average).
 
-    Accuracy in %. The average is the unweighted mean over tasks (as in the paper), shown only
-    when the method has every task for that student.
+    Accuracy in %. `cell` renders one summary row; `average` the rows of every task of one
+    method and student (the column is shown only with more than one task, and a cell only when
+    the method has every task for that student); None leaves the column out.
     """
-    accuracy = {(r["method"], r["student"], r["task"]): r["accuracy"] for r in summary}
+    found = {(r["method"], r["student"], r["task"]): r for r in summary}
     students = ordered(r["student"] for r in summary if r["method"] in methods)
     tasks = ordered(r["task"] for r in summary if r["method"] in methods)
+    averaged = average is not None and len(tasks) > 1
     columns = [
-        (student, task)
-        for student in students
-        for task in [*tasks, *(["avg"] if len(tasks) > 1 else [])]
+        (student, task) for student in students for task in [*tasks, *(["avg"] if averaged else [])]
     ]
     headers = ["method", "paper row"] + [
         f"{student} · {task_label(task)}" for student, task in columns
@@ -43,10 +61,11 @@ def accuracy_table(summary: list[dict], methods: list[str], caption: str) -> Tab
         row = [method, method_label(method) or MISSING]
         for student, task in columns:
             if task == "avg":
-                values = [accuracy.get((method, student, t)) for t in tasks]
-                row.append(pct(sum(values) / len(values)) if None not in values else MISSING)
+                every = [found.get((method, student, t)) for t in tasks]
+                row.append(average(every) if None not in every else MISSING)
             else:
-                row.append(pct(accuracy.get((method, student, task))))
+                one = found.get((method, student, task))
+                row.append(cell(one) if one is not None else MISSING)
         rows.append(row)
     return Table(headers, rows, caption)
 

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import shutil
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -201,7 +202,9 @@ class Recipe:
         for w in range(progress.window, len(windows)):
             if progress.step >= self.total_steps:
                 break
+            started = time.perf_counter()
             self.optimizer_step(epoch, [(b, batches[b]) for b in windows[w]], len(batches))
+            progress.epoch_seconds += time.perf_counter() - started
             progress.window, progress.step = w + 1, progress.step + 1
             saved = self._after_step(epoch + (w + 1) / len(windows), bar)
             if self._stop_agreed(stop):
@@ -220,6 +223,8 @@ class Recipe:
         if progress.window >= len(windows):
             self._write_routing(epoch)
             progress.epoch, progress.window = epoch + 1, 0
+            progress.epoch_times.append(round(progress.epoch_seconds, 3))
+            progress.epoch_seconds = 0.0
 
     def epoch_plan(self, epoch: int) -> tuple[list[list[int]], list[list[int]]]:
         """The epoch's micro-batches (path indices, seeded by epoch) and its gradient-accumulation
@@ -595,6 +600,9 @@ class Recipe:
                     "world_size": self.acc.num_processes,
                     "steps": self.progress.step,
                     "epochs_completed": self.progress.epoch,
+                    # Seconds of each finished epoch's optimizer steps, on the main process
+                    # (the joined report's Table 3: joint against separate training).
+                    "epoch_seconds": self.progress.epoch_times,
                     "final": self.last_row,
                     "routing_last_epoch": self.last_routing,
                     "students": exported,

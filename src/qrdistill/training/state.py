@@ -1,6 +1,7 @@
 """The training loop's state, as plain dataclasses that a checkpoint saves as JSON.
 
-- `Progress`      where training is (epoch, window, optimizer step) and the tokens trained on;
+- `Progress`      where training is (epoch, window, optimizer step), the tokens trained on and
+                  the seconds each epoch's optimizer steps took;
 - `LogWindow`     sums over the micro-steps since the last metrics.jsonl row;
 - `RoutingTally`  routed counts per (style, student) over the current epoch, for routing.jsonl.
 
@@ -44,6 +45,11 @@ class Progress(_JSONState):
     forward_only_tokens: list[int] = field(
         default_factory=list
     )  # per student: forward only (frozen)
+    # Wall-clock seconds of the optimizer steps (forward, backward, update; not logging or
+    # checkpoint writes): so far in the current epoch, and per finished epoch. Kept in the
+    # checkpoint, so an epoch interrupted and resumed counts only the steps it ran.
+    epoch_seconds: float = 0.0
+    epoch_times: list[float] = field(default_factory=list)
 
     @classmethod
     def start(cls, n_students: int) -> Progress:

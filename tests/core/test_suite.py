@@ -324,6 +324,10 @@ def test_sample_efficiency_sets_a_fraction_beside_all_of_the_data(tmp_path, tiny
     assert table.headers == ["method", "paper row", "a · arc_30", "a · ARC"]
     assert table.rows == [["qr_distill", "QR-Distill", pct(1 / 3), pct(2 / 3)]]
     assert "arc_30: 30 % of the training questions (3)" in (run / "suite_report.md").read_text()
+    # ... beside the paper's own sample-efficiency figures on Date, labelled as the paper's.
+    paper = next(t for c, t in tables_by_caption(run).items() if "Paper, sample efficiency" in c)
+    assert paper.headers[1:3] == ["Mistral-7B · 30 %", "Mistral-7B · 100 %"]
+    assert paper.rows[1][:3] == ["QR-Distill", "56.80", "73.37"]
 
 
 def test_over_several_seeds_a_cell_is_mean_and_sd_and_the_average_is_over_seed_averages():

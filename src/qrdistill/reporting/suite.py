@@ -28,12 +28,16 @@ from qrdistill.reporting.document import Document, Heading, Paragraph, Table, to
 from qrdistill.reporting.paper import (
     FULL_METHOD,
     PAPER,
+    SAMPLE_EFFICIENCY,
+    SAMPLE_EFFICIENCY_SHARES,
     TABLE1,
     TABLE1_TASKS,
     TABLE2,
     TABLE2_TASK_NAMES,
     TABLE2_TASKS,
     TABLE3,
+    TABLE4,
+    TABLE4_TASKS,
     is_ablation,
 )
 from qrdistill.utils.io import atomic_open, read_json
@@ -151,6 +155,11 @@ def _table1_section(doc: Document, entries: list[Entry]) -> None:
     doc.add(
         Paragraph(f"Beside it, {PAPER_SETTING}.", note=True),
         tables.paper_table(TABLE1, TABLE1_TASKS, "Paper, Table 1, accuracy %"),
+        tables.paper_table(
+            TABLE4,
+            TABLE4_TASKS,
+            "Paper, Table 4 (smaller students, the same teacher), accuracy %",
+        ),
     )
 
 
@@ -298,11 +307,12 @@ def _sample_efficiency_section(doc: Document, entries: list[Entry]) -> None:
             ),
         )
     doc.add(
-        Paragraph(
-            "The paper's sample-efficiency numbers are not transcribed in "
-            "qrdistill/reporting/paper.py, so none is shown beside this table.",
-            note=True,
-        )
+        Paragraph(f"Beside it, {PAPER_SETTING}.", note=True),
+        tables.paper_table(
+            SAMPLE_EFFICIENCY,
+            SAMPLE_EFFICIENCY_SHARES,
+            "Paper, sample efficiency on Date (share of the training data), accuracy %",
+        ),
     )
 
 

@@ -374,3 +374,22 @@ def test_fewer_paths_than_components_keep_only_the_directions_the_paths_span():
     router = _router(emb)
     assert router.basis.shape == (16, 2)  # 3 paths span 2 directions around their mean
     assert router.features(emb)[:, 1:].abs().max() < 10  # whitened, not blown up
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_paths_with_identical_embeddings_give_a_basis_of_the_distinct_ones(seed):
+    """Paths with identical texts (a tiny run, repeated answers) give a covariance with hundreds
+    of equal zero eigenvalues (float32 `eigh` failed to converge on some): the basis spans exactly
+    the distinct paths' directions, and none when every text is the same."""
+    g = torch.Generator().manual_seed(seed)
+    distinct = torch.nn.functional.normalize(torch.randn(3, 384, generator=g), dim=1)
+    emb = distinct[torch.tensor([0, 1, 2, 0, 1, 2, 0, 0])]
+    router = _router(emb)
+    assert router.basis.shape == (384, 2)  # 3 distinct paths span 2 directions around their mean
+    feats = router.features(emb)[:, 1:]
+    assert torch.allclose(feats[0], feats[3], atol=1e-5)  # the same text, the same features
+    assert torch.allclose(feats.var(0), torch.ones(2), atol=1e-4)  # whitened over the 8 paths
+
+    same = _router(distinct[:1].repeat(5, 1))  # float32 eigh failed on seeds 0, 1 and 3
+    assert same.basis.shape == (384, 0)
+    assert torch.equal(same.features(distinct), torch.ones(3, 1))  # the intercept alone

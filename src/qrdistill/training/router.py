@@ -60,14 +60,20 @@ class Router(nn.Module):
         # same paths.
         reference = reference.float()
         centre = reference.mean(0)
-        spread = reference - centre
-        values, vectors = torch.linalg.eigh(spread.T @ spread / max(1, len(reference) - 1))
-        values, vectors = values.flip(0), vectors.flip(1)  # largest first
-        # Directions the paths do not span (fewer paths than components) would be whitened noise.
-        keep = max(1, min(components, int((values > 1e-6 * values[0].clamp(min=1e-12)).sum())))
-        top = values[:keep].clamp(min=1e-12)
+        # The covariance's eigenpairs from the SVD of the centred paths, in float64: a few paths,
+        # or paths with identical texts, give a covariance with many equal (zero) eigenvalues,
+        # on which float32 `eigh` can fail to converge.
+        spread = (reference - centre).double()
+        _, singular, right = torch.linalg.svd(spread, full_matrices=False)  # largest first
+        # Directions the paths do not span (fewer distinct paths than components) would be
+        # whitened rounding noise: kept are those well above float32 rounding of the embeddings.
+        # None spanned (every path's text the same): no slopes, nothing tells paths apart.
+        spanned = int((singular > 1e-5 * reference.double().norm()).sum())
+        keep = min(components, spanned)
+        values = (singular[:keep] ** 2 / max(1, len(reference) - 1)).float()
+        vectors = right[:keep].T.float()
         self.register_buffer("centre", centre, persistent=False)
-        self.register_buffer("basis", vectors[:, :keep] / top.sqrt(), persistent=False)
+        self.register_buffer("basis", vectors / values.sqrt(), persistent=False)
         dim = keep + 1  # the intercept (the student's level), then the slopes
         self.register_buffer("gram", torch.zeros(n_students, dim, dim))  # discounted sum x x^T
         self.register_buffer("moment", torch.zeros(n_students, dim))  # discounted sum x c
@@ -76,7 +82,7 @@ class Router(nn.Module):
 
     def features(self, embeddings: torch.Tensor) -> torch.Tensor:
         slopes = (embeddings.float() - self.centre) @ self.basis
-        return torch.cat([torch.ones_like(slopes[:, :1]), slopes], dim=1)
+        return torch.cat([slopes.new_ones(len(slopes), 1), slopes], dim=1)
 
     def _posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean [S, D] and covariance / noise variance [S, D, D] of the coefficients. The

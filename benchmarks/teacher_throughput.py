@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import figure, write_results  # noqa: E402
 
 from qrdistill.llm import BackendConfig
-from qrdistill.llm.backends import OpenAIBackend, make_request
+from qrdistill.llm.openai import OpenAIBackend
+from qrdistill.llm.request import make_request
 from qrdistill.teacher.styles import BUILTIN_STYLES, apply_style
 
 QUESTIONS = [

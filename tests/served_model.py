@@ -224,10 +224,10 @@ def examples_path(tmp_path):
 @pytest.fixture
 def pauses(monkeypatch):
     """The delays the backend waits between retries, recorded instead of slept."""
-    from qrdistill.llm import backends
+    from qrdistill.llm import openai
 
     recorded: list[float] = []
-    monkeypatch.setattr(backends, "pause", recorded.append)
+    monkeypatch.setattr(openai, "pause", recorded.append)
     return recorded
 
 

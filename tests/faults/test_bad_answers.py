@@ -17,7 +17,8 @@ from fault_tools import sigint_as_in_a_terminal, subprocess_env
 from raw_stub import RawStubServer, Reply
 
 from qrdistill.errors import BackendError
-from qrdistill.llm.backends import OpenAIBackend, make_request
+from qrdistill.llm.openai import OpenAIBackend
+from qrdistill.llm.request import make_request
 from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.utils.config import dump_yaml
 from served_model import openai_backend

@@ -18,8 +18,9 @@ from raw_stub import RawStubServer, Reply
 from test_pipeline import tiny_config
 
 from qrdistill.errors import BackendError
-from qrdistill.llm import backends
-from qrdistill.llm.backends import OpenAIBackend, make_request
+from qrdistill.llm import openai
+from qrdistill.llm.openai import OpenAIBackend
+from qrdistill.llm.request import make_request
 from served_model import openai_backend
 
 N_CONFIGS, N_OVERRIDES, N_DATA, N_ANSWERS = 120, 40, 100, 100
@@ -295,7 +296,7 @@ def random_reply(rng: random.Random) -> Reply:
 
 
 def test_stub_generated_server_answers_end_in_a_retry_or_a_one_line_error(monkeypatch):
-    monkeypatch.setattr(backends, "pause", lambda seconds: None)
+    monkeypatch.setattr(openai, "pause", lambda seconds: None)
     rng = random.Random(303)
     stub = RawStubServer([])
     outcomes = Counter()
@@ -312,7 +313,7 @@ def test_stub_generated_server_answers_end_in_a_retry_or_a_one_line_error(monkey
                 message = str(err)
                 assert "\n" not in message and message.startswith(f"request {i}: ")
                 assert stub.base_url.rstrip("/") in message
-                assert stub.posts == 1 and reply.status not in backends.RETRYABLE_STATUS | {200}
+                assert stub.posts == 1 and reply.status not in openai.RETRYABLE_STATUS | {200}
                 outcomes["refused at once (non-retryable status), one-line error"] += 1
                 continue
             assert (

@@ -53,7 +53,7 @@ def test_real_server_stalls_then_recovers_and_the_run_completes(
             result["error"] = err
 
     group = os.getpgid(served_model.process.pid)
-    with caplog.at_level(logging.INFO, logger="qrdistill.llm.backends"):
+    with caplog.at_level(logging.INFO, logger="qrdistill.llm.openai"):
         worker = threading.Thread(target=generate)
         worker.start()
         try:

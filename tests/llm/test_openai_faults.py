@@ -17,7 +17,8 @@ import time
 import pytest
 
 from qrdistill.errors import BackendError
-from qrdistill.llm import backends
+from qrdistill.llm import openai
+from qrdistill.llm.request import make_request
 from qrdistill.records import Example, ReasoningPath
 from qrdistill.teacher import GenerateConfig, generate_paths
 from qrdistill.teacher.generate import plan_jobs
@@ -248,11 +249,11 @@ def test_stub_error_after_the_run_was_cancelled_is_not_retried(pauses, monkeypat
     stub = StubOpenAIServer([], default=(503, {}, {"error": {"message": "going away"}}))
     cancelled = threading.Event()
     cancelled.set()
-    monkeypatch.setattr(backends._worker, "cancel", cancelled, raising=False)
+    monkeypatch.setattr(openai._worker, "cancel", cancelled, raising=False)
     try:
-        backend = backends.OpenAIBackend(openai_backend(stub.base_url, max_retries=3))
-        with pytest.raises(backends.Cancelled):
-            backend.complete(backends.make_request(backend.cfg, "2+3?", 0, "question q1"))
+        backend = openai.OpenAIBackend(openai_backend(stub.base_url, max_retries=3))
+        with pytest.raises(openai.Cancelled):
+            backend.complete(make_request(backend.cfg, "2+3?", 0, "question q1"))
     finally:
         stub.close()
     assert pauses == [] and len(stub.completions()) == 1

@@ -14,8 +14,8 @@ import pytest
 from faults.raw_stub import RawStubServer, Reply
 from qrdistill.errors import BackendError, BudgetReached
 from qrdistill.llm import RequestCache
-from qrdistill.llm.backends import parse_completion
 from qrdistill.llm.budget import BudgetConfig
+from qrdistill.llm.openai import parse_completion
 from qrdistill.llm.thinking import split_tags
 from qrdistill.records import Generation, ReasoningPath
 from qrdistill.teacher import GenerateConfig, generate_paths
@@ -299,7 +299,7 @@ def test_malformed_event_streams_are_bad_answers_never_crashes():
     """Streams cut, corrupted or of odd shapes: each parses, or is a BadAnswer (retried)."""
     import random
 
-    from qrdistill.llm.backends import BadAnswer
+    from qrdistill.llm.openai import BadAnswer
 
     good = SHAPES["streamed reasoning"](usage(20, 300, 250, 320)).body
     odd = [b'data: {"choices": ' + s + b"}\n\n" for s in (b"5", b'"x"', b"[null]", b"{}")]

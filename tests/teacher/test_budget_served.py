@@ -30,7 +30,7 @@ def test_samples_per_style_against_a_server_that_ignores_n(
         samples_per_style=3,
         show_progress=False,
     )
-    with caplog.at_level("INFO", logger="qrdistill.llm.backends"):
+    with caplog.at_level("INFO", logger="qrdistill.llm.openai"):
         paths = read_jsonl_as(generate_paths(cfg, examples_path, tmp_path / "gen"), ReasoningPath)
     sent = proxy.completions()
     # The first prompt asks for n=3 and gets one choice: that is sample 0, samples 1 and 2 are
@@ -77,7 +77,7 @@ def test_samples_in_one_request_false_never_asks_for_n(
         samples_per_style=3,
         show_progress=False,
     )
-    with caplog.at_level("INFO", logger="qrdistill.llm.backends"):
+    with caplog.at_level("INFO", logger="qrdistill.llm.openai"):
         paths = read_jsonl_as(generate_paths(cfg, examples_path, tmp_path / "gen"), ReasoningPath)
     sent = proxy.completions()
     assert [b.get("n") for b in sent] == [None] * 6

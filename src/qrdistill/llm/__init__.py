@@ -4,8 +4,11 @@ Used by the teacher (stage 1), the judge (stage 2) and evaluation; every failure
 `qrdistill.errors.BackendError`.
 
 - `config.py`   `BackendConfig`: kind (openai | hf | vllm), model, sampling, retries, prices.
-- `backends.py` request backends: `make_request`, `make_backend(cfg)` -> `.run(requests)` yields
-                `(Request, Generation)` as each finishes (openai: concurrent, retried, load-balanced).
+- `request.py`  `make_request(cfg, prompt, sample_index, label)`: a `Request`, its cache key and seed.
+- `backends.py` `make_backend(cfg)` -> `.run(requests)` yields `(Request, Generation)` as each
+                finishes; the local backends (hf, vllm).
+- `openai.py`   the openai backend: OpenAI-compatible servers through the openai client,
+                concurrent, retried, load-balanced.
 - `cache.py`    `RequestCache`: every finished request in SQLite, keyed by what decides its output.
 - `runner.py`   `run_cached(requests, cache, make_backend, backend=cfg)`: the cache in front of a
                 backend.
@@ -17,10 +20,11 @@ Importing this package does not import torch (the engines load it when a model i
 """
 
 from qrdistill.errors import BackendError
-from qrdistill.llm.backends import Request, make_backend, make_request, make_yes_probability_backend
+from qrdistill.llm.backends import make_backend, make_yes_probability_backend
 from qrdistill.llm.cache import RequestCache
 from qrdistill.llm.config import BackendConfig
 from qrdistill.llm.local import HFEngine, VLLMEngine, open_engine
+from qrdistill.llm.request import Request, make_request
 from qrdistill.llm.runner import run_cached
 
 __all__ = [

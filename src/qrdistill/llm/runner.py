@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
-from qrdistill.llm.backends import Request
 from qrdistill.llm.budget import Spend
 from qrdistill.llm.cache import RequestCache
 from qrdistill.llm.config import BackendConfig
+from qrdistill.llm.request import Request
 from qrdistill.llm.thinking import separate, unseparated
 from qrdistill.records import Generation
 

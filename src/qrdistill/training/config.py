@@ -169,6 +169,8 @@ class TrainConfig(StrictConfig):
     # (a model class not known to compute them as lm_head(hidden), a LoRA-adapted or biased head;
     # it warns), with peer.kind logits (the KL term needs every student's full distribution) and
     # in sharded runs (FSDP/ZeRO-3 hold the head's weight whole only inside the student's forward).
+    # Each chunk reads the whole head weight (671 MB for Gemma-3), so smaller chunks save a little
+    # memory and cost tokens/s (64 against 256: benchmarks/peak_memory.py).
     loss_chunk_tokens: int | None = Field(256, ge=1)
     overlength: Literal["truncate_prompt", "drop"] = "truncate_prompt"
     warmup_steps: int = Field(0, ge=0)

